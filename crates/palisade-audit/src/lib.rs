@@ -1,0 +1,122 @@
+//! Layer 6: the audit log. Today a JSON-lines file, one record per call.
+//!
+//! The hash chain, signed checkpoints, SIEM streaming and alert rules grow
+//! here; they replace the storage, not the record's place in the pipeline.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use palisade_core::CallRecord;
+use palisade_core::stage::{Audit, StageError, StageFuture};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open audit log `{path}`: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Appends one JSON line per call to a file opened in append mode.
+///
+/// Each record is written with a single `write` of the whole line, so
+/// concurrent writers (and a crash mid-way) never interleave two records.
+#[derive(Debug)]
+pub struct JsonLines {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl JsonLines {
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| OpenError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self, record: &CallRecord) -> Result<(), StageError> {
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| StageError::new(format!("cannot encode audit record: {e}")))?;
+        line.push(b'\n');
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| StageError::new("audit log lock poisoned"))?;
+        file.write_all(&line).map_err(|e| {
+            StageError::new(format!("cannot append to `{}`: {e}", self.path.display()))
+        })
+    }
+}
+
+impl Audit for JsonLines {
+    fn append<'a>(&'a self, record: &'a CallRecord) -> StageFuture<'a, ()> {
+        Box::pin(async move { self.write(record) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_core::*;
+
+    fn record(call: u64) -> CallRecord {
+        CallRecord {
+            time: "2026-01-01T00:00:00Z".into(),
+            call: CallId(call),
+            principal: Principal::anonymous(),
+            session: SessionId::new("s1"),
+            tool: ToolRef::new("srv", "echo"),
+            effect: EffectClass::Read,
+            stages: vec![StageRecord {
+                stage: Stage::Authorize,
+                verdict: StageVerdict::PassThrough,
+                findings: vec![],
+                micros: 1,
+            }],
+            outcome: Outcome::Completed { tool_error: false },
+            latency_micros: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_one_parseable_line_per_record() {
+        let dir = std::env::temp_dir().join(format!("palisade-audit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let log = JsonLines::open(&path).unwrap();
+        log.append(&record(1)).await.unwrap();
+        log.append(&record(2)).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["call"], 2);
+        assert_eq!(lines[0]["stages"][0]["stage"], "authorize");
+        assert_eq!(lines[0]["stages"][0]["verdict"], "pass-through");
+        assert_eq!(lines[0]["outcome"]["status"], "completed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unopenable_path_names_the_path() {
+        let err = JsonLines::open(Path::new("/nonexistent-dir/x/audit.jsonl")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir/x/audit.jsonl"), "{err}");
+    }
+}
