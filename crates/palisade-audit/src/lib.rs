@@ -104,8 +104,10 @@ mod tests {
         log.append(&record(1)).await.unwrap();
         log.append(&record(2)).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["call"], 2);
         assert_eq!(lines[0]["stages"][0]["stage"], "authorize");
@@ -117,6 +119,9 @@ mod tests {
     #[test]
     fn unopenable_path_names_the_path() {
         let err = JsonLines::open(Path::new("/nonexistent-dir/x/audit.jsonl")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent-dir/x/audit.jsonl"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent-dir/x/audit.jsonl"),
+            "{err}"
+        );
     }
 }

@@ -37,7 +37,10 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.0 += by;
         state.1 += by;
     }
@@ -45,11 +48,17 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn wall(&self) -> SystemTime {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0
     }
 
     fn monotonic(&self) -> Instant {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).1
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .1
     }
 }
 
@@ -63,7 +72,10 @@ mod tests {
         let (w0, m0) = (clock.wall(), clock.monotonic());
         assert_eq!(clock.wall(), w0);
         clock.advance(Duration::from_millis(1500));
-        assert_eq!(clock.wall().duration_since(w0).unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            clock.wall().duration_since(w0).unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(clock.monotonic() - m0, Duration::from_millis(1500));
     }
 }

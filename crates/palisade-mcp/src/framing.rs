@@ -101,7 +101,10 @@ mod tests {
         let mut reader = LineReader::new(tokio::io::BufReader::with_capacity(4, input), limit);
         let mut out = Vec::new();
         while let Some(line) = reader.next_line().await {
-            out.push(line.map(|l| String::from_utf8(l).unwrap()).map_err(|e| e.to_string()));
+            out.push(
+                line.map(|l| String::from_utf8(l).unwrap())
+                    .map_err(|e| e.to_string()),
+            );
         }
         out
     }
@@ -109,7 +112,14 @@ mod tests {
     #[tokio::test]
     async fn splits_lines_across_buffer_boundaries() {
         let got = lines(b"{\"a\":1}\n\n{\"b\":22}\r\nlast", 100).await;
-        assert_eq!(got, vec![Ok("{\"a\":1}".into()), Ok("{\"b\":22}".into()), Ok("last".into())]);
+        assert_eq!(
+            got,
+            vec![
+                Ok("{\"a\":1}".into()),
+                Ok("{\"b\":22}".into()),
+                Ok("last".into())
+            ]
+        );
     }
 
     #[tokio::test]

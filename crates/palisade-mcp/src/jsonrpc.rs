@@ -26,7 +26,8 @@ pub enum RequestId {
 }
 
 impl RequestId {
-    fn from_value(value: Value) -> Result<Self, &'static str> {
+    /// Reads an id as MCP allows it: a string or an integer.
+    pub fn from_value(value: Value) -> Result<Self, &'static str> {
         match value {
             Value::String(s) => Ok(RequestId::String(s)),
             Value::Number(n) if n.is_i64() || n.is_u64() => Ok(RequestId::Number(n)),
@@ -223,8 +224,12 @@ impl Message {
     ) -> Result<Self, ParseError> {
         let outcome = match (object.remove("result"), object.remove("error")) {
             (Some(result), None) => Ok(result),
-            (None, Some(error)) => Err(parse_error_object(error)
-                .ok_or_else(|| ParseError::invalid("`error` must have an integer `code` and a string `message`", id.clone()))?),
+            (None, Some(error)) => Err(parse_error_object(error).ok_or_else(|| {
+                ParseError::invalid(
+                    "`error` must have an integer `code` and a string `message`",
+                    id.clone(),
+                )
+            })?),
             (Some(_), Some(_)) => {
                 return Err(ParseError::invalid(
                     "a response must not have both `result` and `error`",
@@ -244,10 +249,9 @@ impl Message {
                 outcome,
             })),
             // JSON-RPC: an error about an unreadable request carries `id: null`.
-            (Some(Value::Null), None) if outcome.is_err() => Ok(Message::Response(Response {
-                id: None,
-                outcome,
-            })),
+            (Some(Value::Null), None) if outcome.is_err() => {
+                Ok(Message::Response(Response { id: None, outcome }))
+            }
             (Some(_) | None, None) => Err(ParseError::invalid(
                 "a response needs a string or integer `id`",
                 None,
@@ -368,7 +372,12 @@ mod tests {
 
     #[test]
     fn ids_round_trip_exactly() {
-        for raw in [r#""x""#, "0", "18446744073709551615", "-9223372036854775808"] {
+        for raw in [
+            r#""x""#,
+            "0",
+            "18446744073709551615",
+            "-9223372036854775808",
+        ] {
             let text = format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"ping"}}"#);
             let msg = Message::parse(text.as_bytes()).unwrap();
             assert_eq!(String::from_utf8(msg.to_bytes()).unwrap(), text);
@@ -382,20 +391,57 @@ mod tests {
             (b"", PARSE_ERROR, "not valid JSON"),
             (b"[]", INVALID_REQUEST, "batches"),
             (b"42", INVALID_REQUEST, "JSON object"),
-            (br#"{"id":1,"method":"x"}"#, INVALID_REQUEST, "missing `jsonrpc`"),
-            (br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#, INVALID_REQUEST, "\"2.0\""),
-            (br#"{"jsonrpc":2.0,"id":1,"method":"x"}"#, INVALID_REQUEST, "\"2.0\""),
-            (br#"{"jsonrpc":"2.0","id":1,"method":7}"#, INVALID_REQUEST, "`method` must be a string"),
-            (br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#, INVALID_PARAMS, "`params`"),
-            (br#"{"jsonrpc":"2.0","id":1}"#, INVALID_REQUEST, "needs `method`"),
-            (br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#, INVALID_REQUEST, "both"),
-            (br#"{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}"#, INVALID_REQUEST, "`code`"),
+            (
+                br#"{"id":1,"method":"x"}"#,
+                INVALID_REQUEST,
+                "missing `jsonrpc`",
+            ),
+            (
+                br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#,
+                INVALID_REQUEST,
+                "\"2.0\"",
+            ),
+            (
+                br#"{"jsonrpc":2.0,"id":1,"method":"x"}"#,
+                INVALID_REQUEST,
+                "\"2.0\"",
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+                INVALID_REQUEST,
+                "`method` must be a string",
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+                INVALID_PARAMS,
+                "`params`",
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1}"#,
+                INVALID_REQUEST,
+                "needs `method`",
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
+                INVALID_REQUEST,
+                "both",
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}"#,
+                INVALID_REQUEST,
+                "`code`",
+            ),
             (br#"{"jsonrpc":"2.0","result":1}"#, INVALID_REQUEST, "`id`"),
         ];
         for (bytes, code, needle) in cases {
             let err = Message::parse(bytes).unwrap_err();
             assert_eq!(err.code, *code, "{}", String::from_utf8_lossy(bytes));
-            assert!(err.message.contains(needle), "{} -> {}", String::from_utf8_lossy(bytes), err.message);
+            assert!(
+                err.message.contains(needle),
+                "{} -> {}",
+                String::from_utf8_lossy(bytes),
+                err.message
+            );
         }
     }
 
@@ -411,9 +457,23 @@ mod tests {
 
     #[test]
     fn classifies_every_kind() {
-        assert!(matches!(parse(json!({"jsonrpc":"2.0","method":"notifications/initialized"})), Ok(Message::Notification(_))));
-        assert!(matches!(parse(json!({"jsonrpc":"2.0","id":3,"result":{}})), Ok(Message::Response(Response { outcome: Ok(_), .. }))));
-        let null_id_error = parse(json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}})).unwrap();
-        assert!(matches!(null_id_error, Message::Response(Response { id: None, outcome: Err(_) })));
+        assert!(matches!(
+            parse(json!({"jsonrpc":"2.0","method":"notifications/initialized"})),
+            Ok(Message::Notification(_))
+        ));
+        assert!(matches!(
+            parse(json!({"jsonrpc":"2.0","id":3,"result":{}})),
+            Ok(Message::Response(Response { outcome: Ok(_), .. }))
+        ));
+        let null_id_error =
+            parse(json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}))
+                .unwrap();
+        assert!(matches!(
+            null_id_error,
+            Message::Response(Response {
+                id: None,
+                outcome: Err(_)
+            })
+        ));
     }
 }

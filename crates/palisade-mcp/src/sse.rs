@@ -121,15 +121,30 @@ mod tests {
     #[test]
     fn encode_then_parse_round_trips() {
         let mut p = Parser::new(1024);
-        let events = p.feed(encode(Some("3"), "line1\nline2").as_bytes()).unwrap();
-        assert_eq!(events, vec![Event { event: None, id: Some("3".into()), data: "line1\nline2".into() }]);
+        let events = p
+            .feed(encode(Some("3"), "line1\nline2").as_bytes())
+            .unwrap();
+        assert_eq!(
+            events,
+            vec![Event {
+                event: None,
+                id: Some("3".into()),
+                data: "line1\nline2".into()
+            }]
+        );
     }
 
     #[test]
     fn oversized_events_are_refused() {
         let mut p = Parser::new(8);
-        assert_eq!(p.feed(b"data: 0123456789\n"), Err(SseError::TooLarge { limit: 8 }));
+        assert_eq!(
+            p.feed(b"data: 0123456789\n"),
+            Err(SseError::TooLarge { limit: 8 })
+        );
         let mut p = Parser::new(8);
-        assert_eq!(p.feed(b"data: 0123456789"), Err(SseError::TooLarge { limit: 8 }));
+        assert_eq!(
+            p.feed(b"data: 0123456789"),
+            Err(SseError::TooLarge { limit: 8 })
+        );
     }
 }

@@ -79,13 +79,25 @@ impl Pipeline {
                 out.push(stage);
             }
         };
-        note(matches!(self.authorize, Slot::PassThrough), Stage::Authorize);
+        note(
+            matches!(self.authorize, Slot::PassThrough),
+            Stage::Authorize,
+        );
         note(matches!(self.limits, Slot::PassThrough), Stage::Limits);
-        note(matches!(self.outbound, Slot::PassThrough), Stage::OutboundFilter);
+        note(
+            matches!(self.outbound, Slot::PassThrough),
+            Stage::OutboundFilter,
+        );
         note(matches!(self.approval, Slot::PassThrough), Stage::Approval);
-        note(matches!(self.secrets, Slot::PassThrough), Stage::InjectSecrets);
+        note(
+            matches!(self.secrets, Slot::PassThrough),
+            Stage::InjectSecrets,
+        );
         note(matches!(self.redact, Slot::PassThrough), Stage::Redact);
-        note(matches!(self.inbound, Slot::PassThrough), Stage::InboundFilter);
+        note(
+            matches!(self.inbound, Slot::PassThrough),
+            Stage::InboundFilter,
+        );
         out
     }
 
@@ -95,7 +107,9 @@ impl Pipeline {
         let started = self.clock.monotonic();
         let mut records = Vec::with_capacity(Stage::ORDER.len());
         let mut reserved = false;
-        let ran = self.stages(&mut call, exec, &mut records, &mut reserved).await;
+        let ran = self
+            .stages(&mut call, exec, &mut records, &mut reserved)
+            .await;
 
         // [5] Settle runs after every call that reserved, allowed or not, so a
         // reservation never outlives its call.
@@ -106,7 +120,10 @@ impl Pipeline {
                 tool_error: result.get("isError").and_then(Value::as_bool) == Some(true),
             },
             Ok(Executed::RpcError(error)) => Outcome::UpstreamError {
-                code: error.get("code").and_then(Value::as_i64).unwrap_or_default(),
+                code: error
+                    .get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default(),
             },
             Err(stopped) => Outcome::Denied {
                 stage: stopped.stage,
@@ -153,10 +170,19 @@ impl Pipeline {
         let permit = match &self.authorize {
             Slot::PassThrough => {
                 let (_, permit) = self
-                    .guard(Stage::Authorize, palisade_authz::PassThrough.authorize(call))
+                    .guard(
+                        Stage::Authorize,
+                        palisade_authz::PassThrough.authorize(call),
+                    )
                     .await
                     .map_err(|reason| self.failed(Stage::Authorize, t, reason, records))?;
-                self.push(records, Stage::Authorize, t, StageVerdict::PassThrough, vec![]);
+                self.push(
+                    records,
+                    Stage::Authorize,
+                    t,
+                    StageVerdict::PassThrough,
+                    vec![],
+                );
                 permit
             }
             Slot::Active(authorizer) => {
@@ -169,7 +195,10 @@ impl Pipeline {
             }
         };
         let permit = permit.ok_or_else(|| {
-            let reason = Reason::new(ReasonCode::StageFailed, "authorizer allowed without a permit");
+            let reason = Reason::new(
+                ReasonCode::StageFailed,
+                "authorizer allowed without a permit",
+            );
             self.failed(Stage::Authorize, t, reason, records)
         })?;
 
@@ -206,11 +235,21 @@ impl Pipeline {
                 self.guard(Stage::InjectSecrets, injector.inject(call))
                     .await
                     .map_err(|reason| self.failed(Stage::InjectSecrets, t, reason, records))?;
-                self.push(records, Stage::InjectSecrets, t, StageVerdict::Allow, vec![]);
+                self.push(
+                    records,
+                    Stage::InjectSecrets,
+                    t,
+                    StageVerdict::Allow,
+                    vec![],
+                );
             }
-            Slot::PassThrough => {
-                self.push(records, Stage::InjectSecrets, t, StageVerdict::PassThrough, vec![])
-            }
+            Slot::PassThrough => self.push(
+                records,
+                Stage::InjectSecrets,
+                t,
+                StageVerdict::PassThrough,
+                vec![],
+            ),
         }
 
         // [3] Execute, with the permit as proof that authorization ran.
@@ -265,7 +304,10 @@ impl Pipeline {
         match (&self.limits, reserved) {
             (Slot::Active(limits), true) => {
                 let succeeded = matches!(ran, Ok(Executed::Result(_)));
-                match self.guard(Stage::Settle, limits.settle(call, succeeded)).await {
+                match self
+                    .guard(Stage::Settle, limits.settle(call, succeeded))
+                    .await
+                {
                     Ok(()) => self.push(records, Stage::Settle, t, StageVerdict::Allow, vec![]),
                     Err(reason) => return Err(self.failed(Stage::Settle, t, reason, records)),
                 }

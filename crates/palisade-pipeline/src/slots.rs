@@ -74,7 +74,12 @@ pub struct PipelineBuilder {
 struct PassKey(usize);
 
 fn key(stage: Stage) -> PassKey {
-    PassKey(Stage::ORDER.iter().position(|s| *s == stage).unwrap_or(usize::MAX))
+    PassKey(
+        Stage::ORDER
+            .iter()
+            .position(|s| *s == stage)
+            .unwrap_or(usize::MAX),
+    )
 }
 
 impl PipelineBuilder {
@@ -147,11 +152,23 @@ impl PipelineBuilder {
         Ok(Pipeline {
             authorize: slot(Stage::Authorize, self.authorize, passes(Stage::Authorize))?,
             limits: slot(Stage::Limits, self.limits, passes(Stage::Limits))?,
-            outbound: slot(Stage::OutboundFilter, self.outbound, passes(Stage::OutboundFilter))?,
+            outbound: slot(
+                Stage::OutboundFilter,
+                self.outbound,
+                passes(Stage::OutboundFilter),
+            )?,
             approval: slot(Stage::Approval, self.approval, passes(Stage::Approval))?,
-            secrets: slot(Stage::InjectSecrets, self.secrets, passes(Stage::InjectSecrets))?,
+            secrets: slot(
+                Stage::InjectSecrets,
+                self.secrets,
+                passes(Stage::InjectSecrets),
+            )?,
             redact: slot(Stage::Redact, self.redact, passes(Stage::Redact))?,
-            inbound: slot(Stage::InboundFilter, self.inbound, passes(Stage::InboundFilter))?,
+            inbound: slot(
+                Stage::InboundFilter,
+                self.inbound,
+                passes(Stage::InboundFilter),
+            )?,
             audit: self.audit.ok_or(BuildError::NoAudit)?,
             stage_timeout: self.stage_timeout.unwrap_or(Duration::from_secs(5)),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),

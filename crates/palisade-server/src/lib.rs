@@ -1,1 +1,20 @@
-//! x
+//! palisade's runtime: the MCP gateway, as a stdio wrapper and as a Streamable HTTP aggregator.
+//!
+//! - [`config`]: `palisade.toml`, raw and validated;
+//! - [`gateway`]: shared state and session opening;
+//! - [`session`]: routing between one client and its upstreams;
+//! - `upstream`: connections to upstream servers (stdio processes, remote HTTP);
+//! - [`http`]: the Streamable HTTP listener;
+//! - [`stdio`]: the stdio server for `palisade mcp`;
+//! - [`denial`]: how a denial reads to the agent.
+
+pub mod config;
+pub mod denial;
+pub mod gateway;
+pub mod http;
+pub mod session;
+pub mod stdio;
+mod upstream;
+
+pub use config::{Config, ConfigError};
+pub use gateway::{Gateway, Mode, StartError};

@@ -1,0 +1,79 @@
+//! The one mapping from a denial to what the agent reads: a short JSON-RPC error.
+//!
+//! The agent gets the reason's class, the stage and when to retry; the full
+//! reason (which may name internals) goes to the audit record only.
+
+use palisade_core::{Reason, ReasonCode, Stage};
+use palisade_mcp::jsonrpc::{ErrorObject, INTERNAL_ERROR, INVALID_PARAMS};
+use serde_json::{Value, json};
+
+/// JSON-RPC codes palisade answers with, in the implementation-defined range.
+pub const DENIED: i64 = -32010;
+pub const LIMITED: i64 = -32011;
+pub const APPROVAL_REQUIRED: i64 = -32012;
+pub const BLOCKED: i64 = -32013;
+pub const UPSTREAM_UNAVAILABLE: i64 = -32015;
+
+pub fn to_error(stage: Stage, reason: &Reason) -> ErrorObject {
+    let (code, message) = match reason.code {
+        ReasonCode::NotAuthorized => (DENIED, "palisade denied this call: not authorized"),
+        ReasonCode::LimitExceeded => (LIMITED, "palisade denied this call: limit exceeded"),
+        ReasonCode::LoopDetected => (
+            LIMITED,
+            "palisade denied this call: the same calls repeat in a loop",
+        ),
+        ReasonCode::ContentBlocked => (
+            BLOCKED,
+            "palisade blocked this call: its content is not allowed",
+        ),
+        ReasonCode::ApprovalRequired => (
+            APPROVAL_REQUIRED,
+            "palisade is holding this call for human approval",
+        ),
+        ReasonCode::UnknownTool => (INVALID_PARAMS, "unknown tool"),
+        ReasonCode::StageFailed => (
+            INTERNAL_ERROR,
+            "palisade could not check this call and refused it",
+        ),
+        ReasonCode::UpstreamUnavailable => {
+            (UPSTREAM_UNAVAILABLE, "the tool's server is unavailable")
+        }
+    };
+    let mut data =
+        json!({ "palisade": { "reason": reason.code.as_str(), "stage": stage.as_str() } });
+    if let (Some(after), Some(Value::Object(p))) = (reason.retry_after, data.get_mut("palisade")) {
+        p.insert(
+            "retryAfterMs".into(),
+            json!(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+        );
+    }
+    ErrorObject::new(code, message).with_data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_agent_sees_the_class_not_the_detail() {
+        let reason = Reason::new(
+            ReasonCode::StageFailed,
+            "secret backend at 10.0.0.7 unreachable",
+        );
+        let error = to_error(Stage::InjectSecrets, &reason);
+        let text = serde_json::to_string(&error).unwrap();
+        assert!(!text.contains("10.0.0.7"), "{text}");
+        assert_eq!(error.code, INTERNAL_ERROR);
+        assert_eq!(error.data.unwrap()["palisade"]["stage"], "inject-secrets");
+    }
+
+    #[test]
+    fn retry_after_is_given_in_milliseconds() {
+        let reason = Reason::new(ReasonCode::LimitExceeded, "10/min")
+            .retry_after(Duration::from_millis(1500));
+        let error = to_error(Stage::Limits, &reason);
+        assert_eq!(error.code, LIMITED);
+        assert_eq!(error.data.unwrap()["palisade"]["retryAfterMs"], 1500);
+    }
+}

@@ -1,0 +1,554 @@
+//! The Streamable HTTP listener: POST for messages, GET for the server's stream, DELETE to end.
+//!
+//! A request's answer is plain JSON when the upstream answers straight
+//! away, and becomes an SSE stream as soon as anything else (progress, a
+//! sampling request, a log message) has to reach the client first.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::get;
+use futures_util::stream;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ORIGIN};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use palisade_core::Principal;
+use palisade_mcp::jsonrpc::{ErrorObject, INVALID_REQUEST};
+use palisade_mcp::protocol::{self, header, method};
+use palisade_mcp::{Message, RequestId, Response, sse};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::gateway::Gateway;
+use crate::session::{Outbox, Session};
+use crate::upstream::lock;
+
+const STREAM_QUEUE: usize = 256;
+
+struct Server {
+    gateway: Arc<Gateway>,
+    sessions: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+struct Entry {
+    session: Arc<Session>,
+    outbox: Arc<HttpOutbox>,
+}
+
+/// Delivers messages to the stream of the request they belong to, else to the GET stream.
+#[derive(Default)]
+struct HttpOutbox {
+    streams: Mutex<HashMap<RequestId, mpsc::Sender<Message>>>,
+    standalone: Mutex<Option<mpsc::Sender<Message>>>,
+}
+
+impl Outbox for HttpOutbox {
+    fn send(&self, message: Message, related: Option<&RequestId>) {
+        let on_request = related.and_then(|id| lock(&self.streams).get(id).cloned());
+        let target = on_request.or_else(|| lock(&self.standalone).clone());
+        match target {
+            Some(stream) => {
+                if stream.try_send(message).is_err() {
+                    tracing::warn!("client stream is full or closed; dropped a message to it");
+                }
+            }
+            None => tracing::debug!("no open stream to the client; dropped a message to it"),
+        }
+    }
+}
+
+/// Binds the configured address. Separate from [`serve`] so the caller can
+/// report the real port when the config asks for port 0.
+pub async fn bind(gateway: &Gateway) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(gateway.config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let path = gateway.config.server.path.clone();
+    let server = Arc::new(Server {
+        gateway,
+        sessions: Mutex::new(HashMap::new()),
+    });
+    tokio::spawn(reap_idle(Arc::downgrade(&server)));
+    let app = Router::new()
+        .route(
+            &path,
+            get(open_stream).post(post_message).delete(end_session),
+        )
+        .route("/healthz", get(health))
+        .with_state(Arc::clone(&server));
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let sessions: Vec<Arc<Entry>> = lock(&server.sessions).drain().map(|(_, e)| e).collect();
+    for entry in sessions {
+        entry.session.close().await;
+    }
+    result
+}
+
+async fn reap_idle(server: std::sync::Weak<Server>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        let limit = server.gateway.config.server.session_idle_timeout;
+        let idle: Vec<Arc<Entry>> = {
+            let mut sessions = lock(&server.sessions);
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, e)| e.session.idle_for() > limit)
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for entry in idle {
+            tracing::info!(session = %entry.session.id, "closing idle session");
+            entry.session.close().await;
+        }
+    }
+}
+
+fn rpc_error(
+    status: StatusCode,
+    id: Option<RequestId>,
+    code: i64,
+    message: impl Into<String>,
+) -> HttpResponse {
+    let body = Message::Response(Response::error(id, ErrorObject::new(code, message))).to_bytes();
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+/// Browsers send `Origin`; a page from an unlisted origin must not drive
+/// local tools (DNS rebinding). Non-browser clients send none and pass.
+fn origin_allowed(server: &Server, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    server
+        .gateway
+        .config
+        .server
+        .allowed_origins
+        .iter()
+        .any(|allowed| {
+            origin == allowed
+                || origin
+                    .strip_prefix(allowed.as_str())
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .is_some_and(|port| {
+                        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                    })
+        })
+}
+
+fn accepts(headers: &HeaderMap, kind: &str) -> bool {
+    let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    accept.split(',').any(|part| {
+        let media = part.split(';').next().unwrap_or_default().trim();
+        media == kind || media == "*/*"
+    })
+}
+
+enum Lookup {
+    Found(Arc<Entry>),
+    Refused(HttpResponse),
+}
+
+fn session_of(server: &Server, headers: &HeaderMap) -> Lookup {
+    let Some(id) = headers
+        .get(header::SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Lookup::Refused(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            "missing Mcp-Session-Id header: send `initialize` first",
+        ));
+    };
+    let Some(entry) = lock(&server.sessions).get(id).cloned() else {
+        return Lookup::Refused(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            INVALID_REQUEST,
+            "unknown or expired session: initialize a new one",
+        ));
+    };
+    if let Some(version) = headers.get(header::PROTOCOL_VERSION) {
+        let version = version.to_str().unwrap_or_default();
+        if !protocol::is_supported(version) {
+            return Lookup::Refused(rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                INVALID_REQUEST,
+                format!("unsupported MCP-Protocol-Version `{version}`"),
+            ));
+        }
+    }
+    Lookup::Found(entry)
+}
+
+async fn post_message(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: Body,
+) -> HttpResponse {
+    if !origin_allowed(&server, &headers) {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            INVALID_REQUEST,
+            "origin not allowed",
+        );
+    }
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    let (json_ok, sse_ok) = (
+        accepts(&headers, "application/json"),
+        accepts(&headers, "text/event-stream"),
+    );
+    if !json_ok && !sse_ok {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            INVALID_REQUEST,
+            "Accept must include application/json or text/event-stream",
+        );
+    }
+    let limit = server.gateway.config.server.max_message_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                INVALID_REQUEST,
+                format!("message exceeds the {limit}-byte limit"),
+            );
+        }
+    };
+    let message = match Message::parse(&bytes) {
+        Ok(message) => message,
+        Err(e) => {
+            let body = Message::Response(e.to_response()).to_bytes();
+            return (
+                StatusCode::BAD_REQUEST,
+                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response();
+        }
+    };
+    if let Message::Request(request) = &message
+        && request.method == method::INITIALIZE
+    {
+        return initialize(&server, message).await;
+    }
+    let entry = match session_of(&server, &headers) {
+        Lookup::Found(entry) => entry,
+        Lookup::Refused(response) => return response,
+    };
+    match message {
+        Message::Notification(notification) => {
+            entry.session.handle_notification(notification).await;
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Response(response) => {
+            entry.session.handle_response(response).await;
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Request(request) => answer(entry, request, sse_ok).await,
+    }
+}
+
+async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
+    let Message::Request(request) = message else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if lock(&server.sessions).len() >= server.gateway.config.server.max_sessions {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(request.id),
+            INVALID_REQUEST,
+            "too many sessions; end one or try later",
+        );
+    }
+    let outbox = Arc::new(HttpOutbox::default());
+    let opened = server
+        .gateway
+        .open_session(
+            request.params,
+            Arc::clone(&outbox) as Arc<dyn Outbox>,
+            Principal::anonymous(),
+        )
+        .await;
+    let (session, result) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            let body = Message::Response(Response::error(Some(request.id), error)).to_bytes();
+            return (
+                StatusCode::OK,
+                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response();
+        }
+    };
+    let id = session.id.to_string();
+    lock(&server.sessions).insert(id.clone(), Arc::new(Entry { session, outbox }));
+    let body = Message::Response(Response::result(request.id, result)).to_bytes();
+    let mut response = (
+        StatusCode::OK,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(header::SESSION_ID, value);
+    }
+    response
+}
+
+/// Cancels the request upstream if the client goes away before its answer.
+struct CancelOnDrop {
+    session: Arc<Session>,
+    id: RequestId,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::debug!(session = %self.session.id, request = %self.id, "client left before the answer; cancelling");
+            self.session.cancel(&self.id);
+        }
+    }
+}
+
+async fn answer(entry: Arc<Entry>, request: palisade_mcp::Request, sse_ok: bool) -> HttpResponse {
+    let id = request.id.clone();
+    let (tx, mut rx) = mpsc::channel(STREAM_QUEUE);
+    lock(&entry.outbox.streams).insert(id.clone(), tx.clone());
+    let session = Arc::clone(&entry.session);
+    let outbox = Arc::clone(&entry.outbox);
+    let task_id = id.clone();
+    tokio::spawn(async move {
+        let response = session.handle_request(request).await;
+        lock(&outbox.streams).remove(&task_id);
+        if let Some(response) = response {
+            let _ = tx.send(Message::Response(response)).await;
+        }
+    });
+    let mut guard = CancelOnDrop {
+        session: Arc::clone(&entry.session),
+        id,
+        armed: true,
+    };
+    let first = loop {
+        match rx.recv().await {
+            None => {
+                guard.armed = false;
+                return StatusCode::ACCEPTED.into_response();
+            }
+            Some(Message::Response(response)) => {
+                guard.armed = false;
+                let body = Message::Response(response).to_bytes();
+                return (
+                    StatusCode::OK,
+                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    body,
+                )
+                    .into_response();
+            }
+            // A client that takes JSON only cannot receive what comes before the answer.
+            Some(_) if !sse_ok => continue,
+            Some(message) => break message,
+        }
+    };
+    let events = stream::unfold(
+        (Some(first), rx, guard),
+        |(next, mut rx, mut guard)| async move {
+            let message = match next {
+                Some(message) => message,
+                None => rx.recv().await?,
+            };
+            let done = matches!(message, Message::Response(_));
+            if done {
+                guard.armed = false;
+            }
+            let frame = Bytes::from(sse::encode(
+                None,
+                &String::from_utf8_lossy(&message.to_bytes()),
+            ));
+            if done {
+                rx.close();
+            }
+            Some((Ok::<_, Infallible>(frame), (None, rx, guard)))
+        },
+    );
+    sse_response(Body::from_stream(events))
+}
+
+fn sse_response(body: Body) -> HttpResponse {
+    (
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn open_stream(State(server): State<Arc<Server>>, headers: HeaderMap) -> HttpResponse {
+    if !origin_allowed(&server, &headers) {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            INVALID_REQUEST,
+            "origin not allowed",
+        );
+    }
+    if !accepts(&headers, "text/event-stream") {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            INVALID_REQUEST,
+            "Accept must include text/event-stream",
+        );
+    }
+    let entry = match session_of(&server, &headers) {
+        Lookup::Found(entry) => entry,
+        Lookup::Refused(response) => return response,
+    };
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    {
+        let mut standalone = lock(&entry.outbox.standalone);
+        if standalone.as_ref().is_some_and(|s| !s.is_closed()) {
+            return rpc_error(
+                StatusCode::CONFLICT,
+                None,
+                INVALID_REQUEST,
+                "this session already has a GET stream open",
+            );
+        }
+        *standalone = Some(tx);
+    }
+    let events = stream::unfold(rx, |mut rx| async move {
+        let message = rx.recv().await?;
+        let frame = Bytes::from(sse::encode(
+            None,
+            &String::from_utf8_lossy(&message.to_bytes()),
+        ));
+        Some((Ok::<_, Infallible>(frame), rx))
+    });
+    sse_response(Body::from_stream(events))
+}
+
+async fn end_session(State(server): State<Arc<Server>>, headers: HeaderMap) -> HttpResponse {
+    if !origin_allowed(&server, &headers) {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            INVALID_REQUEST,
+            "origin not allowed",
+        );
+    }
+    let entry = match session_of(&server, &headers) {
+        Lookup::Found(entry) => entry,
+        Lookup::Refused(response) => return response,
+    };
+    lock(&server.sessions).remove(entry.session.id.as_str());
+    entry.session.close().await;
+    StatusCode::OK.into_response()
+}
+
+async fn health(State(server): State<Arc<Server>>) -> HttpResponse {
+    let gateway = &server.gateway;
+    let body = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "sessions": lock(&server.sessions).len(),
+        "upstreams": gateway.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        "pass_through": gateway.pipeline.passed_through().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "degraded": crate::gateway::DEGRADED,
+    });
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_header_parsing() {
+        assert!(accepts(&headers(&[]), "application/json"));
+        assert!(accepts(
+            &headers(&[("accept", "application/json, text/event-stream")]),
+            "text/event-stream"
+        ));
+        assert!(accepts(
+            &headers(&[("accept", "text/event-stream;q=0.9")]),
+            "text/event-stream"
+        ));
+        assert!(accepts(&headers(&[("accept", "*/*")]), "application/json"));
+        assert!(!accepts(
+            &headers(&[("accept", "text/html")]),
+            "application/json"
+        ));
+    }
+}

@@ -1,0 +1,506 @@
+//! One client session's connection to one upstream MCP server: handshake, requests, restarts.
+//!
+//! Each client session gets its own upstream sessions (a process per stdio
+//! upstream, an MCP session per HTTP upstream). That keeps server-to-client
+//! requests, subscriptions and log levels from leaking between clients, and
+//! is what per-session sandboxes will need.
+
+mod http;
+mod stdio;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use palisade_mcp::jsonrpc::ErrorObject;
+use palisade_mcp::protocol::{self, method};
+use palisade_mcp::{Message, Notification, Request, RequestId, Response};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{self, Transport};
+
+/// A message an upstream sent on its own initiative (a request or a notification).
+#[derive(Debug)]
+pub(crate) struct Event {
+    pub upstream: usize,
+    pub message: Message,
+    /// The upstream request id this message belongs to, when the transport says so.
+    pub related: Option<u64>,
+}
+
+/// Why a request to an upstream got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub message: String,
+    pub retry_after: Option<Duration>,
+    /// The upstream took longer than its `request_timeout`.
+    pub timed_out: bool,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry_after: None,
+            timed_out: false,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Response, Failure>>;
+
+/// Requests in flight on one link, by the id palisade gave them upstream.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    waiting: Mutex<HashMap<u64, Reply>>,
+    alive: AtomicBool,
+}
+
+impl Pending {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            waiting: Mutex::new(HashMap::new()),
+            alive: AtomicBool::new(true),
+        })
+    }
+
+    fn insert(&self, id: u64, reply: Reply) {
+        lock(&self.waiting).insert(id, reply);
+    }
+
+    fn remove(&self, id: u64) -> Option<Reply> {
+        lock(&self.waiting).remove(&id)
+    }
+
+    /// Delivers a response; returns false when nobody waits for that id.
+    fn complete(&self, response: Response) -> bool {
+        let id = match &response.id {
+            Some(RequestId::Number(n)) => n.as_u64(),
+            Some(RequestId::String(_)) | None => None,
+        };
+        match id.and_then(|id| self.remove(id)) {
+            Some(reply) => {
+                let _ = reply.send(Ok(response));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks the link dead and fails everything still waiting on it.
+    fn fail_all(&self, failure: &Failure) {
+        self.alive.store(false, Ordering::SeqCst);
+        let waiting: Vec<Reply> = lock(&self.waiting).drain().map(|(_, r)| r).collect();
+        for reply in waiting {
+            let _ = reply.send(Err(failure.clone()));
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+enum Link {
+    Stdio(stdio::StdioLink),
+    Http(Box<http::HttpLink>),
+}
+
+impl Link {
+    fn pending(&self) -> &Arc<Pending> {
+        match self {
+            Link::Stdio(l) => &l.pending,
+            Link::Http(l) => &l.pending,
+        }
+    }
+
+    async fn send(&self, message: Message) -> Result<(), Failure> {
+        match self {
+            Link::Stdio(l) => l.send(message).await,
+            Link::Http(l) => l.send(message).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Link::Stdio(l) => l.close().await,
+            Link::Http(l) => (*l).close().await,
+        }
+    }
+}
+
+enum State {
+    Down {
+        failures: u32,
+        retry_at: Option<Instant>,
+    },
+    Up {
+        link: Link,
+        since: Instant,
+        failures: u32,
+    },
+    Closed,
+}
+
+/// What every link needs to know about its session.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkContext {
+    pub index: usize,
+    pub name: Arc<str>,
+    pub max_message_bytes: usize,
+    pub events: mpsc::Sender<Event>,
+    pub http: reqwest::Client,
+}
+
+/// One upstream, for one client session.
+pub(crate) struct Upstream {
+    pub spec: Arc<config::Upstream>,
+    ctx: LinkContext,
+    /// The client's `initialize` params, replayed on every (re)connect.
+    client_init: Value,
+    state: tokio::sync::Mutex<State>,
+    next_id: AtomicU64,
+    /// The upstream's `initialize` result from the latest handshake.
+    init_result: Mutex<Option<Value>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.spec.name)
+            .finish_non_exhaustive()
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A link that stayed up this long before dying starts its backoff afresh.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+fn backoff(failures: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(10))
+        .min(MAX_BACKOFF)
+}
+
+/// A request sent upstream, not yet answered.
+pub(crate) struct InFlight {
+    pub id: u64,
+    reply: oneshot::Receiver<Result<Response, Failure>>,
+    pending: Arc<Pending>,
+}
+
+impl Upstream {
+    pub fn new(spec: Arc<config::Upstream>, ctx: LinkContext, client_init: Value) -> Self {
+        Self {
+            spec,
+            ctx,
+            client_init,
+            state: tokio::sync::Mutex::new(State::Down {
+                failures: 0,
+                retry_at: None,
+            }),
+            next_id: AtomicU64::new(1),
+            init_result: Mutex::new(None),
+        }
+    }
+
+    pub fn init_result(&self) -> Option<Value> {
+        lock(&self.init_result).clone()
+    }
+
+    /// The capability object the upstream declared, or `{}` before a handshake.
+    pub fn capability(&self, name: &str) -> Option<Value> {
+        lock(&self.init_result)
+            .as_ref()
+            .and_then(|r| r.get("capabilities"))
+            .and_then(|c| c.get(name))
+            .cloned()
+    }
+
+    /// Connects (or reconnects, with backoff) and performs the handshake.
+    pub async fn connect(&self) -> Result<(), Failure> {
+        let mut state = self.state.lock().await;
+        let (failures, retry_at) = match &*state {
+            State::Up { link, .. } if link.pending().is_alive() => return Ok(()),
+            State::Up {
+                since, failures, ..
+            } => {
+                let failures = if since.elapsed() > STABLE_AFTER {
+                    1
+                } else {
+                    failures + 1
+                };
+                (failures, Some(Instant::now() + backoff(failures)))
+            }
+            State::Down { failures, retry_at } => (*failures, *retry_at),
+            State::Closed => return Err(Failure::new("session closed")),
+        };
+        if let State::Up { .. } = &*state
+            && let State::Up { link, .. } =
+                std::mem::replace(&mut *state, State::Down { failures, retry_at })
+        {
+            link.close().await;
+            tracing::warn!(upstream = %self.spec.name, "upstream died; restarting after {:?}", backoff(failures));
+        }
+        if let Some(at) = retry_at {
+            let now = Instant::now();
+            if now < at {
+                let wait = at - now;
+                return Err(Failure {
+                    message: format!(
+                        "upstream `{}` is restarting; retry in {} ms",
+                        self.spec.name,
+                        wait.as_millis().max(1)
+                    ),
+                    retry_after: Some(wait),
+                    timed_out: false,
+                });
+            }
+        }
+        match self.open_and_handshake().await {
+            Ok(link) => {
+                *state = State::Up {
+                    link,
+                    since: Instant::now(),
+                    failures,
+                };
+                Ok(())
+            }
+            Err(failure) => {
+                let failures = failures + 1;
+                *state = State::Down {
+                    failures,
+                    retry_at: Some(Instant::now() + backoff(failures)),
+                };
+                Err(failure)
+            }
+        }
+    }
+
+    async fn open_and_handshake(&self) -> Result<Link, Failure> {
+        let link = match &self.spec.transport {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                inherit_env,
+                cwd,
+            } => Link::Stdio(stdio::StdioLink::spawn(
+                &self.ctx,
+                command,
+                args,
+                env,
+                *inherit_env,
+                cwd.as_deref(),
+            )?),
+            Transport::Http { url, headers } => {
+                Link::Http(Box::new(http::HttpLink::new(&self.ctx, url, headers)?))
+            }
+        };
+        match self.handshake(&link).await {
+            Ok(()) => Ok(link),
+            Err(failure) => {
+                link.close().await;
+                Err(failure)
+            }
+        }
+    }
+
+    async fn handshake(&self, link: &Link) -> Result<(), Failure> {
+        let name = &self.spec.name;
+        let flight = self
+            .start_on(link, method::INITIALIZE, Some(self.client_init.clone()))
+            .await?;
+        let response = flight
+            .wait(self.spec.request_timeout.min(Duration::from_secs(30)))
+            .await?;
+        let result = response.outcome.map_err(|e| {
+            Failure::new(format!(
+                "upstream `{name}` refused initialize: {} ({})",
+                e.message, e.code
+            ))
+        })?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let version = version.as_str();
+        if !protocol::is_supported(version) {
+            return Err(Failure::new(format!(
+                "upstream `{name}` speaks protocol revision `{version}`; palisade speaks {}",
+                protocol::SUPPORTED_VERSIONS.join(", ")
+            )));
+        }
+        if let Link::Http(http) = link {
+            http.set_protocol_version(version);
+        }
+        *lock(&self.init_result) = Some(result);
+        link.send(Message::Notification(Notification {
+            method: method::INITIALIZED.into(),
+            params: None,
+        }))
+        .await?;
+        if let Link::Http(http) = link {
+            http.open_event_stream();
+        }
+        tracing::info!(upstream = %name, version, "upstream connected");
+        Ok(())
+    }
+
+    async fn start_on(
+        &self,
+        link: &Link,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<InFlight, Failure> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let pending = Arc::clone(link.pending());
+        pending.insert(id, tx);
+        let request = Message::Request(Request {
+            id: RequestId::from(id),
+            method: method.to_owned(),
+            params,
+        });
+        if let Err(failure) = link.send(request).await {
+            pending.remove(id);
+            return Err(failure);
+        }
+        Ok(InFlight {
+            id,
+            reply: rx,
+            pending,
+        })
+    }
+
+    /// Sends a request, connecting first if needed. Await the answer with [`InFlight::wait`].
+    pub async fn start(&self, method: &str, params: Option<Value>) -> Result<InFlight, Failure> {
+        self.connect().await?;
+        let state = self.state.lock().await;
+        match &*state {
+            State::Up { link, .. } => self.start_on(link, method, params).await,
+            State::Down { .. } | State::Closed => Err(Failure::new(format!(
+                "upstream `{}` is not connected",
+                self.spec.name
+            ))),
+        }
+    }
+
+    /// Sends a request and waits for its answer within the upstream's timeout.
+    pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Response, Failure> {
+        let flight = self.start(method, params).await?;
+        let id = flight.id;
+        match flight.wait(self.spec.request_timeout).await {
+            Err(failure) if failure.timed_out => {
+                self.cancel(id, "timed out").await;
+                Err(failure)
+            }
+            other => other,
+        }
+    }
+
+    /// Sends a notification or a response. Dropped when the upstream is down:
+    /// neither kind can be retried meaningfully after a restart.
+    pub async fn send(&self, message: Message) {
+        let state = self.state.lock().await;
+        if let State::Up { link, .. } = &*state
+            && let Err(failure) = link.send(message).await
+        {
+            tracing::warn!(upstream = %self.spec.name, "cannot send: {}", failure.message);
+        }
+    }
+
+    /// Tells the upstream to stop working on request `id`.
+    pub async fn cancel(&self, id: u64, reason: &str) {
+        {
+            let state = self.state.lock().await;
+            if let State::Up { link, .. } = &*state {
+                link.pending().remove(id);
+            }
+        }
+        let params = json!({ "requestId": id, "reason": reason });
+        self.send(Message::Notification(Notification {
+            method: method::CANCELLED.into(),
+            params: Some(params),
+        }))
+        .await;
+    }
+
+    /// Answers a request the upstream sent (sampling, elicitation, roots).
+    pub async fn respond(&self, id: RequestId, outcome: Result<Value, ErrorObject>) {
+        self.send(Message::Response(Response {
+            id: Some(id),
+            outcome,
+        }))
+        .await;
+    }
+
+    /// Ends the upstream session: terminates the process or deletes the HTTP session.
+    pub async fn close(&self) {
+        let mut state = self.state.lock().await;
+        if let State::Up { link, .. } = std::mem::replace(&mut *state, State::Closed) {
+            link.close().await;
+        }
+    }
+}
+
+impl InFlight {
+    pub async fn wait(self, timeout: Duration) -> Result<Response, Failure> {
+        match tokio::time::timeout(timeout, self.reply).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Failure::new("upstream connection closed before answering")),
+            Err(_) => {
+                self.pending.remove(self.id);
+                Err(Failure {
+                    timed_out: true,
+                    ..Failure::new(format!(
+                        "upstream did not answer within {} ms",
+                        timeout.as_millis()
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// Routes a message an upstream sent: responses to their waiters, the rest to the session.
+async fn dispatch(ctx: &LinkContext, pending: &Pending, message: Message, related: Option<u64>) {
+    match message {
+        Message::Response(response) => {
+            if !pending.complete(response) {
+                tracing::debug!(upstream = %ctx.name, "response to an unknown or cancelled request");
+            }
+        }
+        message @ (Message::Request(_) | Message::Notification(_)) => {
+            let event = Event {
+                upstream: ctx.index,
+                message,
+                related,
+            };
+            if ctx.events.send(event).await.is_err() {
+                tracing::debug!(upstream = %ctx.name, "session gone; dropping upstream message");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(4), Duration::from_millis(800));
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}
