@@ -4,8 +4,21 @@
 //! operator lists `authorize` under `pipeline.pass_through`. Cedar policies,
 //! task credentials and approval gates grow here.
 
-use palisade_core::stage::{Authorize, StageFuture};
-use palisade_core::{Call, Decision, Permit};
+mod permit;
+
+use std::fmt;
+
+use palisade_core::stage::StageFuture;
+use palisade_core::{Call, Decision};
+
+pub use permit::{Permit, PermitMismatch};
+
+/// May this principal make this call? An allow comes with the `Permit` that
+/// execution requires; only this crate can implement it meaningfully, since
+/// only this crate can mint permits.
+pub trait Authorize: Send + Sync + fmt::Debug {
+    fn authorize<'a>(&'a self, call: &'a Call) -> StageFuture<'a, (Decision, Option<Permit>)>;
+}
 
 /// Allows every call. Built only from an explicit `pipeline.pass_through` entry,
 /// and every call it allows is recorded as `pass-through` in the audit log.

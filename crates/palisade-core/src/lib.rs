@@ -5,14 +5,12 @@
 
 pub mod call;
 pub mod clock;
-pub mod permit;
 pub mod record;
 pub mod stage;
 pub mod verdict;
 
 pub use call::{Call, CallId, EffectClass, Principal, SessionId, ToolRef};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use permit::Permit;
 pub use record::{CallRecord, Outcome, StageRecord, StageVerdict};
 pub use stage::{Stage, StageError, StageFuture};
 pub use verdict::{Decision, Finding, Reason, ReasonCode, Verdict};

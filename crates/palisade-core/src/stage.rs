@@ -1,6 +1,7 @@
 //! The pipeline's stages, and the trait each layer implements to take part in one.
 //!
-//! The traits live here, not in the layer crates, so that layers never depend
+//! The traits live here (all but `Authorize`, which lives with the `Permit`
+//! it alone may mint, in `palisade-authz`), not in the layer crates, so that layers never depend
 //! on each other and the pipeline can hold any implementation behind `dyn`.
 
 use std::fmt;
@@ -9,7 +10,6 @@ use std::pin::Pin;
 use serde::Serialize;
 
 use crate::call::Call;
-use crate::permit::Permit;
 use crate::record::CallRecord;
 use crate::verdict::{Decision, Finding};
 
@@ -94,11 +94,6 @@ impl std::error::Error for StageError {}
 
 /// The future a stage returns: boxed, so stages can sit behind `dyn`.
 pub type StageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StageError>> + Send + 'a>>;
-
-/// Layer 1: may this principal make this call? Allow comes with a `Permit`.
-pub trait Authorize: Send + Sync + fmt::Debug {
-    fn authorize<'a>(&'a self, call: &'a Call) -> StageFuture<'a, (Decision, Option<Permit>)>;
-}
 
 /// Layer 5: rate limits, quotas, cost reservation and loop detection before the call.
 pub trait Limit: Send + Sync + fmt::Debug {

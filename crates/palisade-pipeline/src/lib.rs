@@ -8,5 +8,6 @@
 mod run;
 mod slots;
 
+pub use palisade_authz::Permit;
 pub use run::{CallResult, ExecError, Execute, Executed, Pipeline};
 pub use slots::{BuildError, PipelineBuilder, Slot};

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use palisade_authz::{Authorize, Permit};
 use palisade_core::stage::{
-    ApprovalGate, Audit, Authorize, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact,
-    StageError, StageFuture,
+    ApprovalGate, Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact, StageError,
+    StageFuture,
 };
 use palisade_core::{
-    Call, CallRecord, Clock, Decision, Finding, Outcome, Permit, Reason, ReasonCode, Stage,
-    StageRecord, StageVerdict, Verdict,
+    Call, CallRecord, Clock, Decision, Finding, Outcome, Reason, ReasonCode, Stage, StageRecord,
+    StageVerdict, Verdict,
 };
 use serde_json::Value;
 

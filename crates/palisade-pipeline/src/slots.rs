@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_authz::Authorize;
 use palisade_core::stage::{
-    ApprovalGate, Audit, Authorize, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact,
+    ApprovalGate, Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact,
 };
 use palisade_core::{Clock, Stage, SystemClock};
 

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use palisade_core::{Call, Permit, Principal, SessionId, ToolRef};
+use palisade_core::{Call, Principal, SessionId, ToolRef};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};
 use palisade_mcp::protocol::method;
 use palisade_mcp::{Message, Notification, Request, RequestId, Response};
-use palisade_pipeline::{CallResult, ExecError, Execute, Executed};
+use palisade_pipeline::{CallResult, ExecError, Execute, Executed, Permit};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 

@@ -1,12 +1,11 @@
 //! `Permit`: the proof that authorization allowed one specific call.
 //!
-//! Nothing executes without a `Permit` (DESIGN invariant 4). The type has no
-//! public constructor unless the `issue-permits` feature is on, and only
-//! `palisade-authz` turns it on; a workspace test checks that. A permit names
-//! the call it was issued for and is consumed by execution, so it can be used
-//! for that call once and for no other.
+//! Nothing executes without a `Permit` (DESIGN invariant 4). Its constructor
+//! is private to this crate, so the compiler guarantees that only the
+//! authorization layer mints one. A permit names the call it was issued for
+//! and is consumed by execution: it runs that call once and no other.
 
-use crate::call::{Call, CallId};
+use palisade_core::{Call, CallId};
 
 #[derive(Debug)]
 #[must_use = "a permit that is not used to execute is a call that never runs"]
@@ -15,9 +14,8 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// Mints a permit for `call`. Only the authorization layer may call this.
-    #[cfg(feature = "issue-permits")]
-    pub fn issue(call: &Call) -> Self {
+    /// Mints a permit for `call`.
+    pub(crate) fn issue(call: &Call) -> Self {
         Self { call: call.id }
     }
 
