@@ -115,7 +115,30 @@ impl Pipeline {
         // [5] Settle runs after every call that reserved, allowed or not, so a
         // reservation never outlives its call.
         let ran = self.settle(&call, ran, reserved, &mut records).await;
+        self.finish(&call, ran, records, started).await
+    }
 
+    /// Audits a call refused before the pipeline could start (an unknown
+    /// tool, say): refused calls are recorded like every other.
+    pub async fn refuse(&self, call: Call, stage: Stage, reason: Reason) -> CallResult {
+        let started = self.clock.monotonic();
+        let mut records = Vec::with_capacity(Stage::ORDER.len());
+        let verdict = StageVerdict::Deny {
+            code: reason.code,
+            reason: reason.detail.clone(),
+        };
+        self.push(&mut records, stage, started, verdict, vec![]);
+        self.finish(&call, Err(Stopped { stage, reason }), records, started)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        call: &Call,
+        ran: Result<Executed, Stopped>,
+        records: Vec<StageRecord>,
+        started: Instant,
+    ) -> CallResult {
         let outcome = match &ran {
             Ok(Executed::Result(result)) => Outcome::Completed {
                 tool_error: result.get("isError").and_then(Value::as_bool) == Some(true),

@@ -372,3 +372,37 @@ fn passed_through_stages_are_reported() {
         .unwrap();
     assert_eq!(pipeline.passed_through().len(), 7);
 }
+
+#[tokio::test]
+async fn a_call_refused_before_the_pipeline_is_still_audited() {
+    let audit = Arc::new(Records::default());
+    let pipeline = builder(audit.clone())
+        .pass_through(Stage::Limits)
+        .pass_through(Stage::OutboundFilter)
+        .pass_through(Stage::Redact)
+        .build()
+        .unwrap();
+    let reason = Reason::new(ReasonCode::UnknownTool, "no upstream serves `x`");
+    let result = pipeline.refuse(call(), Stage::Authorize, reason).await;
+    assert!(matches!(
+        result,
+        CallResult::Denied {
+            stage: Stage::Authorize,
+            ..
+        }
+    ));
+    let kept = audit.kept.lock().unwrap();
+    assert_eq!(verdicts(&kept[0])[0], ("authorize", "deny"));
+    assert!(
+        verdicts(&kept[0])[1..]
+            .iter()
+            .all(|(_, v)| *v == "not-reached")
+    );
+    assert_eq!(
+        kept[0].outcome,
+        Outcome::Denied {
+            stage: Stage::Authorize,
+            code: ReasonCode::UnknownTool
+        }
+    );
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use palisade_core::{Call, Principal, SessionId, ToolRef};
+use palisade_core::{Call, EffectClass, Principal, Reason, ReasonCode, SessionId, Stage, ToolRef};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};
 use palisade_mcp::protocol::method;
 use palisade_mcp::{Message, Notification, Request, RequestId, Response};
@@ -671,6 +671,9 @@ impl Session {
             // As MCP servers built on the reference SDKs do, an unknown tool is a
             // tool error the model can read and correct, not a protocol error.
             (Err(_), Some(name)) => {
+                if let Some(refused) = self.audit_unknown_tool(&id, &name).await {
+                    return Some(refused);
+                }
                 let text = format!("Unknown tool: `{name}`");
                 return Some(Response::result(
                     id,
@@ -719,6 +722,38 @@ impl Session {
             CallResult::Denied { stage, reason } => Err(denial::to_error(stage, &reason)),
         };
         Some(respond(id, answer))
+    }
+
+    /// Records a call to a tool no upstream serves. Returns the error to send
+    /// instead of the tool error when even that record cannot be written.
+    async fn audit_unknown_tool(&self, id: &RequestId, name: &str) -> Option<Response> {
+        let call = Call {
+            id: self.gateway.next_call_id(),
+            principal: self.principal.clone(),
+            session: self.id.clone(),
+            tool: ToolRef::new("", name),
+            arguments: json!({}),
+            effect: EffectClass::Irreversible,
+        };
+        let reason = Reason::new(
+            ReasonCode::UnknownTool,
+            format!("no upstream serves `{name}`"),
+        );
+        match self
+            .gateway
+            .pipeline
+            .refuse(call, Stage::Authorize, reason)
+            .await
+        {
+            CallResult::Denied {
+                stage: Stage::Audit,
+                reason,
+            } => Some(Response::error(
+                Some(id.clone()),
+                denial::to_error(Stage::Audit, &reason),
+            )),
+            CallResult::Denied { .. } | CallResult::Executed(_) => None,
+        }
     }
 
     // ----------------------------------------------------------- from upstream
