@@ -1,5 +1,9 @@
 //! The crate graph is the defense in depth: these checks keep it as DESIGN.md draws it.
-#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "test helpers: a panic is a failed test")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers: a panic is a failed test"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

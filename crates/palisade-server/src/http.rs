@@ -410,23 +410,42 @@ async fn answer(entry: Arc<Entry>, request: palisade_mcp::Request, sse_ok: bool)
         |(next, mut rx, mut guard)| async move {
             let message = match next {
                 Some(message) => message,
-                None => rx.recv().await?,
+                None => match next_or_keepalive(&mut rx).await? {
+                    Some(message) => message,
+                    None => {
+                        return Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), (None, rx, guard)));
+                    }
+                },
             };
             let done = matches!(message, Message::Response(_));
             if done {
                 guard.armed = false;
-            }
-            let frame = Bytes::from(sse::encode(
-                None,
-                &String::from_utf8_lossy(&message.to_bytes()),
-            ));
-            if done {
                 rx.close();
             }
-            Some((Ok::<_, Infallible>(frame), (None, rx, guard)))
+            Some((Ok::<_, Infallible>(frame(&message)), (None, rx, guard)))
         },
     );
     sse_response(Body::from_stream(events))
+}
+
+/// An SSE comment: keeps idle streams open through proxies and load balancers.
+const KEEPALIVE_FRAME: &[u8] = b": keepalive\n\n";
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// The next message (`Some(Some)`), a keepalive tick (`Some(None)`), or the end (`None`).
+async fn next_or_keepalive(rx: &mut mpsc::Receiver<Message>) -> Option<Option<Message>> {
+    match tokio::time::timeout(KEEPALIVE_EVERY, rx.recv()).await {
+        Ok(Some(message)) => Some(Some(message)),
+        Ok(None) => None,
+        Err(_) => Some(None),
+    }
+}
+
+fn frame(message: &Message) -> Bytes {
+    Bytes::from(sse::encode(
+        None,
+        &String::from_utf8_lossy(&message.to_bytes()),
+    ))
 }
 
 fn sse_response(body: Body) -> HttpResponse {
@@ -476,12 +495,11 @@ async fn open_stream(State(server): State<Arc<Server>>, headers: HeaderMap) -> H
         *standalone = Some(tx);
     }
     let events = stream::unfold(rx, |mut rx| async move {
-        let message = rx.recv().await?;
-        let frame = Bytes::from(sse::encode(
-            None,
-            &String::from_utf8_lossy(&message.to_bytes()),
-        ));
-        Some((Ok::<_, Infallible>(frame), rx))
+        let bytes = match next_or_keepalive(&mut rx).await? {
+            Some(message) => frame(&message),
+            None => Bytes::from_static(KEEPALIVE_FRAME),
+        };
+        Some((Ok::<_, Infallible>(bytes), rx))
     });
     sse_response(Body::from_stream(events))
 }
