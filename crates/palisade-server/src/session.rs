@@ -104,6 +104,8 @@ type Answer = Result<Value, ErrorObject>;
 
 /// Items per page of a merged listing.
 const PAGE_SIZE: usize = 1000;
+/// Longest a listing waits for a restarting upstream.
+const MAX_LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Pages read from one upstream for one listing, against a server whose cursors never end.
 const MAX_UPSTREAM_PAGES: usize = 100;
 
@@ -471,7 +473,19 @@ impl Session {
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_UPSTREAM_PAGES {
             let params = cursor.take().map(|c| json!({ "cursor": c }));
-            let mut result = match upstream.request(listing.method(), params).await {
+            let mut answer = upstream.request(listing.method(), params.clone()).await;
+            // An upstream restarting after a crash would vanish from the
+            // listing; a short wait for it is better than a list that lies.
+            if let Err(Failure {
+                retry_after: Some(wait),
+                ..
+            }) = &answer
+                && *wait <= MAX_LISTING_WAIT
+            {
+                tokio::time::sleep(*wait).await;
+                answer = upstream.request(listing.method(), params).await;
+            }
+            let mut result = match answer {
                 Ok(Response {
                     outcome: Ok(result),
                     ..

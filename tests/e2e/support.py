@@ -1,0 +1,526 @@
+"""Helpers for palisade's end-to-end tests: start real processes, write configs, speak raw MCP.
+
+Nothing here builds anything or fakes a part: the gateway is the binary named by
+PALISADE_BIN, the servers and clients are the published MCP packages installed
+by scripts/test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+E2E = Path(__file__).resolve().parent
+REPO = E2E.parents[1]
+FIXTURES = E2E / "fixtures"
+MCP_PACKAGES = E2E / "node_modules" / "@modelcontextprotocol"
+EVERYTHING_JS = MCP_PACKAGES / "server-everything" / "dist" / "index.js"
+FILESYSTEM_JS = MCP_PACKAGES / "server-filesystem" / "dist" / "index.js"
+CONFORMANCE_BIN = E2E / "node_modules" / ".bin" / "conformance"
+TS_CLIENT = E2E / "ts_client.mjs"
+LOOPBACK_ONLY = FIXTURES / "loopback_only.cjs"
+
+# Every stage the gateway lets an operator pass through; the tests run them all
+# that way, because a config must name its pass-through stages explicitly.
+PASS_THROUGH = [
+    "authorize",
+    "limits",
+    "outbound-filter",
+    "approval",
+    "inject-secrets",
+    "redact",
+    "inbound-filter",
+]
+
+# How long a process may take to say it is ready. A deadline for a hang, not a
+# performance assertion.
+STARTUP_SECONDS = 60
+PROTOCOL_VERSION = "2025-06-18"
+
+
+def palisade_bin() -> str:
+    return os.path.abspath(os.environ["PALISADE_BIN"])
+
+
+def node_bin() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("`node` is not on PATH")
+    return node
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------
+# Processes
+
+
+class ProcessDied(AssertionError):
+    pass
+
+
+class Proc:
+    """A child process whose stdout and stderr go to files, so no pipe can fill and stall it."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        log_dir: Path,
+        name: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.argv = argv
+        self.stdout_path = log_dir / f"{name}.stdout"
+        self.stderr_path = log_dir / f"{name}.stderr"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                # Its own process group, so teardown also ends the upstreams it spawned.
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        out = self.stdout_path.read_text(errors="replace")
+        err = self.stderr_path.read_text(errors="replace")
+        return f"--- {self.name} stdout ---\n{out}\n--- {self.name} stderr ---\n{err}"
+
+    def wait_for(self, pattern: str, *, stream: str = "stderr", seconds: float = STARTUP_SECONDS) -> re.Match[str]:
+        path = self.stderr_path if stream == "stderr" else self.stdout_path
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + seconds
+        while True:
+            found = regex.search(path.read_text(errors="replace"))
+            if found:
+                return found
+            if self.popen.poll() is not None:
+                raise ProcessDied(
+                    f"{self.name} exited with {self.popen.returncode} before printing /{pattern}/\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not print /{pattern}/ within {seconds}s\n{self.output()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        stop_group(self.popen)
+
+
+def stop_group(popen: subprocess.Popen[Any]) -> None:
+    """Ends a child started with start_new_session=True, and everything in its process group."""
+    if popen.poll() is None:
+        try:
+            os.killpg(popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    # Children may outlive their parent in the group; make sure they do not.
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if popen.poll() is None:
+        popen.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------
+# Configs
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def config_text(
+    *,
+    data_dir: Path,
+    upstreams: dict[str, dict[str, Any]],
+    server: dict[str, Any] | None = None,
+) -> str:
+    lines = [f"data_dir = {toml_value(str(data_dir))}", "", "[server]"]
+    for key, value in {"listen": "127.0.0.1:0", **(server or {})}.items():
+        lines.append(f"{key} = {toml_value(value)}")
+    lines += ["", "[pipeline]", f"pass_through = {toml_value(PASS_THROUGH)}"]
+    for name, upstream in upstreams.items():
+        lines += ["", f"[upstreams.{name}]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in upstream.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, **kwargs: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_text(**kwargs))
+    return path
+
+
+def everything_stdio() -> dict[str, Any]:
+    return {"command": "node", "args": [str(EVERYTHING_JS), "stdio"]}
+
+
+def filesystem_stdio(root: Path) -> dict[str, Any]:
+    return {"command": "node", "args": [str(FILESYSTEM_JS), str(root)]}
+
+
+def python_stdio(script: str, *args: str) -> dict[str, Any]:
+    return {"command": sys.executable, "args": [str(FIXTURES / script), *args]}
+
+
+# ---------------------------------------------------------------------------
+# Running gateways and servers
+
+
+@dataclass
+class Gateway:
+    proc: Proc
+    port: int
+    data_dir: Path
+    config: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.data_dir / "audit.jsonl"
+
+    def audit_records(self, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:
+        return read_audit(self.audit_path, expected, seconds=seconds)
+
+
+def read_audit(path: Path, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:
+    """An audit log's records, once at least `expected` lines are there (or the deadline passes)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = []
+        if path.exists():
+            lines = [line for line in path.read_text().splitlines() if line.strip()]
+        if len(lines) >= expected or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.05)
+
+
+@dataclass
+class Launcher:
+    """Starts processes in a directory and stops every one of them at teardown."""
+
+    root: Path
+    procs: list[Proc] = field(default_factory=list)
+    counter: int = 0
+
+    def _name(self, what: str) -> str:
+        self.counter += 1
+        return f"{self.counter:02d}-{what}"
+
+    def process(
+        self, argv: list[str], *, what: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> Proc:
+        proc = Proc(argv, log_dir=self.root / "logs", name=self._name(what), env=env, cwd=cwd)
+        self.procs.append(proc)
+        return proc
+
+    def gateway(self, upstreams: dict[str, dict[str, Any]], *, server: dict[str, Any] | None = None) -> Gateway:
+        name = self._name("gateway")
+        data_dir = self.root / name / "data"
+        data_dir.mkdir(parents=True)
+        config = write_config(self.root / name / "palisade.toml", data_dir=data_dir, upstreams=upstreams, server=server)
+        proc = self.process([palisade_bin(), "serve", "--config", str(config)], what="palisade-serve")
+        found = proc.wait_for(r"listening on http://127\.0\.0\.1:(\d+)/mcp")
+        return Gateway(proc=proc, port=int(found.group(1)), data_dir=data_dir, config=config)
+
+    def everything_http(self) -> str:
+        """server-everything over Streamable HTTP on a free loopback port; returns its /mcp URL."""
+        last: Exception | None = None
+        for _ in range(3):  # a free port can be taken between choosing and binding it
+            port = free_port()
+            proc = self.process(
+                [node_bin(), "--require", str(LOOPBACK_ONLY), str(EVERYTHING_JS), "streamableHttp"],
+                what="everything-http",
+                env={"PORT": str(port)},
+            )
+            try:
+                proc.wait_for(rf"listening on port {port}")
+                return f"http://127.0.0.1:{port}/mcp"
+            except ProcessDied as died:
+                last = died
+        raise AssertionError(f"server-everything did not start over HTTP: {last}")
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+# ---------------------------------------------------------------------------
+# Raw Streamable HTTP
+
+
+@dataclass
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The JSON-RPC messages in the body, whether it is plain JSON or an SSE stream."""
+        ctype = self.headers.get("content-type", "")
+        text = self.body.decode()
+        if ctype.startswith("text/event-stream"):
+            out = []
+            for event in re.split(r"\r?\n\r?\n", text):
+                data = "\n".join(
+                    line[5:].lstrip(" ") for line in re.split(r"\r?\n", event) if line.startswith("data:")
+                )
+                if data.strip():
+                    out.append(json.loads(data))
+            return out
+        if not text.strip():
+            return []
+        parsed = json.loads(text)
+        return parsed if isinstance(parsed, list) else [parsed]
+
+    def response(self) -> dict[str, Any]:
+        """The single JSON-RPC response (a message with a result or an error) in the body."""
+        found = [m for m in self.messages if "result" in m or "error" in m]
+        assert len(found) == 1, f"expected one JSON-RPC response, got HTTP {self.status}: {self.body!r}"
+        return found[0]
+
+
+def http_request(
+    base: str,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    seconds: float = 60,
+) -> HttpReply:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=seconds)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return HttpReply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+MCP_POST_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+class RawSession:
+    """An MCP session over Streamable HTTP, driven request by request with no SDK in between."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session_id: str | None = None
+        self.protocol_version = PROTOCOL_VERSION
+        self.next_id = 1
+
+    def headers(self, *, session: bool = True, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(MCP_POST_HEADERS)
+        if session and self.session_id is not None:
+            headers["Mcp-Session-Id"] = self.session_id
+            headers["MCP-Protocol-Version"] = self.protocol_version
+        headers.update(extra or {})
+        return headers
+
+    def post(
+        self, message: Any, *, session: bool = True, extra: dict[str, str] | None = None, raw: bytes | None = None
+    ) -> HttpReply:
+        body = raw if raw is not None else json.dumps(message).encode()
+        return http_request(self.base, "POST", "/mcp", body=body, headers=self.headers(session=session, extra=extra))
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        rid = self.next_id
+        self.next_id += 1
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            message["params"] = params
+        reply = self.post(message)
+        assert reply.status == 200, f"{method}: HTTP {reply.status}: {reply.body!r}"
+        response = reply.response()
+        assert response["id"] == rid, response
+        return response
+
+    def initialize(self) -> dict[str, Any]:
+        reply = self.post(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "palisade-e2e-raw", "version": "0.0.0"},
+                },
+            },
+            session=False,
+        )
+        assert reply.status == 200, f"initialize: HTTP {reply.status}: {reply.body!r}"
+        response = reply.response()
+        assert "result" in response, response
+        self.session_id = reply.headers.get("mcp-session-id")
+        assert self.session_id, f"initialize answered without an Mcp-Session-Id header: {reply.headers}"
+        self.protocol_version = response["result"]["protocolVersion"]
+        done = self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert done.status == 202, f"notifications/initialized: HTTP {done.status}: {done.body!r}"
+        return response["result"]
+
+
+# ---------------------------------------------------------------------------
+# Raw stdio
+
+
+class StdioPeer:
+    """Talks newline-delimited JSON-RPC to a child's stdin and stdout, one line at a time."""
+
+    def __init__(self, argv: list[str], *, log_dir: Path, name: str) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = log_dir / f"{name}.stderr"
+        with open(self.stderr_path, "wb") as err:
+            self.popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.lines: queue.Queue[bytes | None] = queue.Queue()
+        self.next_id = 1
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def send_raw(self, data: bytes, *, seconds: float = 30) -> None:
+        """Writes in a thread: a gateway that stops reading must fail the test, not hang it."""
+        assert self.popen.stdin is not None
+        stdin = self.popen.stdin
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                stdin.write(data)
+                stdin.flush()
+            except BaseException as e:  # reported to the test below
+                errors.append(e)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(seconds)
+        assert not writer.is_alive(), f"gateway did not read {len(data)} bytes of stdin within {seconds}s"
+        assert not errors, f"writing to the gateway's stdin failed: {errors[0]!r}\n{self.stderr()}"
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_raw(json.dumps(message).encode() + b"\n")
+
+    def receive(self, wanted: Callable[[dict[str, Any]], bool], *, seconds: float = 30) -> dict[str, Any]:
+        """The next message for which `wanted` holds; other messages (notifications) are passed over."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching message within {seconds}s\n--- stderr ---\n{self.stderr()}")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(
+                    f"gateway closed stdout (exit {self.popen.poll()})\n--- stderr ---\n{self.stderr()}"
+                )
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                raise AssertionError(f"gateway wrote a line that is not JSON to stdout: {line!r}") from None
+            if wanted(message):
+                return message
+
+    def request(self, method: str, params: dict[str, Any] | None = None, *, seconds: float = 30) -> dict[str, Any]:
+        rid = self.next_id
+        self.next_id += 1
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        return self.receive(lambda m: m.get("id") == rid and ("result" in m or "error" in m), seconds=seconds)
+
+    def initialize(self) -> dict[str, Any]:
+        response = self.request(
+            "initialize",
+            {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "palisade-e2e-stdio", "version": "0.0.0"},
+            },
+        )
+        assert "result" in response, response
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return response["result"]
+
+    def close(self) -> None:
+        if self.popen.stdin is not None:
+            try:
+                self.popen.stdin.close()
+            except OSError:
+                pass
+        stop_group(self.popen)
+
+
+def retry_until(attempt: Callable[[], Any], ok: Callable[[Any], bool], *, attempts: int, pause: float) -> list[Any]:
+    """Calls `attempt` until `ok` holds for its result, at most `attempts` times; returns every result."""
+    seen = []
+    for _ in range(attempts):
+        result = attempt()
+        seen.append(result)
+        if ok(result):
+            return seen
+        time.sleep(pause)
+    return seen

@@ -1,0 +1,96 @@
+"""What flows from server to client through the gateway: progress, sampling and elicitation requests."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from support import EVERYTHING_JS, everything_stdio, node_bin, palisade_bin
+
+CLIENT_SECONDS = 60
+
+
+class Recorder:
+    """A client's side of the server-to-client requests, keeping what arrived."""
+
+    def __init__(self) -> None:
+        self.sampled: list[str] = []
+        self.elicited: list[str] = []
+        self.progress: list[tuple[float, float | None]] = []
+
+    async def sampling(self, _ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        self.sampled.append(params.messages[0].content.text)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="sampled-by-the-test"), model="test-model"
+        )
+
+    async def elicitation(self, _ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.elicited.append(params.message)
+        return types.ElicitResult(action="decline")
+
+    async def on_progress(self, progress: float, total: float | None, _message: str | None) -> None:
+        self.progress.append((progress, total))
+
+
+async def exercise(session: ClientSession, prefix: str, seen: Recorder) -> None:
+    await session.initialize()
+
+    result = await session.call_tool(
+        prefix + "trigger-long-running-operation", {"duration": 1, "steps": 3}, progress_callback=seen.on_progress
+    )
+    assert "completed" in result.content[0].text, result
+    assert seen.progress == [(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)], seen.progress
+
+    result = await session.call_tool(prefix + "trigger-sampling-request", {"prompt": "a-test-prompt", "maxTokens": 5})
+    assert len(seen.sampled) == 1 and "a-test-prompt" in seen.sampled[0], seen.sampled
+    # The server quotes the client's answer back: it made the round trip.
+    assert "sampled-by-the-test" in result.content[0].text, result
+
+    result = await session.call_tool(prefix + "trigger-elicitation-request", {})
+    assert len(seen.elicited) == 1, seen.elicited
+    assert "decline" in str(result.content).lower(), result
+
+
+def run_session(transport: Any, prefix: str) -> Recorder:
+    seen = Recorder()
+
+    async def body() -> None:
+        with anyio.fail_after(CLIENT_SECONDS):
+            async with transport as (read, write):
+                async with ClientSession(
+                    read, write, sampling_callback=seen.sampling, elicitation_callback=seen.elicitation
+                ) as session:
+                    await exercise(session, prefix, seen)
+
+    anyio.run(body)
+    return seen
+
+
+@pytest.mark.parametrize("upstream_kind", ["stdio", "http"])
+def test_through_serve(launcher, upstream_kind: str) -> None:
+    upstream = everything_stdio() if upstream_kind == "stdio" else {"url": launcher.everything_http()}
+    gateway = launcher.gateway({"everything": upstream})
+    run_session(streamable_http_client(gateway.url), "everything__")
+    records = gateway.audit_records(3)
+    assert [r["tool"]["name"] for r in records] == [
+        "trigger-long-running-operation",
+        "trigger-sampling-request",
+        "trigger-elicitation-request",
+    ]
+
+
+def test_through_mcp_wrap(tmp_path) -> None:
+    params = StdioServerParameters(
+        command=palisade_bin(),
+        args=["mcp", "--name", "everything", "--", node_bin(), str(EVERYTHING_JS), "stdio"],
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    )
+    run_session(stdio_client(params), "")
+    assert (tmp_path / "palisade" / "audit.jsonl").read_text().count("\n") == 3

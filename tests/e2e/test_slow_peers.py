@@ -1,0 +1,118 @@
+"""Peers that are slow or silent: an upstream that never answers, a client that trickles, one that stops reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, python_stdio, retry_until
+
+
+def test_upstream_that_never_answers_times_out_and_is_cancelled(launcher, tmp_path):
+    cancellations = tmp_path / "cancellations.jsonl"
+    upstream = {**python_stdio("hanging_server.py", str(cancellations)), "request_timeout": "1s"}
+    gateway = launcher.gateway({"slow": upstream})
+    session = RawSession(gateway.base)
+    session.initialize()
+
+    response = session.request("tools/call", {"name": "slow__hang", "arguments": {}})
+    assert response["error"]["code"] == -32015, response
+    assert response["error"]["data"]["palisade"]["stage"] == "execute", response
+
+    # The upstream was told to stop, with the id palisade gave the call there.
+    sent = retry_until(
+        lambda: cancellations.read_text() if cancellations.exists() else "",
+        lambda text: text.strip() != "",
+        attempts=40,
+        pause=0.1,
+    )[-1]
+    cancel = json.loads(sent.splitlines()[0])
+    assert isinstance(cancel["requestId"], int), cancel
+
+    # The session and the upstream still work.
+    assert [t["name"] for t in session.request("tools/list")["result"]["tools"]] == ["slow__hang"]
+    record = gateway.audit_records(1)[0]
+    assert record["outcome"] == {"status": "denied", "stage": "execute", "code": "upstream-unavailable"}, record
+    execute = next(s for s in record["stages"] if s["stage"] == "execute")
+    assert execute["verdict"] == "failed" and "did not answer in time" in execute["reason"], execute
+
+
+def test_a_trickling_client_does_not_hold_up_others(launcher):
+    gateway = launcher.gateway({"everything": everything_stdio()})
+    slow = RawSession(gateway.base)
+    slow.initialize()
+    fast = RawSession(gateway.base)
+    fast.initialize()
+
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+         "params": {"name": "everything__echo", "arguments": {"message": "slowly"}}}
+    ).encode()
+    headers = {**slow.headers(), "Host": f"127.0.0.1:{gateway.port}", "Content-Length": str(len(body))}
+    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    events: list[str] = []
+    answer: list[bytes] = []
+
+    def trickle() -> None:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+            sock.sendall(head.encode())
+            for byte in body:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.01)
+            events.append("slow sent")
+            sock.settimeout(30)
+            data = b""
+            while b"Echo: slowly" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            answer.append(data)
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    time.sleep(0.2)  # the trickle is under way
+    for i in range(5):
+        response = fast.request("tools/call", {"name": "everything__echo", "arguments": {"message": f"fast {i}"}})
+        assert response["result"]["content"][0]["text"] == f"Echo: fast {i}"
+    events.append("fast done")
+    thread.join(timeout=60)
+    assert events == ["fast done", "slow sent"], events
+    assert answer and b"Echo: slowly" in answer[0], answer
+
+
+def test_a_client_that_stops_reading_loses_no_answer(tmp_path):
+    """Thousands of requests written while nothing reads stdout: palisade holds back, drops no answer."""
+    count = 3000  # far more answers than the pipe and palisade's queue hold unread
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "flood", "version": "0"}}}
+    lines = [init] + [{"jsonrpc": "2.0", "id": 1000 + i, "method": "ping"} for i in range(count)]
+    data = b"".join(json.dumps(m).encode() + b"\n" for m in lines)
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [palisade_bin(), "mcp", "--", node_bin(), str(EVERYTHING_JS), "stdio"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, start_new_session=True,
+            env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+        )
+    try:
+        writer = threading.Thread(target=lambda: (proc.stdin.write(data), proc.stdin.flush()), daemon=True)
+        writer.start()
+        time.sleep(1)  # palisade fills its queue and the pipe, with nobody reading
+        seen = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < count + 1 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"stdout closed early; stderr:\n{(tmp_path / 'stderr').read_text()}"
+            message = json.loads(line)
+            if "id" in message:
+                assert "result" in message, message
+                seen.add(message["id"])
+        assert seen == {0, *range(1000, 1000 + count)}, f"{count + 1 - len(seen)} answers missing"
+        writer.join(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
