@@ -297,7 +297,7 @@ async fn post_message(
             entry.session.handle_response(response).await;
             StatusCode::ACCEPTED.into_response()
         }
-        Message::Request(request) => answer(entry, request, sse_ok).await,
+        Message::Request(request) => answer(entry, request, json_ok, sse_ok).await,
     }
 }
 
@@ -365,10 +365,19 @@ impl Drop for CancelOnDrop {
     }
 }
 
-async fn answer(entry: Arc<Entry>, request: palisade_mcp::Request, sse_ok: bool) -> HttpResponse {
+async fn answer(
+    entry: Arc<Entry>,
+    request: palisade_mcp::Request,
+    json_ok: bool,
+    sse_ok: bool,
+) -> HttpResponse {
     let id = request.id.clone();
     let (tx, mut rx) = mpsc::channel(STREAM_QUEUE);
-    lock(&entry.outbox.streams).insert(id.clone(), tx.clone());
+    // A client that takes JSON only gets what comes before the answer
+    // (progress, sampling requests) on its GET stream instead.
+    if sse_ok {
+        lock(&entry.outbox.streams).insert(id.clone(), tx.clone());
+    }
     let session = Arc::clone(&entry.session);
     let outbox = Arc::clone(&entry.outbox);
     let task_id = id.clone();
@@ -384,26 +393,22 @@ async fn answer(entry: Arc<Entry>, request: palisade_mcp::Request, sse_ok: bool)
         id,
         armed: true,
     };
-    let first = loop {
-        match rx.recv().await {
-            None => {
-                guard.armed = false;
-                return StatusCode::ACCEPTED.into_response();
-            }
-            Some(Message::Response(response)) => {
-                guard.armed = false;
-                let body = Message::Response(response).to_bytes();
-                return (
-                    StatusCode::OK,
-                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                    body,
-                )
-                    .into_response();
-            }
-            // A client that takes JSON only cannot receive what comes before the answer.
-            Some(_) if !sse_ok => continue,
-            Some(message) => break message,
+    let first = match rx.recv().await {
+        None => {
+            guard.armed = false;
+            return StatusCode::ACCEPTED.into_response();
         }
+        Some(Message::Response(response)) if json_ok => {
+            guard.armed = false;
+            let body = Message::Response(response).to_bytes();
+            return (
+                StatusCode::OK,
+                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response();
+        }
+        Some(message) => message,
     };
     let events = stream::unfold(
         (Some(first), rx, guard),
