@@ -9,12 +9,11 @@ use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol;
 use palisade_pipeline::Pipeline;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 use crate::config::{self, Config};
 use crate::denial::UPSTREAM_UNAVAILABLE;
-use crate::session::{Outbox, Session};
-use crate::upstream::{LinkContext, Upstream};
+use crate::session::{Outbox, Session, SessionSink};
+use crate::upstream::{EventSink, LinkContext, Upstream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -103,7 +102,7 @@ impl Gateway {
         params.insert("protocolVersion".into(), json!(version));
         let client_init = Value::Object(params);
 
-        let (events, events_rx) = mpsc::channel(256);
+        let sink = Arc::new(SessionSink::default());
         let max_message_bytes = self.config.server.max_message_bytes;
         let upstreams: Vec<Arc<Upstream>> = self
             .upstreams
@@ -114,13 +113,12 @@ impl Gateway {
                     index,
                     name: spec.name.as_str().into(),
                     max_message_bytes,
-                    events: events.clone(),
+                    events: Arc::clone(&sink) as Arc<dyn EventSink>,
                     http: self.http.clone(),
                 };
                 Arc::new(Upstream::new(Arc::clone(spec), ctx, client_init.clone()))
             })
             .collect();
-        drop(events);
 
         let connected = futures_util::future::join_all(upstreams.iter().map(|u| u.connect())).await;
         for (upstream, result) in upstreams.iter().zip(&connected) {
@@ -148,15 +146,8 @@ impl Gateway {
             (Mode::Wrap | Mode::Aggregate, _, _) => self.merged_initialize(version, &upstreams),
         };
         let id = SessionId::new(random_token());
-        let session = Session::start(
-            id,
-            Arc::clone(self),
-            principal,
-            upstreams,
-            outbox,
-            events_rx,
-            version,
-        );
+        let session = Session::start(id, Arc::clone(self), principal, upstreams, outbox, version);
+        sink.attach(&session);
         Ok((session, result))
     }
 

@@ -15,16 +15,69 @@ use palisade_mcp::protocol::method;
 use palisade_mcp::{Message, Notification, Request, RequestId, Response};
 use palisade_pipeline::{CallResult, ExecError, Execute, Executed, Permit};
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::denial::{self, UPSTREAM_UNAVAILABLE};
 use crate::gateway::{Gateway, Mode};
-use crate::upstream::{Event, Failure, Upstream, lock};
+use crate::upstream::{Event, EventSink, Failure, Upstream, lock};
 
 /// Where messages to the client go. `related` names the client request a
 /// message belongs to, so HTTP can put it on that request's stream.
 pub trait Outbox: Send + Sync {
     fn send(&self, message: Message, related: Option<&RequestId>);
+}
+
+/// Hands upstream messages to the session. Messages that arrive while the
+/// session is being opened (during the upstream handshakes) wait here.
+#[derive(Default)]
+pub(crate) struct SessionSink {
+    state: Mutex<SinkState>,
+}
+
+enum SinkState {
+    Opening(Vec<Event>),
+    Open(Weak<Session>),
+}
+
+impl Default for SinkState {
+    fn default() -> Self {
+        SinkState::Opening(Vec::new())
+    }
+}
+
+/// Messages kept for a session that is still opening; more are dropped.
+const MAX_EARLY_EVENTS: usize = 256;
+
+impl SessionSink {
+    pub(crate) fn attach(&self, session: &Arc<Session>) {
+        let early = match std::mem::replace(
+            &mut *lock(&self.state),
+            SinkState::Open(Arc::downgrade(session)),
+        ) {
+            SinkState::Opening(early) => early,
+            SinkState::Open(_) => Vec::new(),
+        };
+        for event in early {
+            session.on_upstream_message(event);
+        }
+    }
+}
+
+impl EventSink for SessionSink {
+    fn deliver(&self, event: Event) {
+        let session = match &mut *lock(&self.state) {
+            SinkState::Opening(early) => {
+                if early.len() < MAX_EARLY_EVENTS {
+                    early.push(event);
+                }
+                return;
+            }
+            SinkState::Open(session) => session.upgrade(),
+        };
+        if let Some(session) = session {
+            session.on_upstream_message(event);
+        }
+    }
 }
 
 /// A client request being worked on upstream.
@@ -116,10 +169,9 @@ impl Session {
         principal: Principal,
         upstreams: Vec<Arc<Upstream>>,
         outbox: Arc<dyn Outbox>,
-        mut events: mpsc::Receiver<Event>,
         protocol_version: &'static str,
     ) -> Arc<Self> {
-        let session = Arc::new(Self {
+        Arc::new(Self {
             id,
             protocol_version,
             gateway,
@@ -129,15 +181,7 @@ impl Session {
             routing: Mutex::new(Routing::default()),
             next_server_request: AtomicU64::new(1),
             last_seen: Mutex::new(Instant::now()),
-        });
-        let weak: Weak<Session> = Arc::downgrade(&session);
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                let Some(session) = weak.upgrade() else { break };
-                session.on_upstream_message(event).await;
-            }
-        });
-        session
+        })
     }
 
     pub fn idle_for(&self) -> std::time::Duration {
@@ -772,7 +816,7 @@ impl Session {
 
     // ----------------------------------------------------------- from upstream
 
-    async fn on_upstream_message(&self, event: Event) {
+    fn on_upstream_message(&self, event: Event) {
         let Event {
             upstream,
             message,

@@ -245,7 +245,7 @@ impl Exchange {
         }
         let message =
             Message::parse(&body).map_err(|e| format!("response is not JSON-RPC: {e}"))?;
-        dispatch(&self.ctx, &self.pending, message, None).await;
+        dispatch(&self.ctx, &self.pending, message, None);
         Ok(())
     }
 
@@ -265,7 +265,7 @@ impl Exchange {
                 let message = Message::parse(event.data.as_bytes())
                     .map_err(|e| format!("event is not JSON-RPC: {e}"))?;
                 let answered = matches!(&message, Message::Response(r) if r.id == related.map(RequestId::from));
-                dispatch(&self.ctx, &self.pending, message, related).await;
+                dispatch(&self.ctx, &self.pending, message, related);
                 if answered {
                     return Ok(());
                 }

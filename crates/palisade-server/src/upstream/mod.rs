@@ -17,7 +17,7 @@ use palisade_mcp::jsonrpc::ErrorObject;
 use palisade_mcp::protocol::{self, method};
 use palisade_mcp::{Message, Notification, Request, RequestId, Response};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::{self, Transport};
 
@@ -149,12 +149,12 @@ enum State {
 }
 
 /// What every link needs to know about its session.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct LinkContext {
     pub index: usize,
     pub name: Arc<str>,
     pub max_message_bytes: usize,
-    pub events: mpsc::Sender<Event>,
+    pub events: Arc<dyn EventSink>,
     pub http: reqwest::Client,
 }
 
@@ -472,7 +472,14 @@ impl InFlight {
 }
 
 /// Routes a message an upstream sent: responses to their waiters, the rest to the session.
-async fn dispatch(ctx: &LinkContext, pending: &Pending, message: Message, related: Option<u64>) {
+/// Where an upstream's own messages go. Delivery is synchronous, in the order
+/// the upstream sent them, so a notification about a request always reaches
+/// the client before that request's answer.
+pub(crate) trait EventSink: Send + Sync {
+    fn deliver(&self, event: Event);
+}
+
+fn dispatch(ctx: &LinkContext, pending: &Pending, message: Message, related: Option<u64>) {
     match message {
         Message::Response(response) => {
             if !pending.complete(response) {
@@ -485,9 +492,7 @@ async fn dispatch(ctx: &LinkContext, pending: &Pending, message: Message, relate
                 message,
                 related,
             };
-            if ctx.events.send(event).await.is_err() {
-                tracing::debug!(upstream = %ctx.name, "session gone; dropping upstream message");
-            }
+            ctx.events.deliver(event);
         }
     }
 }

@@ -150,7 +150,7 @@ async fn read_loop(
             }
         };
         match Message::parse(&line) {
-            Ok(message) => dispatch(&ctx, &pending, message, None).await,
+            Ok(message) => dispatch(&ctx, &pending, message, None),
             Err(e) => {
                 break Failure::new(format!(
                     "upstream `{}` broke the protocol: it wrote something that is not JSON-RPC to stdout ({e})",
