@@ -32,15 +32,7 @@ impl Execute for Echo {
 
 fn pipeline(audit: Arc<dyn Audit>) -> Pipeline {
     let mut builder = Pipeline::builder().audit(audit);
-    for stage in [
-        Stage::Authorize,
-        Stage::Limits,
-        Stage::OutboundFilter,
-        Stage::Approval,
-        Stage::InjectSecrets,
-        Stage::Redact,
-        Stage::InboundFilter,
-    ] {
+    for stage in palisade_pipeline::PASSABLE {
         builder = builder.pass_through(stage);
     }
     builder.build().unwrap_or_else(|e| unreachable!("{e}"))

@@ -10,4 +10,4 @@ mod slots;
 
 pub use palisade_authz::Permit;
 pub use run::{CallResult, ExecError, Execute, Executed, Pipeline};
-pub use slots::{BuildError, PipelineBuilder, Slot};
+pub use slots::{BuildError, PASSABLE, PipelineBuilder, Slot};

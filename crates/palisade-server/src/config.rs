@@ -201,17 +201,10 @@ fn stages_as_names<S: serde::Serializer>(stages: &[Stage], s: S) -> Result<S::Ok
     s.collect_seq(stages.iter().map(|stage| stage.as_str()))
 }
 
-/// The stages that have no implementation yet. The embedded default passes
-/// them through, explicitly; a config file must list them itself.
-pub const UNIMPLEMENTED_STAGES: [Stage; 7] = [
-    Stage::Authorize,
-    Stage::Limits,
-    Stage::OutboundFilter,
-    Stage::Approval,
-    Stage::InjectSecrets,
-    Stage::Redact,
-    Stage::InboundFilter,
-];
+/// The stages that have no implementation yet: today, every stage that can
+/// be passed through. The embedded default passes them through, explicitly;
+/// a config file must list them itself.
+pub const UNIMPLEMENTED_STAGES: [Stage; 7] = palisade_pipeline::PASSABLE;
 
 impl Config {
     /// Reads and validates a config file.

@@ -124,6 +124,11 @@ async fn reap_idle(server: std::sync::Weak<Server>) {
     }
 }
 
+/// An HTTP error carrying a JSON-RPC error about no particular request.
+fn refuse(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    rpc_error(status, None, INVALID_REQUEST, message)
+}
+
 fn rpc_error(
     status: StatusCode,
     id: Option<RequestId>,
@@ -141,13 +146,30 @@ fn rpc_error(
 
 /// Browsers send `Origin`; a page from an unlisted origin must not drive
 /// local tools (DNS rebinding). Non-browser clients send none and pass.
-fn origin_allowed(server: &Server, headers: &HeaderMap) -> bool {
+/// Why a request was turned away before reaching a session.
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> HttpResponse {
+        refuse(self.0, self.1)
+    }
+}
+
+fn check_origin(server: &Server, headers: &HeaderMap) -> Result<(), Refused> {
     let Some(origin) = headers.get(ORIGIN) else {
-        return true;
+        return Ok(());
     };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|origin| origin_allowed(server, origin));
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refused(StatusCode::FORBIDDEN, "origin not allowed".into()))
+    }
+}
+
+fn origin_allowed(server: &Server, origin: &str) -> bool {
     server
         .gateway
         .config
@@ -175,43 +197,32 @@ fn accepts(headers: &HeaderMap, kind: &str) -> bool {
     })
 }
 
-enum Lookup {
-    Found(Arc<Entry>),
-    Refused(HttpResponse),
-}
-
-fn session_of(server: &Server, headers: &HeaderMap) -> Lookup {
+fn session_of(server: &Server, headers: &HeaderMap) -> Result<Arc<Entry>, Refused> {
     let Some(id) = headers
         .get(header::SESSION_ID)
         .and_then(|v| v.to_str().ok())
     else {
-        return Lookup::Refused(rpc_error(
+        return Err(Refused(
             StatusCode::BAD_REQUEST,
-            None,
-            INVALID_REQUEST,
-            "missing Mcp-Session-Id header: send `initialize` first",
+            "missing Mcp-Session-Id header: send `initialize` first".into(),
         ));
     };
     let Some(entry) = lock(&server.sessions).get(id).cloned() else {
-        return Lookup::Refused(rpc_error(
+        return Err(Refused(
             StatusCode::NOT_FOUND,
-            None,
-            INVALID_REQUEST,
-            "unknown or expired session: initialize a new one",
+            "unknown or expired session: initialize a new one".into(),
         ));
     };
     if let Some(version) = headers.get(header::PROTOCOL_VERSION) {
         let version = version.to_str().unwrap_or_default();
         if !protocol::is_supported(version) {
-            return Lookup::Refused(rpc_error(
+            return Err(Refused(
                 StatusCode::BAD_REQUEST,
-                None,
-                INVALID_REQUEST,
                 format!("unsupported MCP-Protocol-Version `{version}`"),
             ));
         }
     }
-    Lookup::Found(entry)
+    Ok(entry)
 }
 
 async fn post_message(
@@ -219,13 +230,8 @@ async fn post_message(
     headers: HeaderMap,
     body: Body,
 ) -> HttpResponse {
-    if !origin_allowed(&server, &headers) {
-        return rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            INVALID_REQUEST,
-            "origin not allowed",
-        );
+    if let Err(refused) = check_origin(&server, &headers) {
+        return refused.into_response();
     }
     let is_json = headers
         .get(CONTENT_TYPE)
@@ -236,10 +242,8 @@ async fn post_message(
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });
     if !is_json {
-        return rpc_error(
+        return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            INVALID_REQUEST,
             "Content-Type must be application/json",
         );
     }
@@ -248,10 +252,8 @@ async fn post_message(
         accepts(&headers, "text/event-stream"),
     );
     if !json_ok && !sse_ok {
-        return rpc_error(
+        return refuse(
             StatusCode::NOT_ACCEPTABLE,
-            None,
-            INVALID_REQUEST,
             "Accept must include application/json or text/event-stream",
         );
     }
@@ -259,10 +261,8 @@ async fn post_message(
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return rpc_error(
+            return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                None,
-                INVALID_REQUEST,
                 format!("message exceeds the {limit}-byte limit"),
             );
         }
@@ -285,8 +285,8 @@ async fn post_message(
         return initialize(&server, message).await;
     }
     let entry = match session_of(&server, &headers) {
-        Lookup::Found(entry) => entry,
-        Lookup::Refused(response) => return response,
+        Ok(entry) => entry,
+        Err(refused) => return refused.into_response(),
     };
     match message {
         Message::Notification(notification) => {
@@ -466,34 +466,25 @@ fn sse_response(body: Body) -> HttpResponse {
 }
 
 async fn open_stream(State(server): State<Arc<Server>>, headers: HeaderMap) -> HttpResponse {
-    if !origin_allowed(&server, &headers) {
-        return rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            INVALID_REQUEST,
-            "origin not allowed",
-        );
+    if let Err(refused) = check_origin(&server, &headers) {
+        return refused.into_response();
     }
     if !accepts(&headers, "text/event-stream") {
-        return rpc_error(
+        return refuse(
             StatusCode::NOT_ACCEPTABLE,
-            None,
-            INVALID_REQUEST,
             "Accept must include text/event-stream",
         );
     }
     let entry = match session_of(&server, &headers) {
-        Lookup::Found(entry) => entry,
-        Lookup::Refused(response) => return response,
+        Ok(entry) => entry,
+        Err(refused) => return refused.into_response(),
     };
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     {
         let mut standalone = lock(&entry.outbox.standalone);
         if standalone.as_ref().is_some_and(|s| !s.is_closed()) {
-            return rpc_error(
+            return refuse(
                 StatusCode::CONFLICT,
-                None,
-                INVALID_REQUEST,
                 "this session already has a GET stream open",
             );
         }
@@ -510,17 +501,12 @@ async fn open_stream(State(server): State<Arc<Server>>, headers: HeaderMap) -> H
 }
 
 async fn end_session(State(server): State<Arc<Server>>, headers: HeaderMap) -> HttpResponse {
-    if !origin_allowed(&server, &headers) {
-        return rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            INVALID_REQUEST,
-            "origin not allowed",
-        );
+    if let Err(refused) = check_origin(&server, &headers) {
+        return refused.into_response();
     }
     let entry = match session_of(&server, &headers) {
-        Lookup::Found(entry) => entry,
-        Lookup::Refused(response) => return response,
+        Ok(entry) => entry,
+        Err(refused) => return refused.into_response(),
     };
     lock(&server.sessions).remove(entry.session.id.as_str());
     entry.session.close().await;
