@@ -146,8 +146,10 @@ impl Gateway {
             (Mode::Wrap | Mode::Aggregate, _, _) => self.merged_initialize(version, &upstreams),
         };
         let id = SessionId::new(random_token());
+        let session_principal = principal.clone();
         let session = Session::start(id, Arc::clone(self), principal, upstreams, outbox, version);
         sink.attach(&session);
+        tracing::info!(session = %session.id, principal = %session_principal, version, "session opened");
         Ok((session, result))
     }
 

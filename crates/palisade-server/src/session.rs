@@ -194,6 +194,7 @@ impl Session {
 
     /// Ends every upstream session.
     pub async fn close(&self) {
+        tracing::info!(session = %self.id, "session closed");
         futures_util::future::join_all(self.upstreams.iter().map(|u| u.close())).await;
     }
 

@@ -29,7 +29,7 @@ enum Command {
     Mcp {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// The upstream's name in audit records; defaults to the command's file name.
+        /// The upstream's name in audit records; by default derived from the command.
         #[arg(long)]
         name: Option<String>,
         /// The server command and its arguments, after `--`.
@@ -122,9 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "`palisade mcp` wraps the command given after `--`; remove [upstreams] from the config or use `palisade serve`"
                 );
             }
+            let name = name.unwrap_or_else(|| derive_name(&command));
             let mut words = command.into_iter();
             let program = words.next().context("no server command after `--`")?;
-            let name = name.unwrap_or_else(|| derive_name(&program));
             config
                 .upstreams
                 .push(Upstream::from_command(&name, program, words.collect()));
@@ -134,22 +134,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// An upstream name from a command: its file name, lowercased, with other characters as `-`.
-fn derive_name(program: &str) -> String {
-    let base = Path::new(program)
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or("upstream");
-    let name: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
+/// Programs that run another program: the name is taken from what they run.
+const LAUNCHERS: [&str; 16] = [
+    "node", "nodejs", "npx", "npm", "pnpm", "bun", "bunx", "deno", "python", "python3", "uv",
+    "uvx", "pipx", "docker", "podman", "java",
+];
+/// Subcommands of those launchers that come before what they run.
+const LAUNCHER_VERBS: [&str; 5] = ["run", "exec", "x", "dlx", "start"];
+
+/// An upstream name for audit records, from the wrapped command: the server's
+/// own name where a launcher runs it (`npx -y @scope/server-files` gives
+/// `server-files`), else the program's file name.
+fn derive_name(command: &[String]) -> String {
+    let base = |word: &str| -> String {
+        let word = word.rsplit('/').next().unwrap_or(word);
+        // `name@1.2.3` (a pinned package) and `server.py` (a script) name the same server.
+        let word = word.split('@').next().unwrap_or(word);
+        word.split('.').next().unwrap_or(word).to_owned()
+    };
+    let mut words = command.iter().map(String::as_str);
+    let program = base(words.next().unwrap_or_default());
+    let subject = if LAUNCHERS.contains(&program.as_str()) {
+        words
+            .find(|w| !w.starts_with('-') && !LAUNCHER_VERBS.contains(w))
+            .map(|w| base(w.trim_start_matches('@')))
+            .unwrap_or(program)
+    } else {
+        program
+    };
+    let mut name = String::new();
+    for c in subject.chars().take(64) {
+        let c = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if !(c == '-' && name.ends_with('-')) {
+            name.push(c);
+        }
+    }
+    let name = name.trim_matches('-').to_owned();
     if name.is_empty() {
         "upstream".into()
     } else {
@@ -209,5 +233,39 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derive_name;
+
+    #[test]
+    fn names_come_from_the_server_not_its_launcher() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &[
+                    "npx",
+                    "-y",
+                    "@modelcontextprotocol/server-filesystem",
+                    "/srv",
+                ],
+                "server-filesystem",
+            ),
+            (&["/usr/bin/node", "dist/index.js", "stdio"], "index"),
+            (
+                &["uvx", "mcp-server-git@1.2", "--repo", "."],
+                "mcp-server-git",
+            ),
+            (&["uv", "run", "weather.py"], "weather"),
+            (&["python3", "-m", "my_server"], "my-server"),
+            (&["/opt/bin/My Server"], "my-server"),
+            (&["npx"], "npx"),
+            (&["///"], "upstream"),
+        ];
+        for (command, expected) in cases {
+            let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+            assert_eq!(derive_name(&command), *expected, "{command:?}");
+        }
     }
 }
