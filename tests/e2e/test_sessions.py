@@ -1,0 +1,86 @@
+"""Session lifecycle over Streamable HTTP: one upstream process per session, ended with it, and a cap."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from support import RawSession, http_request, python_stdio
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); its state in /proc says it is gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped between the two looks
+        return False
+
+
+def whoami(session: RawSession) -> int:
+    response = session.request("tools/call", {"name": "p__whoami", "arguments": {}})
+    return int(response["result"]["content"][0]["text"])
+
+
+def test_each_session_has_its_own_upstream_and_delete_ends_it(launcher, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    first, second = RawSession(gateway.base), RawSession(gateway.base)
+    first.initialize()
+    second.initialize()
+    a, b = whoami(first), whoami(second)
+    assert a != b, "two sessions shared one upstream process"
+    assert {int(p.name) for p in pids.iterdir()} == {a, b}
+
+    reply = http_request(gateway.base, "DELETE", "/mcp", headers=first.headers())
+    assert reply.status == 200, reply
+    deadline = time.monotonic() + 10
+    while alive(a) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(a), "the ended session's upstream process was left running"
+    assert alive(b), "ending one session ended another's upstream"
+
+    gone = first.post({"jsonrpc": "2.0", "id": 9, "method": "ping"})
+    assert gone.status == 404, gone
+    assert whoami(second) == b
+
+
+def test_sessions_beyond_the_cap_are_refused(launcher, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))}, server={"max_sessions": 2})
+    kept = [RawSession(gateway.base), RawSession(gateway.base)]
+    for session in kept:
+        session.initialize()
+    extra = RawSession(gateway.base)
+    reply = extra.post(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}},
+        session=False,
+    )
+    assert reply.status == 503, reply
+    assert len(list(pids.iterdir())) == 2, "a refused session still started an upstream"
+    # Ending a session makes room.
+    assert http_request(gateway.base, "DELETE", "/mcp", headers=kept[0].headers()).status == 200
+    extra.initialize()
+    assert whoami(extra) > 0
+
+
+def test_gateway_shutdown_leaves_no_upstream_behind(launcher, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    session = RawSession(gateway.base)
+    session.initialize()
+    pid = whoami(session)
+    gateway.proc.popen.terminate()  # SIGTERM: a graceful shutdown
+    gateway.proc.popen.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), "palisade exited and left its upstream running"
