@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 
-from support import RawSession, http_request, python_stdio
+from support import RawSession, http_request, palisade_bin, python_stdio
 
 
 def alive(pid: int) -> bool:
@@ -84,3 +86,33 @@ def test_gateway_shutdown_leaves_no_upstream_behind(launcher, tmp_path):
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pid), "palisade exited and left its upstream running"
+
+
+def test_palisade_mcp_ends_its_upstream_when_the_client_leaves(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    spec = python_stdio("pid_server.py", str(pids))
+    proc = subprocess.Popen(
+        [palisade_bin(), "mcp", "--", spec["command"], *spec["args"]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    )
+    try:
+        for message in (
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+        ):
+            proc.stdin.write(json.dumps(message).encode() + b"\n")
+            proc.stdin.flush()
+            answer = json.loads(proc.stdout.readline())
+        pid = int(answer["result"]["content"][0]["text"])
+        proc.stdin.close()  # the client goes away
+        assert proc.wait(timeout=10) == 0
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid), "palisade mcp exited and left its upstream running"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
