@@ -57,17 +57,17 @@ def test_unknown_method_after_initialize_is_method_not_found(session):
     ["everything__no-such-tool", "nowhere__echo", "echo", "everything__"],
     ids=["unlisted-tool-of-known-upstream", "unknown-upstream", "no-prefix", "empty-tool-name"],
 )
-def test_unknown_tool_is_refused(session, name):
-    """Refused either as JSON-RPC error -32602 or, as the reference SDKs do, as a tool error naming the tool."""
+def test_unknown_tool_is_refused_by_the_gateway_and_audited(gateway, session, name):
+    """Refused, as the reference SDKs do, with a tool error naming the tool; never forwarded upstream."""
+    before = len(gateway.audit_records(0))
     response = session.request("tools/call", {"name": name, "arguments": {}})
-    if "error" in response:
-        assert response["error"]["code"] == -32602, response
-        return
     result = response["result"]
     assert result.get("isError") is True, f"a call to unknown tool `{name}` succeeded: {response}"
     text = " ".join(part.get("text", "") for part in result.get("content", []))
-    unprefixed = name.partition("__")[2]
-    assert name in text or (unprefixed and unprefixed in text), f"the refusal does not name the tool: {response}"
+    assert f"Unknown tool: `{name}`" in text, f"the refusal does not come from palisade: {response}"
+    record = gateway.audit_records(before + 1)[before]
+    assert record["outcome"] == {"status": "denied", "stage": "authorize", "code": "unknown-tool"}, record
+    assert all(s["verdict"] == "not-reached" for s in record["stages"] if s["stage"] == "execute"), record
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@
 //! naming, cancellation, server-to-client requests) and passes the rest
 //! through unchanged. Tool calls, and only they, go through the pipeline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
@@ -96,6 +96,9 @@ struct Routing {
     /// Resource URIs (and template prefixes) learned from listings → upstream.
     resources: HashMap<String, usize>,
     templates: Vec<(String, usize)>,
+    /// Each upstream's tool names (its own, unprefixed) from its latest full
+    /// listing; forgotten when it says its list changed.
+    listed_tools: HashMap<usize, HashSet<String>>,
 }
 
 pub struct Session {
@@ -485,7 +488,7 @@ impl Session {
             (0..self.upstreams.len()).map(|index| self.list_one(listing, index)),
         )
         .await;
-        let merged: Vec<Value> = pages.into_iter().flatten().collect();
+        let merged: Vec<Value> = pages.into_iter().flatten().flatten().collect();
         let page: Vec<Value> = merged
             .iter()
             .skip(offset)
@@ -503,18 +506,17 @@ impl Session {
         Some(Ok(Value::Object(result)))
     }
 
-    /// Every item one upstream lists, renamed. An upstream that fails is left
-    /// out of the listing (and logged) rather than failing the whole list.
-    async fn list_one(&self, listing: Listing, index: usize) -> Vec<Value> {
-        let Some(upstream) = self.upstreams.get(index) else {
-            return Vec::new();
-        };
+    /// Every item one upstream lists, renamed; `None` when its listing failed
+    /// (logged), which a merged listing leaves out rather than failing whole.
+    async fn list_one(&self, listing: Listing, index: usize) -> Option<Vec<Value>> {
+        let upstream = self.upstreams.get(index)?;
         let offers =
             upstream.init_result().is_none() || upstream.capability(listing.capability()).is_some();
         if !offers {
-            return Vec::new();
+            return Some(Vec::new());
         }
         let mut items = Vec::new();
+        let mut names = HashSet::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_UPSTREAM_PAGES {
             let params = cursor.take().map(|c| json!({ "cursor": c }));
@@ -540,13 +542,23 @@ impl Session {
                     ..
                 }) => {
                     tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}: {}", listing.method(), error.message);
-                    break;
+                    return None;
                 }
                 Err(failure) => {
                     tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}: {}", listing.method(), failure.message);
-                    break;
+                    return None;
                 }
             };
+            if let (Listing::Tools, Some(Value::Array(tools))) =
+                (listing, result.get(listing.field()))
+            {
+                names.extend(
+                    tools
+                        .iter()
+                        .filter_map(|t| t.get("name")?.as_str())
+                        .map(str::to_owned),
+                );
+            }
             self.rename_page(listing, index, &mut result);
             if let Some(Value::Array(page)) = result.get_mut(listing.field()).map(Value::take) {
                 items.extend(page);
@@ -556,7 +568,10 @@ impl Session {
                 None => break,
             }
         }
-        items
+        if let Listing::Tools = listing {
+            lock(&self.routing).listed_tools.insert(index, names);
+        }
+        Some(items)
     }
 
     fn rename_page(&self, listing: Listing, index: usize, result: &mut Value) {
@@ -727,18 +742,7 @@ impl Session {
             .map(str::to_owned);
         let (index, params) = match (self.route_named(Listing::Tools, params), name) {
             (Ok(routed), _) => routed,
-            // As MCP servers built on the reference SDKs do, an unknown tool is a
-            // tool error the model can read and correct, not a protocol error.
-            (Err(_), Some(name)) => {
-                if let Some(refused) = self.audit_unknown_tool(&id, &name).await {
-                    return Some(refused);
-                }
-                let text = format!("Unknown tool: `{name}`");
-                return Some(Response::result(
-                    id,
-                    json!({ "content": [{ "type": "text", "text": text }], "isError": true }),
-                ));
-            }
+            (Err(_), Some(name)) => return Some(self.unknown_tool(id, &name).await),
             (Err(error), None) => return Some(Response::error(Some(id), error)),
         };
         let Some(upstream) = self.upstreams.get(index) else {
@@ -752,6 +756,23 @@ impl Session {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        // Only tools the upstream lists can be called: a hidden tool would
+        // escape everything palisade learns from listings (and, later, pins).
+        match self.is_listed(index, &tool).await {
+            Some(true) => {}
+            Some(false) => {
+                let name = format!("{}{tool}", upstream.spec.prefix);
+                return Some(self.unknown_tool(id, &name).await);
+            }
+            None => {
+                let failure =
+                    Failure::new(format!("cannot list the tools of `{}`", upstream.spec.name));
+                return Some(Response::error(
+                    Some(id),
+                    self.unavailable(upstream, &failure),
+                ));
+            }
+        }
         let arguments = params
             .get("arguments")
             .cloned()
@@ -781,6 +802,37 @@ impl Session {
             CallResult::Denied { stage, reason } => Err(denial::to_error(stage, &reason)),
         };
         Some(respond(id, answer))
+    }
+
+    /// Answers a call to a tool no upstream lists. As MCP servers built on the
+    /// reference SDKs do, that is a tool error the model can read and correct,
+    /// not a protocol error; and it is audited like any refused call.
+    async fn unknown_tool(&self, id: RequestId, name: &str) -> Response {
+        if let Some(refused) = self.audit_unknown_tool(&id, name).await {
+            return refused;
+        }
+        let text = format!("Unknown tool: `{name}`");
+        Response::result(
+            id,
+            json!({ "content": [{ "type": "text", "text": text }], "isError": true }),
+        )
+    }
+
+    /// Whether upstream `index` lists `tool`, reading its listing when palisade
+    /// has none (the client may call without listing first). `None` when the
+    /// listing cannot be read: then nothing is known to be callable.
+    async fn is_listed(&self, index: usize, tool: &str) -> Option<bool> {
+        let known = |routing: &Routing| {
+            routing
+                .listed_tools
+                .get(&index)
+                .map(|names| names.contains(tool))
+        };
+        if let Some(listed) = known(&lock(&self.routing)) {
+            return Some(listed);
+        }
+        self.list_one(Listing::Tools, index).await?;
+        known(&lock(&self.routing))
     }
 
     /// Records a call to a tool no upstream serves. Returns the error to send
@@ -842,7 +894,7 @@ impl Session {
             }
             Message::Notification(mut notification) => {
                 let client_request = {
-                    let routing = lock(&self.routing);
+                    let mut routing = lock(&self.routing);
                     match notification.method.as_str() {
                         method::PROGRESS => {
                             let token = notification
@@ -880,9 +932,11 @@ impl Session {
                             }
                             None
                         }
-                        method::TOOLS_LIST_CHANGED
-                        | method::PROMPTS_LIST_CHANGED
-                        | method::RESOURCES_LIST_CHANGED => None,
+                        method::TOOLS_LIST_CHANGED => {
+                            routing.listed_tools.remove(&upstream);
+                            None
+                        }
+                        method::PROMPTS_LIST_CHANGED | method::RESOURCES_LIST_CHANGED => None,
                         _ => related_client_request(&routing, upstream, related),
                     }
                 };
