@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -170,3 +171,22 @@ def test_gateway_still_serves_after_hostile_input(gateway):
     fresh.initialize()
     response = fresh.request("tools/call", {"name": "everything__echo", "arguments": {"message": "after all that"}})
     assert response["result"]["content"][0]["text"] == "Echo: after all that"
+
+
+def test_an_id_in_use_cannot_be_reused_until_its_request_ends(gateway, session):
+    long_call = {
+        "jsonrpc": "2.0",
+        "id": 500,
+        "method": "tools/call",
+        "params": {"name": "everything__trigger-long-running-operation", "arguments": {"duration": 2, "steps": 2}},
+    }
+    first: list = []
+    worker = threading.Thread(target=lambda: first.append(session.post(long_call)))
+    worker.start()
+    time.sleep(0.5)  # the first request is in progress upstream
+    clash = session.post({"jsonrpc": "2.0", "id": 500, "method": "ping"}).response()
+    assert error_code(clash) == -32600 and "already in use" in clash["error"]["message"], clash
+    worker.join(timeout=30)
+    assert first and first[0].status == 200, first
+    # Finished: the id is free again.
+    assert "result" in session.post({"jsonrpc": "2.0", "id": 500, "method": "ping"}).response()

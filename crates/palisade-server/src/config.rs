@@ -177,7 +177,23 @@ impl Upstream {
     }
 }
 
+/// What `palisade check` prints instead of an environment or header value:
+/// those are where API keys live, and check output ends up in CI logs.
+pub const MASKED: &str = "<set>";
+
 impl Transport {
+    fn masked(&self) -> Transport {
+        let mut copy = self.clone();
+        let values = match &mut copy {
+            Transport::Stdio { env, .. } => env.values_mut(),
+            Transport::Http { headers, .. } => headers.values_mut(),
+        };
+        for value in values {
+            *value = MASKED.to_owned();
+        }
+        copy
+    }
+
     /// The environment a spawned upstream gets.
     pub fn child_env(env: &BTreeMap<String, String>, inherit_env: bool) -> Vec<(String, String)> {
         let mut out: BTreeMap<String, String> = if inherit_env {
@@ -270,7 +286,7 @@ struct Effective<'a> {
 #[derive(Serialize)]
 struct EffectiveUpstream<'a> {
     #[serde(flatten)]
-    transport: &'a Transport,
+    transport: Transport,
     prefix: &'a str,
     #[serde(serialize_with = "as_humantime")]
     request_timeout: Duration,
@@ -296,7 +312,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
                     (
                         u.name.as_str(),
                         EffectiveUpstream {
-                            transport: &u.transport,
+                            transport: u.transport.masked(),
                             prefix: &u.prefix,
                             request_timeout: u.request_timeout,
                             default_effect: u.default_effect.as_str(),
@@ -767,6 +783,22 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         assert!(c.server.listen.ip().is_loopback());
         assert_eq!(c.pipeline.pass_through, UNIMPLEMENTED_STAGES.to_vec());
         assert!(c.upstreams.is_empty());
+    }
+
+    #[test]
+    fn effective_config_never_shows_env_or_header_values() {
+        let text = format!(
+            "{PASS}\n[upstreams.a]\ncommand = \"x\"\nenv = {{ API_KEY = \"sk-live-123\" }}\n[upstreams.b]\nurl = \"http://127.0.0.1:9/mcp\"\nheaders = {{ Authorization = \"Bearer tok-456\" }}"
+        );
+        let shown = Config::parse(&text, "p.toml").unwrap().to_toml();
+        assert!(
+            !shown.contains("sk-live-123") && !shown.contains("tok-456"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("API_KEY") && shown.contains("Authorization"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -99,6 +99,30 @@ struct Routing {
     /// Each upstream's tool names (its own, unprefixed) from its latest full
     /// listing; forgotten when it says its list changed.
     listed_tools: HashMap<usize, HashSet<String>>,
+    /// Ids of the client's requests in progress.
+    in_use: HashSet<RequestId>,
+}
+
+/// Holds a request id for as long as its request is in progress.
+struct InUse<'s> {
+    session: &'s Session,
+    id: RequestId,
+}
+
+impl<'s> InUse<'s> {
+    fn claim(session: &'s Session, id: &RequestId) -> Option<Self> {
+        let fresh = lock(&session.routing).in_use.insert(id.clone());
+        fresh.then(|| InUse {
+            session,
+            id: id.clone(),
+        })
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        lock(&self.session.routing).in_use.remove(&self.id);
+    }
 }
 
 pub struct Session {
@@ -207,6 +231,22 @@ impl Session {
     /// per the protocol no answer is sent.
     pub async fn handle_request(self: &Arc<Self>, request: Request) -> Option<Response> {
         self.touch();
+        // Ids name requests in progress (for cancellation, progress, streams):
+        // a second request under an id still in use would take over the first.
+        let Some(_in_use) = InUse::claim(self, &request.id) else {
+            let error = ErrorObject::new(
+                INVALID_REQUEST,
+                format!(
+                    "request id {} is already in use by a request in progress",
+                    request.id
+                ),
+            );
+            return Some(Response::error(Some(request.id), error));
+        };
+        self.dispatch_request(request).await
+    }
+
+    async fn dispatch_request(self: &Arc<Self>, request: Request) -> Option<Response> {
         let Request { id, method, params } = request;
         let answer = match method.as_str() {
             method::PING => Ok(json!({})),
