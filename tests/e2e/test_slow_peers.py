@@ -116,3 +116,19 @@ def test_a_client_that_stops_reading_loses_no_answer(tmp_path):
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_a_client_that_stalls_mid_body_is_cut_off(launcher):
+    gateway = launcher.gateway({"everything": everything_stdio()}, server={"body_timeout": "1s"})
+    session = RawSession(gateway.base)
+    session.initialize()
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Content-Length": str(len(body))}
+    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body[:10])  # and then nothing more
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert b"request body not received" in reply, reply
+    # Everyone else is served as before.
+    assert "result" in session.request("ping")

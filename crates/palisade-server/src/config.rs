@@ -17,6 +17,7 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_SESSIONS: usize = 128;
 const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(3600);
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Variables every spawned upstream gets from palisade's environment, so
 /// that interpreters and package runners work; everything else is opt-in.
@@ -62,6 +63,7 @@ struct RawServer {
     max_message_bytes: Option<usize>,
     max_sessions: Option<usize>,
     session_idle_timeout: Option<String>,
+    body_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +111,9 @@ pub struct Server {
     pub max_sessions: usize,
     #[serde(serialize_with = "as_humantime")]
     pub session_idle_timeout: Duration,
+    /// Longest a client may take to send one request body.
+    #[serde(serialize_with = "as_humantime")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -441,6 +446,11 @@ impl Validator<'_> {
                 "server.session_idle_timeout",
                 raw.session_idle_timeout.as_deref(),
                 DEFAULT_SESSION_IDLE,
+            )?,
+            body_timeout: self.duration(
+                "server.body_timeout",
+                raw.body_timeout.as_deref(),
+                DEFAULT_BODY_TIMEOUT,
             )?,
         })
     }

@@ -258,12 +258,24 @@ async fn post_message(
         );
     }
     let limit = server.gateway.config.server.max_message_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
+    // A client that sends its body slower than this holds a connection and
+    // a buffer for nothing.
+    let timeout = server.gateway.config.server.body_timeout;
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("message exceeds the {limit}-byte limit"),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} ms",
+                    timeout.as_millis()
+                ),
             );
         }
     };
