@@ -271,6 +271,25 @@ impl Config {
         self.data_dir.join("audit.jsonl")
     }
 
+    /// Checks that every stdio upstream's command can be found, so a typo
+    /// stops palisade at start instead of failing each client's session.
+    /// Separate from parsing: it reads the file system and `PATH`.
+    pub fn find_commands(&self, file: &str) -> Result<(), ConfigError> {
+        for upstream in &self.upstreams {
+            let Transport::Stdio { command, cwd, .. } = &upstream.transport else {
+                continue;
+            };
+            if find_program(command, cwd.as_deref()).is_none() {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    field: format!("upstreams.{}.command", upstream.name),
+                    message: format!("`{command}` is not an executable file, nor found on PATH"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The effective configuration as TOML, for `palisade check`.
     pub fn to_toml(&self) -> String {
         toml::to_string(&Effective::from(self))
@@ -631,6 +650,26 @@ impl Validator<'_> {
     }
 }
 
+/// Where `command` would be run from: itself if it names a path (relative to
+/// `cwd`), else the first executable of that name on `PATH`.
+pub fn find_program(command: &str, cwd: Option<&Path>) -> Option<PathBuf> {
+    let executable = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if command.contains('/') {
+        let path = match cwd {
+            Some(dir) => dir.join(command),
+            None => PathBuf::from(command),
+        };
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(command))
+        .find(|candidate| executable(candidate))
+}
+
 fn default_data_dir() -> Option<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(xdg).join("palisade"));
@@ -746,6 +785,37 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             "[upstreams.a]\ncommand = \"x\"\nprefix = \"t_\"\n[upstreams.b]\ncommand = \"y\"\nprefix = \"t_b_\"",
             Some("`upstreams.b.prefix`"),
         );
+    }
+
+    #[test]
+    fn commands_must_be_found() {
+        let found = format!(
+            "{PASS}\n[upstreams.a]\ncommand = \"sh\"\n[upstreams.b]\ncommand = \"/bin/sh\""
+        );
+        Config::parse(&found, "p.toml")
+            .unwrap()
+            .find_commands("p.toml")
+            .unwrap();
+        let not_executable =
+            std::env::temp_dir().join(format!("palisade-not-exec-{}", std::process::id()));
+        std::fs::write(&not_executable, "data").unwrap();
+        let not_executable = not_executable.display().to_string();
+        for missing in [
+            "no-such-program-palisade",
+            "/bin/no-such-program",
+            not_executable.as_str(),
+        ] {
+            let text = format!("{PASS}\n[upstreams.a]\ncommand = \"{missing}\"");
+            let err = Config::parse(&text, "p.toml")
+                .unwrap()
+                .find_commands("p.toml")
+                .unwrap_err();
+            let expected = format!(
+                "p.toml: `upstreams.a.command`: `{missing}` is not an executable file, nor found on PATH"
+            );
+            assert_eq!(err.to_string(), expected);
+        }
+        std::fs::remove_file(&not_executable).unwrap();
     }
 
     #[test]

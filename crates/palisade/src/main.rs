@@ -55,10 +55,13 @@ fn main() -> ExitCode {
 }
 
 fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(match path {
+    let config = match path {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default()?,
-    })
+    };
+    let file = path.map_or_else(|| "(embedded default)".into(), |p| p.display().to_string());
+    config.find_commands(&file)?;
+    Ok(config)
 }
 
 fn init_logging(default: &str) {
@@ -125,6 +128,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let name = name.unwrap_or_else(|| derive_name(&command));
             let mut words = command.into_iter();
             let program = words.next().context("no server command after `--`")?;
+            if palisade_server::config::find_program(&program, None).is_none() {
+                anyhow::bail!(
+                    "cannot run `{program}`: it is not an executable file, nor found on PATH"
+                );
+            }
             config
                 .upstreams
                 .push(Upstream::from_command(&name, program, words.collect()));
