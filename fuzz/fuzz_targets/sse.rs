@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use palisade_mcp::sse::Parser;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((split, rest)) = data.split_first() else { return };
+    let Some((split, rest)) = data.split_first() else {
+        return;
+    };
     let at = usize::from(*split).min(rest.len());
     let (a, b) = rest.split_at(at);
     let mut parser = Parser::new(1024);
