@@ -4,10 +4,10 @@
 //! naming, cancellation, server-to-client requests) and passes the rest
 //! through unchanged. Tool calls, and only they, go through the pipeline.
 //!
-//! - [`listing`]: merged listings, and which tools each upstream lists;
-//! - [`routing`]: which upstream a name or a URI belongs to;
-//! - [`tools`]: tool calls, through the pipeline;
-//! - [`events`]: what upstreams send on their own (requests, notifications).
+//! - `listing`: merged listings, and which tools each upstream lists;
+//! - `routing`: which upstream a name or a URI belongs to;
+//! - `tools`: tool calls, through the pipeline;
+//! - `events`: what upstreams send on their own (requests, notifications).
 
 mod events;
 mod listing;
