@@ -122,7 +122,8 @@ pub trait Redact: Send + Sync + fmt::Debug {
     fn redact<'a>(&'a self, result: &'a mut serde_json::Value) -> StageFuture<'a, Vec<Finding>>;
 }
 
-/// Layer 4, inbound: checks (and may rewrite) a tool result before the model sees it.
+/// Layer 4, inbound: checks (and may rewrite) what a tool returned, a result or an
+/// upstream error, before the model sees it.
 pub trait InboundFilter: Send + Sync + fmt::Debug {
     fn check_result<'a>(
         &'a self,

@@ -54,48 +54,66 @@ impl Parser {
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, SseError> {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-            let raw: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = std::str::from_utf8(raw.strip_suffix(b"\n").unwrap_or(&raw))
-                .map_err(|_| SseError::NotUtf8)?;
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.is_empty() {
-                if self.has_data {
-                    events.push(std::mem::take(&mut self.current));
-                    self.has_data = false;
-                } else {
-                    self.current = Event::default();
-                }
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (line, ""),
+        // Lines are read in place and the buffer drained once per chunk, so a
+        // chunk of many short lines costs linear, not quadratic, time.
+        let mut start = 0;
+        let buffer = std::mem::take(&mut self.buffer);
+        let outcome = loop {
+            let rest = buffer.get(start..).unwrap_or_default();
+            let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+                break Ok(());
             };
-            match field {
-                "data" => {
-                    if self.has_data {
-                        self.current.data.push('\n');
-                    }
-                    self.current.data.push_str(value);
-                    self.has_data = true;
-                }
-                "event" => self.current.event = Some(value.to_owned()),
-                "id" => self.current.id = Some(value.to_owned()),
-                // `retry` and unknown fields are ignored, as the SSE spec says.
-                _ => {}
+            let line = rest.get(..end).unwrap_or_default();
+            start += end + 1;
+            if let Err(e) = self.line(line, &mut events) {
+                break Err(e);
             }
-            if self.current.data.len() > self.limit {
-                return Err(SseError::TooLarge { limit: self.limit });
-            }
-        }
+        };
+        self.buffer = buffer;
+        self.buffer.drain(..start.min(self.buffer.len()));
+        outcome?;
         if self.buffer.len() > self.limit {
             return Err(SseError::TooLarge { limit: self.limit });
         }
         Ok(events)
+    }
+
+    fn line(&mut self, raw: &[u8], events: &mut Vec<Event>) -> Result<(), SseError> {
+        let line = std::str::from_utf8(raw).map_err(|_| SseError::NotUtf8)?;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            if self.has_data {
+                events.push(std::mem::take(&mut self.current));
+                self.has_data = false;
+            } else {
+                self.current = Event::default();
+            }
+            return Ok(());
+        }
+        if line.starts_with(':') {
+            return Ok(());
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => {
+                if self.has_data {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(value);
+                self.has_data = true;
+            }
+            "event" => self.current.event = Some(value.to_owned()),
+            "id" => self.current.id = Some(value.to_owned()),
+            // `retry` and unknown fields are ignored, as the SSE spec says.
+            _ => {}
+        }
+        if self.current.data.len() > self.limit {
+            return Err(SseError::TooLarge { limit: self.limit });
+        }
+        Ok(())
     }
 }
 
@@ -132,6 +150,14 @@ mod tests {
                 data: "line1\nline2".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_chunk_of_many_events_parses_whole() {
+        // Lines are drained once per chunk, not once per line, or this would crawl.
+        let chunk = "data: x\n\n".repeat(200_000);
+        let mut p = Parser::new(1024);
+        assert_eq!(p.feed(chunk.as_bytes()).unwrap().len(), 200_000);
     }
 
     #[test]

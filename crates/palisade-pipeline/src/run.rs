@@ -306,14 +306,17 @@ impl Pipeline {
             }
         }
 
-        // [4] The inbound filter judges what the model is about to read.
-        if let Executed::Result(result) = &mut executed {
-            let future = match &self.inbound {
-                Slot::Active(filter) => Some(filter.check_result(call, result)),
-                Slot::PassThrough => None,
-            };
-            self.decide(Stage::InboundFilter, future, records).await?;
-        }
+        // [4] The inbound filter judges what the model is about to read: a
+        // result, or an upstream's error, whose message and data reach the
+        // model just the same.
+        let value = match &mut executed {
+            Executed::Result(v) | Executed::RpcError(v) => v,
+        };
+        let future = match &self.inbound {
+            Slot::Active(filter) => Some(filter.check_result(call, value)),
+            Slot::PassThrough => None,
+        };
+        self.decide(Stage::InboundFilter, future, records).await?;
         Ok(executed)
     }
 

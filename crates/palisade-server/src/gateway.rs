@@ -115,6 +115,7 @@ impl Gateway {
                     max_message_bytes,
                     events: Arc::clone(&sink) as Arc<dyn EventSink>,
                     http: self.http.clone(),
+                    request_timeout: spec.request_timeout,
                 };
                 Arc::new(Upstream::new(Arc::clone(spec), ctx, client_init.clone()))
             })

@@ -5,6 +5,7 @@
 //! sampling request, a log message) has to reach the client first.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use palisade_mcp::protocol::{self, header, method};
 use palisade_mcp::{Message, RequestId, Response, sse};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::gateway::Gateway;
 use crate::session::{Outbox, Session};
@@ -35,12 +36,33 @@ const STREAM_QUEUE: usize = 256;
 struct Server {
     gateway: Arc<Gateway>,
     sessions: Mutex<HashMap<String, Arc<Entry>>>,
+    /// One permit per session that may exist, taken before its upstreams start.
+    slots: Arc<Semaphore>,
 }
 
 struct Entry {
     session: Arc<Session>,
     outbox: Arc<HttpOutbox>,
+    /// This session's place under `max_sessions`, given back when it ends.
+    _slot: OwnedSemaphorePermit,
 }
+
+impl Entry {
+    /// Ends the session and its streams: the client's open SSE responses
+    /// finish instead of keeping their connections (and a shutdown) waiting.
+    async fn close(&self) {
+        self.session.close().await;
+        lock(&self.outbox.standalone).take();
+        lock(&self.outbox.streams).clear();
+    }
+}
+
+async fn close_all(entries: Vec<Arc<Entry>>) {
+    futures_util::future::join_all(entries.iter().map(|e| e.close())).await;
+}
+
+/// How long a shutdown waits for open connections once every session is closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Delivers messages to the stream of the request they belong to, else to the GET stream.
 #[derive(Default)]
@@ -50,17 +72,18 @@ struct HttpOutbox {
 }
 
 impl Outbox for HttpOutbox {
-    fn send(&self, message: Message, related: Option<&RequestId>) {
+    fn send(&self, message: Message, related: Option<&RequestId>) -> bool {
         let on_request = related.and_then(|id| lock(&self.streams).get(id).cloned());
         let target = on_request.or_else(|| lock(&self.standalone).clone());
-        match target {
-            Some(stream) => {
-                if stream.try_send(message).is_err() {
-                    tracing::warn!("client stream is full or closed; dropped a message to it");
-                }
-            }
-            None => tracing::debug!("no open stream to the client; dropped a message to it"),
+        let Some(stream) = target else {
+            tracing::debug!("no open stream to the client; dropped a message to it");
+            return false;
+        };
+        let queued = stream.try_send(message).is_ok();
+        if !queued {
+            tracing::warn!("client stream is full or closed; dropped a message to it");
         }
+        queued
     }
 }
 
@@ -78,9 +101,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let path = gateway.config.server.path.clone();
+    let slots = Arc::new(Semaphore::new(gateway.config.server.max_sessions));
     let server = Arc::new(Server {
         gateway,
         sessions: Mutex::new(HashMap::new()),
+        slots,
     });
     tokio::spawn(reap_idle(Arc::downgrade(&server)));
     let app = Router::new()
@@ -90,13 +115,34 @@ pub async fn serve(
         )
         .route("/healthz", get(health))
         .with_state(Arc::clone(&server));
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let sessions: Vec<Arc<Entry>> = lock(&server.sessions).drain().map(|(_, e)| e).collect();
-    for entry in sessions {
-        entry.session.close().await;
-    }
+    let (closed, all_closed) = oneshot::channel::<()>();
+    let closing = {
+        let server = Arc::clone(&server);
+        async move {
+            shutdown.await;
+            // Sessions first: that ends their streams, so the connections
+            // carrying them can finish.
+            let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
+            close_all(entries).await;
+            let _ = closed.send(());
+        }
+    };
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(closing);
+    let grace_over = async {
+        match all_closed.await {
+            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = graceful.into_future() => result,
+        () = grace_over => {
+            tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
+            Ok(())
+        }
+    };
+    let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
+    close_all(entries).await;
     result
 }
 
@@ -117,10 +163,10 @@ async fn reap_idle(server: std::sync::Weak<Server>) {
                 .collect();
             ids.iter().filter_map(|id| sessions.remove(id)).collect()
         };
-        for entry in idle {
+        for entry in &idle {
             tracing::info!(session = %entry.session.id, "closing idle session");
-            entry.session.close().await;
         }
+        close_all(idle).await;
     }
 }
 
@@ -317,14 +363,16 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
     let Message::Request(request) = message else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    if lock(&server.sessions).len() >= server.gateway.config.server.max_sessions {
+    // Taken before any upstream starts, so concurrent initializes cannot
+    // overshoot the cap.
+    let Ok(slot) = Arc::clone(&server.slots).try_acquire_owned() else {
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(request.id),
             INVALID_REQUEST,
             "too many sessions; end one or try later",
         );
-    }
+    };
     let outbox = Arc::new(HttpOutbox::default());
     let opened = server
         .gateway
@@ -347,7 +395,12 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
         }
     };
     let id = session.id.to_string();
-    lock(&server.sessions).insert(id.clone(), Arc::new(Entry { session, outbox }));
+    let entry = Entry {
+        session,
+        outbox,
+        _slot: slot,
+    };
+    lock(&server.sessions).insert(id.clone(), Arc::new(entry));
     let body = Message::Response(Response::result(request.id, result)).to_bytes();
     let mut response = (
         StatusCode::OK,
@@ -359,6 +412,18 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
         response.headers_mut().insert(header::SESSION_ID, value);
     }
     response
+}
+
+/// A request's stream in the outbox, removed when the request ends however it ends.
+struct StreamRegistration {
+    outbox: Arc<HttpOutbox>,
+    id: RequestId,
+}
+
+impl Drop for StreamRegistration {
+    fn drop(&mut self) {
+        lock(&self.outbox.streams).remove(&self.id);
+    }
 }
 
 /// Cancels the request upstream if the client goes away before its answer.
@@ -387,15 +452,38 @@ async fn answer(
     let (tx, mut rx) = mpsc::channel(STREAM_QUEUE);
     // A client that takes JSON only gets what comes before the answer
     // (progress, sampling requests) on its GET stream instead.
-    if sse_ok {
-        lock(&entry.outbox.streams).insert(id.clone(), tx.clone());
-    }
+    let stream = if sse_ok {
+        match lock(&entry.outbox.streams).entry(id.clone()) {
+            Slot::Occupied(_) => {
+                let message = format!("request id {id} is already in use by a request in progress");
+                let body = Message::Response(Response::error(
+                    Some(id),
+                    ErrorObject::new(INVALID_REQUEST, message),
+                ))
+                .to_bytes();
+                return (
+                    StatusCode::OK,
+                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    body,
+                )
+                    .into_response();
+            }
+            Slot::Vacant(vacant) => {
+                vacant.insert(tx.clone());
+            }
+        }
+        Some(StreamRegistration {
+            outbox: Arc::clone(&entry.outbox),
+            id: id.clone(),
+        })
+    } else {
+        None
+    };
     let session = Arc::clone(&entry.session);
-    let outbox = Arc::clone(&entry.outbox);
-    let task_id = id.clone();
     tokio::spawn(async move {
         let response = session.handle_request(request).await;
-        lock(&outbox.streams).remove(&task_id);
+        // Deregistered before the answer is queued, so nothing can follow it.
+        drop(stream);
         if let Some(response) = response {
             let _ = tx.send(Message::Response(response)).await;
         }
@@ -521,7 +609,7 @@ async fn end_session(State(server): State<Arc<Server>>, headers: HeaderMap) -> H
         Err(refused) => return refused.into_response(),
     };
     lock(&server.sessions).remove(entry.session.id.as_str());
-    entry.session.close().await;
+    entry.close().await;
     StatusCode::OK.into_response()
 }
 

@@ -25,12 +25,14 @@ struct StdoutOutbox {
 }
 
 impl Outbox for StdoutOutbox {
-    fn send(&self, message: Message, _related: Option<&RequestId>) {
+    fn send(&self, message: Message, _related: Option<&RequestId>) -> bool {
         // A client that stops reading loses notifications rather than
         // growing palisade's memory without bound.
-        if self.queue.try_send(message.to_bytes()).is_err() {
+        let queued = self.queue.try_send(message.to_bytes()).is_ok();
+        if !queued {
             tracing::warn!("client is not reading; dropped a message to it");
         }
+        queued
     }
 }
 

@@ -3,8 +3,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
+use palisade_mcp::jsonrpc::{ErrorObject, INTERNAL_ERROR};
 use palisade_mcp::protocol::method;
-use palisade_mcp::{Message, Request, RequestId};
+use palisade_mcp::{Message, Notification, Request, RequestId};
 use serde_json::{Value, json};
 
 use super::{Routing, Session};
@@ -27,6 +28,9 @@ impl Default for SinkState {
         SinkState::Opening(Vec::new())
     }
 }
+
+/// Requests from upstreams a client may leave unanswered at once; more are refused.
+const MAX_SERVER_REQUESTS: usize = 256;
 
 /// Messages kept for a session that is still opening; more are dropped.
 const MAX_EARLY_EVENTS: usize = 256;
@@ -73,75 +77,123 @@ impl Session {
             related,
         } = event;
         match message {
-            Message::Request(request) => {
-                let gateway_id = self.next_server_request.fetch_add(1, Ordering::Relaxed);
-                let client_request = {
-                    let mut routing = lock(&self.routing);
-                    routing
-                        .server_requests
-                        .insert(gateway_id, (upstream, request.id.clone()));
-                    related_client_request(&routing, upstream, related)
-                };
-                let forwarded = Request {
-                    id: RequestId::from(gateway_id),
-                    ..request
-                };
-                self.outbox
-                    .send(Message::Request(forwarded), client_request.as_ref());
-            }
-            Message::Notification(mut notification) => {
-                let client_request = {
-                    let mut routing = lock(&self.routing);
-                    match notification.method.as_str() {
-                        method::PROGRESS => {
-                            let token = notification
-                                .params
-                                .as_ref()
-                                .and_then(|p| p.get("progressToken"));
-                            routing
-                                .flights
-                                .iter()
-                                .find(|(_, f)| {
-                                    f.upstream == upstream
-                                        && f.progress_token.as_ref() == token
-                                        && token.is_some()
-                                })
-                                .map(|(id, _)| id.clone())
-                        }
-                        method::CANCELLED => {
-                            // The upstream withdrew a request it sent the client: use palisade's id for it.
-                            let theirs = notification
-                                .params
-                                .as_ref()
-                                .and_then(|p| p.get("requestId"))
-                                .cloned();
-                            let ours = routing
-                                .server_requests
-                                .iter()
-                                .find(|(_, (u, id))| {
-                                    *u == upstream && Some(id.to_value()) == theirs
-                                })
-                                .map(|(ours, _)| *ours);
-                            if let (Some(ours), Some(Value::Object(p))) =
-                                (ours, notification.params.as_mut())
-                            {
-                                p.insert("requestId".into(), json!(ours));
-                            }
-                            None
-                        }
-                        method::TOOLS_LIST_CHANGED => {
-                            routing.listed_tools.remove(&upstream);
-                            None
-                        }
-                        method::PROMPTS_LIST_CHANGED | method::RESOURCES_LIST_CHANGED => None,
-                        _ => related_client_request(&routing, upstream, related),
-                    }
-                };
-                self.outbox
-                    .send(Message::Notification(notification), client_request.as_ref());
+            Message::Request(request) => self.relay_server_request(upstream, request, related),
+            Message::Notification(notification) => {
+                self.relay_notification(upstream, notification, related);
             }
             Message::Response(_) => {}
         }
+    }
+
+    /// Passes a request from an upstream (sampling, elicitation, roots) to the
+    /// client under an id of palisade's, or refuses it at once when the client
+    /// cannot take it: an upstream must never wait on a request nobody carries.
+    fn relay_server_request(&self, upstream: usize, request: Request, related: Option<u64>) {
+        let ours = self.next_server_request.fetch_add(1, Ordering::Relaxed);
+        let client_request = {
+            let mut routing = lock(&self.routing);
+            if routing.server_requests.len() >= MAX_SERVER_REQUESTS {
+                drop(routing);
+                return self.refuse_server_request(
+                    upstream,
+                    request.id,
+                    "too many requests are waiting for the client",
+                );
+            }
+            routing
+                .server_requests
+                .insert(ours, (upstream, request.id.clone()));
+            related_client_request(&routing, upstream, related)
+        };
+        let theirs = request.id.clone();
+        let forwarded = Request {
+            id: RequestId::from(ours),
+            ..request
+        };
+        if !self
+            .outbox
+            .send(Message::Request(forwarded), client_request.as_ref())
+        {
+            lock(&self.routing).server_requests.remove(&ours);
+            self.refuse_server_request(
+                upstream,
+                theirs,
+                "the client has no open stream to receive it",
+            );
+        }
+    }
+
+    fn refuse_server_request(&self, upstream: usize, id: RequestId, why: &str) {
+        let Some(upstream) = self.upstreams.get(upstream).cloned() else {
+            return;
+        };
+        let error = ErrorObject::new(INTERNAL_ERROR, why);
+        tokio::spawn(async move { upstream.respond(id, Err(error)).await });
+    }
+
+    /// Passes an upstream's notification to the client, on the stream of the
+    /// request it belongs to. One that names a request or token this upstream
+    /// has no part in is dropped: it could only confuse another's.
+    fn relay_notification(
+        &self,
+        upstream: usize,
+        mut notification: Notification,
+        related: Option<u64>,
+    ) {
+        let client_request = {
+            let mut routing = lock(&self.routing);
+            match notification.method.as_str() {
+                method::PROGRESS => {
+                    let token = notification
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("progressToken"));
+                    let owner = routing
+                        .flights
+                        .iter()
+                        .find(|(_, f)| {
+                            f.upstream == upstream
+                                && token.is_some()
+                                && f.progress_token.as_ref() == token
+                        })
+                        .map(|(id, _)| id.clone());
+                    match owner {
+                        Some(owner) => Some(owner),
+                        None => return,
+                    }
+                }
+                method::CANCELLED => {
+                    // The upstream withdrew a request it sent the client: name it by palisade's id.
+                    let theirs = notification
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .cloned();
+                    let ours = routing
+                        .server_requests
+                        .iter()
+                        .find(|(_, (u, id))| *u == upstream && Some(id.to_value()) == theirs)
+                        .map(|(ours, _)| *ours);
+                    let (Some(ours), Some(Value::Object(params))) =
+                        (ours, notification.params.as_mut())
+                    else {
+                        return;
+                    };
+                    routing.server_requests.remove(&ours);
+                    params.insert("requestId".into(), json!(ours));
+                    None
+                }
+                method::TOOLS_LIST_CHANGED => {
+                    routing.listed_tools.remove(&upstream);
+                    None
+                }
+                method::PROMPTS_LIST_CHANGED | method::RESOURCES_LIST_CHANGED => None,
+                _ => related_client_request(&routing, upstream, related),
+            }
+        };
+        // A notification the client cannot take now is lost; the outbox logs it.
+        self.outbox
+            .send(Message::Notification(notification), client_request.as_ref());
     }
 }
 

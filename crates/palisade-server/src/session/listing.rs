@@ -100,11 +100,9 @@ impl Session {
             .collect();
         let mut result = Map::new();
         result.insert(listing.field().into(), Value::Array(page));
-        if offset + PAGE_SIZE < merged.len() {
-            result.insert(
-                "nextCursor".into(),
-                json!(format!("o:{}", offset + PAGE_SIZE)),
-            );
+        let next = offset.saturating_add(PAGE_SIZE);
+        if next < merged.len() {
+            result.insert("nextCursor".into(), json!(format!("o:{next}")));
         }
         Some(Ok(Value::Object(result)))
     }

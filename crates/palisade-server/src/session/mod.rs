@@ -36,7 +36,8 @@ use listing::Listing;
 /// Where messages to the client go. `related` names the client request a
 /// message belongs to, so HTTP can put it on that request's stream.
 pub trait Outbox: Send + Sync {
-    fn send(&self, message: Message, related: Option<&RequestId>);
+    /// Queues `message`; false when the client cannot take it now.
+    fn send(&self, message: Message, related: Option<&RequestId>) -> bool;
 }
 
 /// A client request being worked on upstream.
@@ -239,12 +240,18 @@ impl Session {
                         .await;
                 }
             }
-            _ => {
+            // Other notifications pass to a single upstream; anything else
+            // sent as a notification (a `tools/call` without an id, say) would
+            // act upstream without passing the pipeline, and is dropped.
+            other if other.starts_with("notifications/") => {
                 if let Some(index) = self.single_upstream()
                     && let Some(upstream) = self.upstreams.get(index)
                 {
                     upstream.send(Message::Notification(notification)).await;
                 }
+            }
+            other => {
+                tracing::debug!(session = %self.id, "dropped a `{other}` sent as a notification")
             }
         }
     }

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use palisade_mcp::protocol::header;
 use palisade_mcp::{Message, RequestId, sse};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Failure, LinkContext, Pending, dispatch, lock};
@@ -19,6 +20,8 @@ pub(super) struct HttpLink {
     headers: HeaderMap,
     session: Arc<Mutex<Session>>,
     event_stream: Mutex<Option<JoinHandle<()>>>,
+    /// Set when the link closes; every exchange still reading stops.
+    closed: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -55,6 +58,7 @@ impl HttpLink {
             headers,
             session: Arc::new(Mutex::new(Session::default())),
             event_stream: Mutex::new(None),
+            closed: watch::Sender::new(false),
         })
     }
 
@@ -102,11 +106,24 @@ impl HttpLink {
                     pending: Arc::clone(&self.pending),
                     session: Arc::clone(&self.session),
                 };
-                tokio::spawn(async move { exchange.request(post, id).await });
+                let mut closed = self.closed.subscribe();
+                let limit = self.ctx.request_timeout;
+                // An exchange ends with its answer, its request's time limit,
+                // or the link: never later.
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = closed.wait_for(|closed| *closed) => {}
+                        _ = tokio::time::timeout(limit, exchange.request(post, id)) => {}
+                    }
+                });
                 Ok(())
             }
             None => {
-                let response = post.send().await.map_err(|e| self.unreachable(&e))?;
+                let response = post
+                    .timeout(self.ctx.request_timeout)
+                    .send()
+                    .await
+                    .map_err(|e| self.unreachable(&e))?;
                 let status = response.status();
                 if status.is_success() {
                     Ok(())
@@ -154,10 +171,11 @@ impl HttpLink {
         *lock(&self.event_stream) = Some(task);
     }
 
-    pub async fn close(self) {
+    pub async fn close(&self) {
         if let Some(task) = lock(&self.event_stream).take() {
             task.abort();
         }
+        self.closed.send_replace(true);
         self.pending.fail_all(&Failure::new(format!(
             "upstream `{}` session was closed",
             self.ctx.name

@@ -127,25 +127,25 @@ impl Link {
         }
     }
 
-    async fn close(self) {
+    async fn close(&self) {
         match self {
             Link::Stdio(l) => l.close().await,
-            Link::Http(l) => (*l).close().await,
+            Link::Http(l) => l.close().await,
         }
     }
 }
 
+/// Restart bookkeeping. The link itself lives apart from it, so that sending
+/// never waits for a (re)connect in progress.
 enum State {
     Down {
         failures: u32,
         retry_at: Option<Instant>,
     },
     Up {
-        link: Link,
         since: Instant,
         failures: u32,
     },
-    Closed,
 }
 
 /// What every link needs to know about its session.
@@ -156,6 +156,8 @@ pub(crate) struct LinkContext {
     pub max_message_bytes: usize,
     pub events: Arc<dyn EventSink>,
     pub http: reqwest::Client,
+    /// Bounds every exchange with the upstream, notifications included.
+    pub request_timeout: Duration,
 }
 
 /// One upstream, for one client session.
@@ -164,7 +166,11 @@ pub(crate) struct Upstream {
     ctx: LinkContext,
     /// The client's `initialize` params, replayed on every (re)connect.
     client_init: Value,
+    /// Serializes (re)connects.
     state: tokio::sync::Mutex<State>,
+    /// The live link, if any; cloned out before any I/O so no lock is held across it.
+    link: Mutex<Option<Arc<Link>>>,
+    closed: AtomicBool,
     next_id: AtomicU64,
     /// The upstream's `initialize` result from the latest handshake.
     init_result: Mutex<Option<Value>>,
@@ -206,6 +212,8 @@ impl Upstream {
                 failures: 0,
                 retry_at: None,
             }),
+            link: Mutex::new(None),
+            closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             init_result: Mutex::new(None),
         }
@@ -224,14 +232,25 @@ impl Upstream {
             .cloned()
     }
 
+    fn current(&self) -> Option<Arc<Link>> {
+        lock(&self.link).clone()
+    }
+
+    fn closed_failure(&self) -> Failure {
+        Failure::new(format!("upstream `{}` was shut down", self.spec.name))
+    }
+
     /// Connects (or reconnects, with backoff) and performs the handshake.
     pub async fn connect(&self) -> Result<(), Failure> {
         let mut state = self.state.lock().await;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(self.closed_failure());
+        }
         let (failures, retry_at) = match &*state {
-            State::Up { link, .. } if link.pending().is_alive() => return Ok(()),
-            State::Up {
-                since, failures, ..
-            } => {
+            State::Up { .. } if self.current().is_some_and(|l| l.pending().is_alive()) => {
+                return Ok(());
+            }
+            State::Up { since, failures } => {
                 let failures = if since.elapsed() > STABLE_AFTER {
                     1
                 } else {
@@ -240,13 +259,13 @@ impl Upstream {
                 (failures, Some(Instant::now() + backoff(failures)))
             }
             State::Down { failures, retry_at } => (*failures, *retry_at),
-            State::Closed => return Err(Failure::new("session closed")),
         };
-        if let State::Up { .. } = &*state
-            && let State::Up { link, .. } =
-                std::mem::replace(&mut *state, State::Down { failures, retry_at })
-        {
-            link.close().await;
+        if let State::Up { .. } = &*state {
+            *state = State::Down { failures, retry_at };
+            let dead = lock(&self.link).take();
+            if let Some(link) = dead {
+                link.close().await;
+            }
             tracing::warn!(upstream = %self.spec.name, "upstream died; restarting after {:?}", backoff(failures));
         }
         if let Some(at) = retry_at {
@@ -266,8 +285,13 @@ impl Upstream {
         }
         match self.open_and_handshake().await {
             Ok(link) => {
+                // A close that came during the handshake wins.
+                if self.closed.load(Ordering::SeqCst) {
+                    link.close().await;
+                    return Err(self.closed_failure());
+                }
+                *lock(&self.link) = Some(Arc::new(link));
                 *state = State::Up {
-                    link,
                     since: Instant::now(),
                     failures,
                 };
@@ -384,14 +408,10 @@ impl Upstream {
     /// Sends a request, connecting first if needed. Await the answer with [`InFlight::wait`].
     pub async fn start(&self, method: &str, params: Option<Value>) -> Result<InFlight, Failure> {
         self.connect().await?;
-        let state = self.state.lock().await;
-        match &*state {
-            State::Up { link, .. } => self.start_on(link, method, params).await,
-            State::Down { .. } | State::Closed => Err(Failure::new(format!(
-                "upstream `{}` is not connected",
-                self.spec.name
-            ))),
-        }
+        let link = self.current().ok_or_else(|| {
+            Failure::new(format!("upstream `{}` is not connected", self.spec.name))
+        })?;
+        self.start_on(&link, method, params).await
     }
 
     /// Sends a request and waits for its answer within the upstream's timeout.
@@ -410,21 +430,16 @@ impl Upstream {
     /// Sends a notification or a response. Dropped when the upstream is down:
     /// neither kind can be retried meaningfully after a restart.
     pub async fn send(&self, message: Message) {
-        let state = self.state.lock().await;
-        if let State::Up { link, .. } = &*state
-            && let Err(failure) = link.send(message).await
-        {
+        let Some(link) = self.current() else { return };
+        if let Err(failure) = link.send(message).await {
             tracing::warn!(upstream = %self.spec.name, "cannot send: {}", failure.message);
         }
     }
 
     /// Tells the upstream to stop working on request `id`.
     pub async fn cancel(&self, id: u64, reason: &str) {
-        {
-            let state = self.state.lock().await;
-            if let State::Up { link, .. } = &*state {
-                link.pending().remove(id);
-            }
+        if let Some(link) = self.current() {
+            link.pending().remove(id);
         }
         let params = json!({ "requestId": id, "reason": reason });
         self.send(Message::Notification(Notification {
@@ -443,10 +458,13 @@ impl Upstream {
         .await;
     }
 
-    /// Ends the upstream session: terminates the process or deletes the HTTP session.
+    /// Ends the upstream session: terminates the process or deletes the HTTP
+    /// session. Does not wait for a connect in progress; that connect sees the
+    /// close and undoes itself.
     pub async fn close(&self) {
-        let mut state = self.state.lock().await;
-        if let State::Up { link, .. } = std::mem::replace(&mut *state, State::Closed) {
+        self.closed.store(true, Ordering::SeqCst);
+        let link = lock(&self.link).take();
+        if let Some(link) = link {
             link.close().await;
         }
     }

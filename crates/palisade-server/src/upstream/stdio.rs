@@ -93,7 +93,7 @@ impl StdioLink {
         })
     }
 
-    pub async fn close(self) {
+    pub async fn close(&self) {
         self.pending.fail_all(&Failure::new(format!(
             "upstream `{}` was shut down",
             self.name
@@ -101,6 +101,16 @@ impl StdioLink {
         let mut child = self.child.lock().await;
         let _ = child.start_kill();
         let _ = child.wait().await;
+    }
+}
+
+impl Drop for StdioLink {
+    fn drop(&mut self) {
+        // A link dropped without `close` (a handshake abandoned because its
+        // client left) must not leave its process behind.
+        if let Ok(mut child) = self.child.try_lock() {
+            let _ = child.start_kill();
+        }
     }
 }
 
