@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from support import FIXTURES, RawSession, free_port
+from support import FIXTURES, RawSession, free_port, http_request
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +30,21 @@ def test_a_faulty_answer_is_a_json_rpc_error(session, tool):
     # And the upstream stays usable.
     ok = session.request("tools/call", {"name": "hostile__ok", "arguments": {}})
     assert ok["result"]["content"][0]["text"] == "fine", ok
+
+
+def test_an_upstream_that_never_answers_notifications_does_not_hang_the_gateway(launcher):
+    port = free_port()
+    upstream = launcher.process(
+        [sys.executable, str(FIXTURES / "hostile_http_server.py"), str(port), "--hang-notifications"],
+        what="hostile-http-hang",
+    )
+    upstream.wait_for(rf"listening on port {port}")
+    gateway = launcher.gateway({"hostile": {"url": f"http://127.0.0.1:{port}/mcp", "request_timeout": "2s"}})
+    session = RawSession(gateway.base)
+    # The handshake's `initialized` notification never gets an answer: the
+    # session still opens, and calls fail instead of hanging.
+    session.initialize()
+    response = session.request("tools/call", {"name": "hostile__ok", "arguments": {}})
+    assert "error" in response or response["result"].get("isError"), response
+    assert "result" in session.request("ping")
+    assert http_request(gateway.base, "DELETE", "/mcp", headers=session.headers(), seconds=30).status == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 
@@ -116,3 +117,21 @@ def test_palisade_mcp_ends_its_upstream_when_the_client_leaves(tmp_path):
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_shutdown_is_not_held_up_by_an_open_event_stream(launcher, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    session = RawSession(gateway.base)
+    session.initialize()
+    pid = whoami(session)
+    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Accept": "text/event-stream"}
+    head = "GET /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as stream:
+        stream.sendall(head.encode())
+        assert stream.recv(4096).startswith(b"HTTP/1.1 200"), "the GET stream did not open"
+        gateway.proc.popen.terminate()
+        # The stream ends (palisade closes it) well before the bound.
+        gateway.proc.popen.wait(timeout=20)
+    assert not alive(pid)
