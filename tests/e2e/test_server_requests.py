@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import time
 from typing import Any
 
 import anyio
@@ -12,7 +15,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from support import EVERYTHING_JS, everything_stdio, node_bin, palisade_bin
+from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin
 
 CLIENT_SECONDS = 60
 
@@ -94,3 +97,59 @@ def test_through_mcp_wrap(tmp_path) -> None:
     )
     run_session(stdio_client(params), "")
     assert (tmp_path / "palisade" / "audit.jsonl").read_text().count("\n") == 3
+
+
+ROOT_URI = "file:///srv/palisade-e2e-root"
+
+
+async def list_roots(_ctx: Any) -> types.ListRootsResult:
+    return types.ListRootsResult(roots=[types.Root(uri=ROOT_URI, name="e2e")])
+
+
+@pytest.mark.parametrize("upstream_kind", ["stdio", "http"])
+def test_roots_requests_reach_the_client(launcher, upstream_kind: str) -> None:
+    upstream = everything_stdio() if upstream_kind == "stdio" else {"url": launcher.everything_http()}
+    gateway = launcher.gateway({"everything": upstream})
+    texts: list[str] = []
+
+    async def body() -> None:
+        with anyio.fail_after(CLIENT_SECONDS):
+            async with streamable_http_client(gateway.url) as (read, write):
+                async with ClientSession(read, write, list_roots_callback=list_roots) as session:
+                    await session.initialize()
+                    result = await session.call_tool("everything__get-roots-list", {})
+                    texts.extend(part.text for part in result.content)
+
+    anyio.run(body)
+    assert any(ROOT_URI in text for text in texts), texts
+
+
+def test_messages_outside_any_request_reach_the_get_stream(launcher) -> None:
+    """What an upstream sends on its own (a list change after its handshake, log
+    messages on a timer) reaches the client's GET stream, even when sent before
+    the client opened it."""
+    gateway = launcher.gateway({"everything": everything_stdio()})
+    session = RawSession(gateway.base)
+    session.initialize()
+    answer = session.request("tools/call", {"name": "everything__toggle-simulated-logging", "arguments": {}})
+    assert "result" in answer, answer
+    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Accept": "text/event-stream"}
+    head = "GET /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    wanted = {"notifications/tools/list_changed", "notifications/message"}
+    seen: set[str] = set()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=20) as stream:
+        stream.sendall(head.encode())
+        data = b""
+        deadline = time.monotonic() + 20  # the server logs every 5 s
+        while not wanted <= seen and time.monotonic() < deadline:
+            chunk = stream.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            for line in data.split(b"\n"):
+                if line.startswith(b"data: "):
+                    try:
+                        seen.add(json.loads(line[6:]).get("method", ""))
+                    except json.JSONDecodeError:
+                        pass  # a frame cut at the chunk boundary: read on
+    assert wanted <= seen, f"the GET stream carried only {sorted(seen)}"

@@ -385,6 +385,26 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_params_pass_through_as_written() {
+        // Big integers and floats must reach the upstream exactly as the agent
+        // wrote them: a gateway that rounds an account number is not transparent.
+        // (Only an exponent's spelling is normalized: `1E400` leaves as `1e+400`.)
+        for number in [
+            "123456789012345678901234567890",
+            "1.7125907383214939e-223",
+            "0.1",
+            "-0",
+            "1e+400",
+        ] {
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"n":{number}}}}}"#
+            );
+            let message = Message::parse(text.as_bytes()).unwrap();
+            assert_eq!(String::from_utf8(message.to_bytes()).unwrap(), text);
+        }
+    }
+
+    #[test]
     fn malformed_messages_are_refused_with_a_reason() {
         let cases: &[(&[u8], i64, &str)] = &[
             (b"{", PARSE_ERROR, "not valid JSON"),

@@ -64,18 +64,30 @@ async fn close_all(entries: Vec<Arc<Entry>>) {
 /// How long a shutdown waits for open connections once every session is closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Delivers messages to the stream of the request they belong to, else to the GET stream.
+/// Delivers messages to the stream of the request they belong to, else to the
+/// GET stream. Until the client opens that, a few messages wait for it: what
+/// an upstream says right after its handshake (a `list_changed`, say) is sent
+/// before any client can have opened one.
 #[derive(Default)]
 struct HttpOutbox {
     streams: Mutex<HashMap<RequestId, mpsc::Sender<Message>>>,
     standalone: Mutex<Option<mpsc::Sender<Message>>>,
+    backlog: Mutex<Vec<Message>>,
 }
+
+/// Messages kept for a GET stream not yet opened.
+const BACKLOG: usize = 64;
 
 impl Outbox for HttpOutbox {
     fn send(&self, message: Message, related: Option<&RequestId>) -> bool {
         let on_request = related.and_then(|id| lock(&self.streams).get(id).cloned());
         let target = on_request.or_else(|| lock(&self.standalone).clone());
         let Some(stream) = target else {
+            let mut backlog = lock(&self.backlog);
+            if backlog.len() < BACKLOG {
+                backlog.push(message);
+                return true;
+            }
             tracing::debug!("no open stream to the client; dropped a message to it");
             return false;
         };
@@ -587,6 +599,9 @@ async fn open_stream(State(server): State<Arc<Server>>, headers: HeaderMap) -> H
                 StatusCode::CONFLICT,
                 "this session already has a GET stream open",
             );
+        }
+        for message in lock(&entry.outbox.backlog).drain(..) {
+            let _ = tx.try_send(message);
         }
         *standalone = Some(tx);
     }
