@@ -102,3 +102,10 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn an_exponent_respelled_is_the_same_message() {
+    let original = Message::parse(br#"{"jsonrpc":"2.0","method":"x","params":[1E400]}"#).unwrap();
+    let again = Message::parse(&original.to_bytes()).unwrap();
+    assert_eq!(again.to_bytes(), original.to_bytes());
+}
