@@ -132,3 +132,27 @@ def test_a_client_that_stalls_mid_body_is_cut_off(launcher):
     assert b"request body not received" in reply, reply
     # Everyone else is served as before.
     assert "result" in session.request("ping")
+
+
+def test_a_client_that_leaves_mid_call_gets_the_upstream_call_cancelled(launcher, tmp_path):
+    cancellations = tmp_path / "cancellations.jsonl"
+    gateway = launcher.gateway({"slow": python_stdio("hanging_server.py", str(cancellations))})
+    session = RawSession(gateway.base)
+    session.initialize()
+    assert [t["name"] for t in session.request("tools/list")["result"]["tools"]] == ["slow__hang"]
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 31, "method": "tools/call", "params": {"name": "slow__hang", "arguments": {}}}
+    ).encode()
+    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Content-Length": str(len(body))}
+    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        time.sleep(0.5)  # the call is waiting upstream when the client goes
+    sent = retry_until(
+        lambda: cancellations.read_text() if cancellations.exists() else "",
+        lambda text: text.strip() != "",
+        attempts=50,
+        pause=0.1,
+    )[-1]
+    assert sent.strip(), "the upstream was never told the client left"
+    assert "result" in session.request("ping")

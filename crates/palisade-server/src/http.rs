@@ -426,6 +426,27 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
     response
 }
 
+type Work = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A request's work, driven by the HTTP handler. If the client leaves before
+/// it is done, the work is not dropped half-way (its upstream would never
+/// hear of it): it goes on in a task of its own, told to cancel.
+struct Detached {
+    work: Option<Work>,
+    session: Arc<Session>,
+    id: RequestId,
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(work) = self.work.take() {
+            tracing::debug!(session = %self.session.id, request = %self.id, "client left before the answer; cancelling");
+            tokio::spawn(work);
+            self.session.cancel(&self.id);
+        }
+    }
+}
+
 /// A request's stream in the outbox, removed when the request ends however it ends.
 struct StreamRegistration {
     outbox: Arc<HttpOutbox>,
@@ -492,7 +513,7 @@ async fn answer(
         None
     };
     let session = Arc::clone(&entry.session);
-    tokio::spawn(async move {
+    let work: Work = Box::pin(async move {
         let response = session.handle_request(request).await;
         // Deregistered before the answer is queued, so nothing can follow it.
         drop(stream);
@@ -500,18 +521,31 @@ async fn answer(
             let _ = tx.send(Message::Response(response)).await;
         }
     });
-    let mut guard = CancelOnDrop {
+    // The request is worked on right here until its first message: most
+    // answer at once, as plain JSON, without a hand-off to another task.
+    let mut work = Detached {
+        work: Some(work),
         session: Arc::clone(&entry.session),
-        id,
-        armed: true,
+        id: id.clone(),
     };
-    let first = match rx.recv().await {
+    let first = loop {
+        let Some(running) = work.work.as_mut() else {
+            break rx.recv().await;
+        };
+        tokio::select! {
+            biased;
+            message = rx.recv() => break message,
+            () = running => work.work = None,
+        }
+    };
+    let first = match first {
         None => {
-            guard.armed = false;
+            work.work = None;
             return StatusCode::ACCEPTED.into_response();
         }
         Some(Message::Response(response)) if json_ok => {
-            guard.armed = false;
+            // Answered: what is left of the work is its return.
+            work.work = None;
             let body = Message::Response(response).to_bytes();
             return (
                 StatusCode::OK,
@@ -521,6 +555,16 @@ async fn answer(
                 .into_response();
         }
         Some(message) => message,
+    };
+    // Something comes before the answer: stream it, and let the work go on in
+    // a task of its own.
+    if let Some(running) = work.work.take() {
+        tokio::spawn(running);
+    }
+    let guard = CancelOnDrop {
+        session: Arc::clone(&entry.session),
+        id,
+        armed: true,
     };
     let events = stream::unfold(
         (Some(first), rx, guard),
