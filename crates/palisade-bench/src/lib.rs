@@ -14,3 +14,18 @@ pub mod load;
 pub mod stats;
 pub mod table;
 pub mod upstream;
+
+/// A runtime of `threads` worker threads; one runs everything on the calling
+/// thread, so a tool started with one takes at most one core from what it measures.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().transport {
         Transport::Stdio => serve_stdio(),
         Transport::Http { listen, threads } => {
-            runtime(threads).and_then(|rt| rt.block_on(serve_http(listen)))
+            palisade_bench::runtime(threads).and_then(|rt| rt.block_on(serve_http(listen)))
         }
     };
     match result {
@@ -156,17 +156,4 @@ fn json(status: StatusCode, message: &Message, session: Option<String>) -> Respo
         headers.insert(HeaderName::from_static(header::SESSION_ID), value);
     }
     response
-}
-
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
 }

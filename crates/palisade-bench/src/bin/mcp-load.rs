@@ -90,14 +90,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             plan,
         } => {
-            let runtime = runtime(threads)?;
+            let runtime = palisade_bench::runtime(threads)?;
             runtime.block_on(load::http::run(&url, &plan.plan(), concurrency))
         }
         Mode::Stdio { plan, command } => {
             let Some((program, args)) = command.split_first() else {
                 anyhow::bail!("no server command after `--`");
             };
-            runtime(1)?.block_on(load::stdio::run(program, args, &plan.plan()))
+            palisade_bench::runtime(1)?.block_on(load::stdio::run(program, args, &plan.plan()))
         }
         Mode::Table => {
             let mut input = String::new();
@@ -124,20 +124,5 @@ fn print_report(report: Report) -> ExitCode {
             ExitCode::FAILURE
         }
         None => ExitCode::SUCCESS,
-    }
-}
-
-/// One thread runs everything on the current thread, so the load generator
-/// takes at most one core from the system it measures.
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
     }
 }

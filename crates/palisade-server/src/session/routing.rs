@@ -1,7 +1,7 @@
 //! Which upstream a prefixed name, a resource URI or a completion reference belongs to.
 
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::Session;
 use super::listing::Listing;
@@ -29,12 +29,7 @@ impl Session {
         listing: Listing,
         params: Option<Value>,
     ) -> Result<(usize, Value), ErrorObject> {
-        let Some(Value::Object(mut params)) = params else {
-            return Err(ErrorObject::new(
-                INVALID_PARAMS,
-                "`params` must be an object",
-            ));
-        };
+        let mut params = object(params)?;
         let name = params
             .get("name")
             .and_then(Value::as_str)
@@ -87,12 +82,7 @@ impl Session {
         &self,
         params: Option<Value>,
     ) -> Result<(usize, Value), ErrorObject> {
-        let Some(Value::Object(mut params)) = params else {
-            return Err(ErrorObject::new(
-                INVALID_PARAMS,
-                "`params` must be an object",
-            ));
-        };
+        let mut params = object(params)?;
         let Some(Value::Object(mut reference)) = params.remove("ref") else {
             return Err(ErrorObject::new(
                 INVALID_PARAMS,
@@ -129,5 +119,16 @@ impl Session {
         };
         params.insert("ref".into(), Value::Object(reference));
         Ok((index, Value::Object(params)))
+    }
+}
+
+/// A request's `params`, which these methods need as an object.
+fn object(params: Option<Value>) -> Result<Map<String, Value>, ErrorObject> {
+    match params {
+        Some(Value::Object(params)) => Ok(params),
+        Some(_) | None => Err(ErrorObject::new(
+            INVALID_PARAMS,
+            "`params` must be an object",
+        )),
     }
 }
