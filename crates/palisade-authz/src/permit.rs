@@ -1,6 +1,6 @@
 //! `Permit`: the proof that authorization allowed one specific call.
 //!
-//! Nothing executes without a `Permit` (DESIGN invariant 4). Its constructor
+//! Nothing executes without a `Permit` (ARCHITECTURE.md, invariant 3). Its constructor
 //! is private to this crate, so the compiler guarantees that only the
 //! authorization layer mints one. A permit names the call it was issued for
 //! and is consumed by execution: it runs that call once and no other.

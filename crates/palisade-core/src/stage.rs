@@ -13,7 +13,7 @@ use crate::call::Call;
 use crate::record::CallRecord;
 use crate::verdict::{Decision, Finding};
 
-/// The stages of DESIGN.md section 3, in pipeline order.
+/// The pipeline's stages, in the order they run (see ARCHITECTURE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {

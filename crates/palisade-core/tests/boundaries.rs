@@ -1,4 +1,4 @@
-//! The crate graph is the defense in depth: these checks keep it as DESIGN.md draws it.
+//! The crate graph is the defense in depth: these checks keep it as ARCHITECTURE.md draws it.
 #![expect(
     clippy::unwrap_used,
     clippy::indexing_slicing,

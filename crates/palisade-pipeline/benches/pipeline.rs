@@ -1,4 +1,4 @@
-//! The whole pipeline in process, against DESIGN.md's target (p50 ≤ 20 µs), with and without a durable audit file.
+//! The whole pipeline in process, against its target (p50 ≤ 20 µs), with and without a durable audit file.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! `Pipeline::run`: the stage order of DESIGN.md section 3, as code.
+//! `Pipeline::run`: palisade's stage order, as code.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -684,7 +684,7 @@ mod tests {
     use super::*;
 
     const PASS: &str = r#"
-data_dir = "/tmp/palisade-test"
+data_dir = "palisade-test-data"
 [pipeline]
 pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-secrets", "redact", "inbound-filter"]
 "#;

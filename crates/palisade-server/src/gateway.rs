@@ -241,7 +241,7 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(random_bytes::<8>()) >> 1
 }
 
-/// Isolation that DESIGN.md requires and this build cannot give yet; shown
+/// Isolation that palisade's design requires and this build cannot give yet; shown
 /// by `palisade check` and `/healthz` so nobody mistakes it for done.
 pub const DEGRADED: [&str; 1] =
     ["sandbox: stdio upstreams run as ordinary child processes, not in a sandbox"];
