@@ -32,6 +32,12 @@ def test_a_faulty_answer_is_a_json_rpc_error(session, tool):
     assert ok["result"]["content"][0]["text"] == "fine", ok
 
 
+def test_an_upstream_error_passes_through_as_the_upstream_wrote_it(session):
+    """Even one that uses the code palisade gives an unavailable upstream."""
+    response = session.request("tools/call", {"name": "hostile__mimic", "arguments": {}})
+    assert response["error"] == {"code": -32015, "message": "the upstream's own error", "data": {"from": "upstream"}}
+
+
 def test_an_upstream_that_never_answers_notifications_does_not_hang_the_gateway(launcher):
     port = free_port()
     upstream = launcher.process(

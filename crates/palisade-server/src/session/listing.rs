@@ -7,7 +7,7 @@ use palisade_mcp::protocol::method;
 use palisade_mcp::{RequestId, Response};
 use serde_json::{Map, Value, json};
 
-use super::{Answer, Routing, Session, rpc_error_from};
+use super::{Answer, Refusal, Routing, Session};
 use crate::gateway::Mode;
 use crate::upstream::{Failure, lock};
 
@@ -70,7 +70,7 @@ impl Session {
             && let Some(index) = self.single_upstream()
         {
             let answer = self.relay(index, id, listing.method(), params).await?;
-            return Some(answer.map_err(rpc_error_from));
+            return Some(answer.map_err(Refusal::into_error));
         }
         let offset = match params.as_ref().and_then(|p| p.get("cursor")) {
             None | Some(Value::Null) => 0,

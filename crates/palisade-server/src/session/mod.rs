@@ -300,7 +300,7 @@ impl Session {
         params: Option<Value>,
     ) -> Option<Response> {
         let answer = self.relay(index, &id, method, params).await?;
-        Some(respond(id, answer.map_err(rpc_error_from)))
+        Some(respond(id, answer.map_err(Refusal::into_error)))
     }
 
     async fn relay(
@@ -309,12 +309,13 @@ impl Session {
         client_id: &RequestId,
         method: &str,
         params: Option<Value>,
-    ) -> Option<Result<Value, Value>> {
+    ) -> Option<Result<Value, Refusal>> {
         let Some(upstream) = self.upstreams.get(index) else {
-            return Some(Err(error_value(ErrorObject::new(
-                METHOD_NOT_FOUND,
-                "no such upstream",
-            ))));
+            let error = ErrorObject::new(METHOD_NOT_FOUND, "no such upstream");
+            return Some(Err(Refusal::Unavailable {
+                detail: error.message.clone(),
+                error,
+            }));
         };
         let progress_token = params
             .as_ref()
@@ -345,14 +346,14 @@ impl Session {
         method: &str,
         params: Option<Value>,
         mut cancelled: oneshot::Receiver<()>,
-    ) -> Option<Result<Value, Value>> {
+    ) -> Option<Result<Value, Refusal>> {
         let flight = tokio::select! {
             started = upstream.start(method, params) => started,
             _ = &mut cancelled => return None,
         };
         let flight = match flight {
             Ok(flight) => flight,
-            Err(failure) => return Some(Err(error_value(self.unavailable(upstream, &failure)))),
+            Err(failure) => return Some(Err(self.unavailable(upstream, &failure))),
         };
         let upstream_id = flight.id;
         if let Some(f) = lock(&self.routing).flights.get_mut(client_id) {
@@ -360,12 +361,12 @@ impl Session {
         }
         tokio::select! {
             answer = flight.wait(upstream.spec.request_timeout) => match answer {
-                Ok(response) => Some(response.outcome.map_err(error_value)),
+                Ok(response) => Some(response.outcome.map_err(Refusal::Upstream)),
                 Err(failure) => {
                     if failure.timed_out {
                         upstream.cancel(upstream_id, "timed out at the gateway").await;
                     }
-                    Some(Err(error_value(self.unavailable(upstream, &failure))))
+                    Some(Err(self.unavailable(upstream, &failure)))
                 }
             },
             _ = cancelled => {
@@ -375,7 +376,7 @@ impl Session {
         }
     }
 
-    fn unavailable(&self, upstream: &Upstream, failure: &Failure) -> ErrorObject {
+    fn unavailable(&self, upstream: &Upstream, failure: &Failure) -> Refusal {
         tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}", failure.message);
         let mut data = json!({ "palisade": { "reason": "upstream-unavailable", "upstream": upstream.spec.name } });
         if let (Some(after), Some(Value::Object(p))) =
@@ -391,7 +392,10 @@ impl Session {
         } else {
             format!("upstream `{}` is unavailable", upstream.spec.name)
         };
-        ErrorObject::new(UPSTREAM_UNAVAILABLE, message).with_data(data)
+        Refusal::Unavailable {
+            detail: format!("{message}: {}", failure.message),
+            error: ErrorObject::new(UPSTREAM_UNAVAILABLE, message).with_data(data),
+        }
     }
 
     async fn broadcast_request(
@@ -413,6 +417,22 @@ impl Session {
             }
         }
         Ok(json!({}))
+    }
+}
+
+/// Why a relayed request brought back no result.
+pub(super) enum Refusal {
+    /// The upstream answered with this JSON-RPC error.
+    Upstream(ErrorObject),
+    /// No answer came: `error` is for the client, `detail` for the audit record.
+    Unavailable { error: ErrorObject, detail: String },
+}
+
+impl Refusal {
+    pub(super) fn into_error(self) -> ErrorObject {
+        match self {
+            Refusal::Upstream(error) | Refusal::Unavailable { error, .. } => error,
+        }
     }
 }
 

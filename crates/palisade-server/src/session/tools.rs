@@ -10,8 +10,8 @@ use palisade_pipeline::{CallResult, ExecError, Execute, Executed, Permit};
 use serde_json::{Map, Value, json};
 
 use super::listing::Listing;
-use super::{Session, respond, rpc_error_from};
-use crate::denial::{self, UPSTREAM_UNAVAILABLE};
+use super::{Refusal, Session, error_value, respond, rpc_error_from};
+use crate::denial;
 use crate::upstream::{Failure, lock};
 
 impl Session {
@@ -56,13 +56,16 @@ impl Session {
                     Failure::new(format!("cannot list the tools of `{}`", upstream.spec.name));
                 return Some(Response::error(
                     Some(id),
-                    self.unavailable(upstream, &failure),
+                    self.unavailable(upstream, &failure).into_error(),
                 ));
             }
         }
+        // The arguments move into the call; the rest of `params` (`_meta`)
+        // is kept to go upstream with the arguments as the pipeline leaves them.
+        let mut params = params;
         let arguments = params
-            .get("arguments")
-            .cloned()
+            .as_object_mut()
+            .and_then(|p| p.remove("arguments"))
             .unwrap_or_else(|| json!({}));
         let call = Call {
             id: self.gateway.next_call_id(),
@@ -166,18 +169,8 @@ impl Execute for UpstreamCall<'_> {
             .await
         {
             Some(Ok(result)) => Ok(Executed::Result(result)),
-            Some(Err(error))
-                if error.get("code").and_then(Value::as_i64) == Some(UPSTREAM_UNAVAILABLE) =>
-            {
-                Err(ExecError(
-                    error
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("upstream unavailable")
-                        .to_owned(),
-                ))
-            }
-            Some(Err(error)) => Ok(Executed::RpcError(error)),
+            Some(Err(Refusal::Upstream(error))) => Ok(Executed::RpcError(error_value(error))),
+            Some(Err(Refusal::Unavailable { detail, .. })) => Err(ExecError(detail)),
             None => {
                 *lock(&self.cancelled) = true;
                 Err(ExecError("cancelled by the client".into()))
