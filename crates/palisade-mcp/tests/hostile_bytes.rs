@@ -63,8 +63,9 @@ proptest! {
     #[test]
     fn what_parses_round_trips(value in message_like()) {
         if let Ok(message) = Message::from_value(value) {
-            let again = Message::parse(&message.to_bytes());
-            prop_assert_eq!(again, Ok(message));
+            let bytes = message.to_bytes();
+            let again = Message::parse(&bytes);
+            prop_assert_eq!(again.map(|m| m.to_bytes()), Ok(bytes));
         }
     }
 
