@@ -441,8 +441,12 @@ impl Drop for Detached {
     fn drop(&mut self) {
         if let Some(work) = self.work.take() {
             tracing::debug!(session = %self.session.id, request = %self.id, "client left before the answer; cancelling");
-            tokio::spawn(work);
-            self.session.cancel(&self.id);
+            // No runtime means palisade is shutting down: the session's
+            // upstreams are being closed anyway.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(work);
+                self.session.cancel(&self.id);
+            }
         }
     }
 }
