@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 
-from support import RawSession, everything_stdio, python_stdio
+from support import RawSession, everything_stdio, http_request, python_stdio
 
 
 def test_a_tool_call_sent_as_a_notification_never_reaches_the_upstream(launcher, tmp_path):
@@ -57,3 +59,50 @@ def test_a_cursor_at_the_end_of_the_integers_is_answered(launcher):
     response = session.request("tools/list", {"cursor": f"o:{2**64 - 1}"})
     assert response["result"]["tools"] == [] and "nextCursor" not in response["result"], response
     assert "result" in session.request("ping")
+
+
+def test_a_call_whose_client_left_before_it_reached_the_upstream_never_reaches_it(launcher, tmp_path):
+    """The client leaves while palisade is still reading the upstream's tool list."""
+    log = tmp_path / "received.jsonl"
+    gateway = launcher.gateway({"only": python_stdio("recording_server.py", str(log), "--slow-list")})
+    session = RawSession(gateway.base)
+    session.initialize()
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "only__act", "arguments": {}}}
+    ).encode()
+    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Content-Length": str(len(body))}
+    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        time.sleep(0.4)  # palisade is waiting on the slow tools/list
+    # Once the listing is done, a later request is answered after anything the left call could send.
+    time.sleep(1.5)
+    assert "result" in session.request("tools/list")
+    received = [json.loads(line) for line in log.read_text().splitlines()]
+    assert not [m for m in received if m.get("method") == "tools/call"], received
+
+
+def test_a_request_from_an_upstream_that_no_stream_can_carry_is_refused_at_once(launcher):
+    """A JSON-only client with no GET stream cannot receive a sampling request:
+    the upstream hears so at once instead of waiting out its timeout."""
+    gateway = launcher.gateway({"everything": {**everything_stdio(), "request_timeout": "60s"}})
+    session = RawSession(gateway.base)
+    init = {
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        # Declares sampling, so the server does send its request.
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}},
+                   "clientInfo": {"name": "json-only", "version": "0"}},
+    }
+    opened = session.post(init, session=False)
+    assert opened.status == 200, opened
+    session.session_id = opened.headers["mcp-session-id"]
+    assert session.post({"jsonrpc": "2.0", "method": "notifications/initialized"}).status == 202
+    message = {
+        "jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "everything__trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}},
+    }
+    headers = {**session.headers(), "Accept": "application/json"}
+    reply = http_request(gateway.base, "POST", "/mcp", body=json.dumps(message).encode(), headers=headers, seconds=20)
+    assert reply.status == 200, reply
+    answer = reply.response()
+    assert answer["id"] == 4 and ("error" in answer or answer["result"].get("isError")), answer

@@ -81,16 +81,31 @@ const BACKLOG: usize = 64;
 impl Outbox for HttpOutbox {
     fn send(&self, message: Message, related: Option<&RequestId>) -> bool {
         let on_request = related.and_then(|id| lock(&self.streams).get(id).cloned());
-        let target = on_request.or_else(|| lock(&self.standalone).clone());
-        let Some(stream) = target else {
-            let mut backlog = lock(&self.backlog);
-            if backlog.len() < BACKLOG {
-                backlog.push(message);
-                return true;
+        let target = match on_request {
+            Some(stream) => stream,
+            None => {
+                let standalone = lock(&self.standalone);
+                match standalone.as_ref() {
+                    Some(stream) => stream.clone(),
+                    // Only notifications wait: a request must be refused at
+                    // once, not left for a stream that may never open. The
+                    // GET lock is held so that one opening cannot miss this.
+                    None if matches!(message, Message::Notification(_)) => {
+                        let mut backlog = lock(&self.backlog);
+                        if backlog.len() < BACKLOG {
+                            backlog.push(message);
+                            return true;
+                        }
+                        return false;
+                    }
+                    None => {
+                        tracing::debug!("no open stream to the client; dropped a message to it");
+                        return false;
+                    }
+                }
             }
-            tracing::debug!("no open stream to the client; dropped a message to it");
-            return false;
         };
+        let stream = target;
         let queued = stream.try_send(message).is_ok();
         if !queued {
             tracing::warn!("client stream is full or closed; dropped a message to it");

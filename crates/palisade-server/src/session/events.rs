@@ -2,13 +2,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use palisade_mcp::jsonrpc::{ErrorObject, INTERNAL_ERROR};
 use palisade_mcp::protocol::method;
 use palisade_mcp::{Message, Notification, Request, RequestId};
 use serde_json::{Value, json};
 
-use super::{Routing, Session};
+use super::{Routing, ServerRequest, Session};
 use crate::upstream::{Event, EventSink, lock};
 
 /// Hands upstream messages to the session. Messages that arrive while the
@@ -93,6 +94,17 @@ impl Session {
         let client_request = {
             let mut routing = lock(&self.routing);
             if routing.server_requests.len() >= MAX_SERVER_REQUESTS {
+                // The upstream gave up on those it sent longer ago than its
+                // own request timeout; the client's answer would find nobody.
+                let now = Instant::now();
+                let upstreams = &self.upstreams;
+                routing.server_requests.retain(|_, waiting| {
+                    upstreams.get(waiting.upstream).is_some_and(|u| {
+                        now.saturating_duration_since(waiting.since) < u.spec.request_timeout
+                    })
+                });
+            }
+            if routing.server_requests.len() >= MAX_SERVER_REQUESTS {
                 drop(routing);
                 return self.refuse_server_request(
                     upstream,
@@ -100,9 +112,12 @@ impl Session {
                     "too many requests are waiting for the client",
                 );
             }
-            routing
-                .server_requests
-                .insert(ours, (upstream, request.id.clone()));
+            let waiting = ServerRequest {
+                upstream,
+                id: request.id.clone(),
+                since: Instant::now(),
+            };
+            routing.server_requests.insert(ours, waiting);
             related_client_request(&routing, upstream, related)
         };
         let theirs = request.id.clone();
@@ -172,7 +187,7 @@ impl Session {
                     let ours = routing
                         .server_requests
                         .iter()
-                        .find(|(_, (u, id))| *u == upstream && Some(id.to_value()) == theirs)
+                        .find(|(_, w)| w.upstream == upstream && Some(w.id.to_value()) == theirs)
                         .map(|(ours, _)| *ours);
                     let (Some(ours), Some(Value::Object(params))) =
                         (ours, notification.params.as_mut())

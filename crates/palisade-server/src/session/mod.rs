@@ -52,7 +52,7 @@ struct Flight {
 struct Routing {
     flights: HashMap<RequestId, Flight>,
     /// Requests upstreams sent to the client: palisade's id → (upstream, their id).
-    server_requests: HashMap<u64, (usize, RequestId)>,
+    server_requests: HashMap<u64, ServerRequest>,
     /// Resource URIs (and template prefixes) learned from listings → upstream.
     resources: HashMap<String, usize>,
     templates: Vec<(String, usize)>,
@@ -61,6 +61,17 @@ struct Routing {
     listed_tools: HashMap<usize, HashSet<String>>,
     /// Ids of the client's requests in progress.
     in_use: HashSet<RequestId>,
+    /// Requests in progress that the client cancelled before they reached an
+    /// upstream: they must not reach it afterwards.
+    cancelled_early: HashSet<RequestId>,
+}
+
+/// A request an upstream sent the client, waiting for the client's answer.
+struct ServerRequest {
+    upstream: usize,
+    /// The upstream's own id for it.
+    id: RequestId,
+    since: Instant,
 }
 
 /// Holds a request id for as long as its request is in progress.
@@ -81,7 +92,9 @@ impl<'s> InUse<'s> {
 
 impl Drop for InUse<'_> {
     fn drop(&mut self) {
-        lock(&self.session.routing).in_use.remove(&self.id);
+        let mut routing = lock(&self.session.routing);
+        routing.in_use.remove(&self.id);
+        routing.cancelled_early.remove(&self.id);
     }
 }
 
@@ -265,9 +278,9 @@ impl Session {
         };
         let target = key.and_then(|k| lock(&self.routing).server_requests.remove(&k));
         match target {
-            Some((index, original)) => {
-                if let Some(upstream) = self.upstreams.get(index) {
-                    upstream.respond(original, response.outcome).await;
+            Some(ServerRequest { upstream, id, .. }) => {
+                if let Some(upstream) = self.upstreams.get(upstream) {
+                    upstream.respond(id, response.outcome).await;
                 }
             }
             None => tracing::debug!(session = %self.id, "client answered an unknown request"),
@@ -276,12 +289,15 @@ impl Session {
 
     /// Stops a client request: tells its upstream, and drops the answer.
     pub fn cancel(&self, client_id: &RequestId) {
-        let cancel = lock(&self.routing)
-            .flights
-            .get_mut(client_id)
-            .and_then(|f| f.cancel.take());
-        if let Some(cancel) = cancel {
-            let _ = cancel.send(());
+        let mut routing = lock(&self.routing);
+        let routing = &mut *routing;
+        if let Some(flight) = routing.flights.get_mut(client_id) {
+            if let Some(cancel) = flight.cancel.take() {
+                let _ = cancel.send(());
+            }
+        } else if routing.in_use.contains(client_id) {
+            // Still on its way (listing, pipeline): stop it at the door.
+            routing.cancelled_early.insert(client_id.clone());
         }
     }
 
@@ -323,15 +339,23 @@ impl Session {
             .and_then(|m| m.get("progressToken"))
             .cloned();
         let (cancel, cancelled) = oneshot::channel();
-        lock(&self.routing).flights.insert(
-            client_id.clone(),
-            Flight {
-                upstream: index,
-                upstream_id: None,
-                progress_token,
-                cancel: Some(cancel),
-            },
-        );
+        let registered = {
+            let mut routing = lock(&self.routing);
+            let cancelled_early = routing.cancelled_early.contains(client_id);
+            if !cancelled_early {
+                let flight = Flight {
+                    upstream: index,
+                    upstream_id: None,
+                    progress_token,
+                    cancel: Some(cancel),
+                };
+                routing.flights.insert(client_id.clone(), flight);
+            }
+            !cancelled_early
+        };
+        if !registered {
+            return None;
+        }
         let result = self
             .relay_inner(upstream, client_id, method, params, cancelled)
             .await;

@@ -285,12 +285,22 @@ impl Upstream {
         }
         match self.open_and_handshake().await {
             Ok(link) => {
-                // A close that came during the handshake wins.
-                if self.closed.load(Ordering::SeqCst) {
+                // A close that came during the handshake wins. `closed` is set
+                // under the same lock, so it cannot slip in after this check.
+                let published = {
+                    let mut slot = lock(&self.link);
+                    let open = !self.closed.load(Ordering::SeqCst);
+                    if open {
+                        *slot = Some(Arc::new(link));
+                        None
+                    } else {
+                        Some(link)
+                    }
+                };
+                if let Some(link) = published {
                     link.close().await;
                     return Err(self.closed_failure());
                 }
-                *lock(&self.link) = Some(Arc::new(link));
                 *state = State::Up {
                     since: Instant::now(),
                     failures,
@@ -462,8 +472,11 @@ impl Upstream {
     /// session. Does not wait for a connect in progress; that connect sees the
     /// close and undoes itself.
     pub async fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        let link = lock(&self.link).take();
+        let link = {
+            let mut slot = lock(&self.link);
+            self.closed.store(true, Ordering::SeqCst);
+            slot.take()
+        };
         if let Some(link) = link {
             link.close().await;
         }
