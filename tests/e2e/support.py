@@ -371,6 +371,19 @@ class RawSession:
         body = raw if raw is not None else json.dumps(message).encode()
         return http_request(self.base, "POST", "/mcp", body=body, headers=self.headers(session=session, extra=extra))
 
+    def raw_head(self, method: str, *, body: bytes = b"", accept: str | None = None) -> bytes:
+        """The head of an HTTP/1.1 request on this session, for tests that drive the socket themselves."""
+        extra = {"Host": self.base.removeprefix("http://")}
+        if method == "POST":
+            extra["Content-Length"] = str(len(body))
+        if accept is not None:
+            extra["Accept"] = accept
+        headers = self.headers(extra=extra)
+        if method != "POST":
+            headers.pop("Content-Type", None)
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        return f"{method} /mcp HTTP/1.1\r\n{lines}\r\n".encode()
+
     def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         rid = self.next_id
         self.next_id += 1
@@ -512,6 +525,16 @@ class StdioPeer:
             except OSError:
                 pass
         stop_group(self.popen)
+
+
+def wait_for_text(path: Path, *, attempts: int = 50, pause: float = 0.1) -> str:
+    """A file's text once it has some (or "" when it never does)."""
+    return retry_until(
+        lambda: path.read_text() if path.exists() else "",
+        lambda text: text.strip() != "",
+        attempts=attempts,
+        pause=pause,
+    )[-1]
 
 
 def retry_until(attempt: Callable[[], Any], ok: Callable[[Any], bool], *, attempts: int, pause: float) -> list[Any]:

@@ -133,12 +133,11 @@ def test_messages_outside_any_request_reach_the_get_stream(launcher) -> None:
     session.initialize()
     answer = session.request("tools/call", {"name": "everything__toggle-simulated-logging", "arguments": {}})
     assert "result" in answer, answer
-    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Accept": "text/event-stream"}
-    head = "GET /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    head = session.raw_head("GET", accept="text/event-stream")
     wanted = {"notifications/tools/list_changed", "notifications/message"}
     seen: set[str] = set()
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=20) as stream:
-        stream.sendall(head.encode())
+        stream.sendall(head)
         data = b""
         deadline = time.monotonic() + 20  # the server logs every 5 s
         while not wanted <= seen and time.monotonic() < deadline:

@@ -126,10 +126,9 @@ def test_shutdown_is_not_held_up_by_an_open_event_stream(launcher, tmp_path):
     session = RawSession(gateway.base)
     session.initialize()
     pid = whoami(session)
-    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Accept": "text/event-stream"}
-    head = "GET /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    head = session.raw_head("GET", accept="text/event-stream")
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as stream:
-        stream.sendall(head.encode())
+        stream.sendall(head)
         assert stream.recv(4096).startswith(b"HTTP/1.1 200"), "the GET stream did not open"
         gateway.proc.popen.terminate()
         # The stream ends (palisade closes it) well before the bound.

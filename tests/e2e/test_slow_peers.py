@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, python_stdio, retry_until
+from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, python_stdio, wait_for_text
 
 
 def test_upstream_that_never_answers_times_out_and_is_cancelled(launcher, tmp_path):
@@ -24,12 +24,7 @@ def test_upstream_that_never_answers_times_out_and_is_cancelled(launcher, tmp_pa
     assert response["error"]["data"]["palisade"]["stage"] == "execute", response
 
     # The upstream was told to stop, with the id palisade gave the call there.
-    sent = retry_until(
-        lambda: cancellations.read_text() if cancellations.exists() else "",
-        lambda text: text.strip() != "",
-        attempts=40,
-        pause=0.1,
-    )[-1]
+    sent = wait_for_text(cancellations, attempts=40)
     cancel = json.loads(sent.splitlines()[0])
     assert isinstance(cancel["requestId"], int), cancel
 
@@ -52,14 +47,13 @@ def test_a_trickling_client_does_not_hold_up_others(launcher):
         {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
          "params": {"name": "everything__echo", "arguments": {"message": "slowly"}}}
     ).encode()
-    headers = {**slow.headers(), "Host": f"127.0.0.1:{gateway.port}", "Content-Length": str(len(body))}
-    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    head = slow.raw_head("POST", body=body)
     events: list[str] = []
     answer: list[bytes] = []
 
     def trickle() -> None:
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
-            sock.sendall(head.encode())
+            sock.sendall(head)
             for byte in body:
                 sock.sendall(bytes([byte]))
                 time.sleep(0.01)
@@ -123,10 +117,9 @@ def test_a_client_that_stalls_mid_body_is_cut_off(launcher):
     session = RawSession(gateway.base)
     session.initialize()
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
-    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Content-Length": str(len(body))}
-    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    head = session.raw_head("POST", body=body)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
-        sock.sendall(head.encode() + body[:10])  # and then nothing more
+        sock.sendall(head + body[:10])  # and then nothing more
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 408"), reply
     assert b"request body not received" in reply, reply
@@ -143,16 +136,10 @@ def test_a_client_that_leaves_mid_call_gets_the_upstream_call_cancelled(launcher
     body = json.dumps(
         {"jsonrpc": "2.0", "id": 31, "method": "tools/call", "params": {"name": "slow__hang", "arguments": {}}}
     ).encode()
-    headers = {**session.headers(), "Host": f"127.0.0.1:{gateway.port}", "Content-Length": str(len(body))}
-    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    head = session.raw_head("POST", body=body)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
-        sock.sendall(head.encode() + body)
+        sock.sendall(head + body)
         time.sleep(0.5)  # the call is waiting upstream when the client goes
-    sent = retry_until(
-        lambda: cancellations.read_text() if cancellations.exists() else "",
-        lambda text: text.strip() != "",
-        attempts=50,
-        pause=0.1,
-    )[-1]
+    sent = wait_for_text(cancellations, attempts=50)
     assert sent.strip(), "the upstream was never told the client left"
     assert "result" in session.request("ping")
