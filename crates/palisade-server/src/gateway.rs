@@ -148,7 +148,7 @@ impl Gateway {
         };
         let id = SessionId::new(random_token());
         let session_principal = principal.clone();
-        let session = Session::start(id, Arc::clone(self), principal, upstreams, outbox, version);
+        let session = Session::start(id, Arc::clone(self), principal, upstreams, outbox);
         sink.attach(&session);
         tracing::info!(session = %session.id, principal = %session_principal, version, "session opened");
         Ok((session, result))

@@ -100,7 +100,6 @@ impl Drop for InUse<'_> {
 
 pub struct Session {
     pub id: SessionId,
-    pub protocol_version: &'static str,
     gateway: Arc<Gateway>,
     principal: Principal,
     upstreams: Vec<Arc<Upstream>>,
@@ -127,11 +126,9 @@ impl Session {
         principal: Principal,
         upstreams: Vec<Arc<Upstream>>,
         outbox: Arc<dyn Outbox>,
-        protocol_version: &'static str,
     ) -> Arc<Self> {
         Arc::new(Self {
             id,
-            protocol_version,
             gateway,
             principal,
             upstreams,
