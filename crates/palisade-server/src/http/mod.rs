@@ -1,0 +1,162 @@
+//! The Streamable HTTP listener: POST for messages, GET for the server's stream, DELETE to end.
+//!
+//! A request's answer is plain JSON when the upstream answers straight
+//! away, and becomes an SSE stream as soon as anything else (progress, a
+//! sampling request, a log message) has to reach the client first.
+//!
+//! - `guards`: what a request must pass before it reaches a session;
+//! - `post`: POST, a client's message and the answer to it;
+//! - `streams`: SSE framing, GET (the server's stream), DELETE and `/healthz`;
+//! - `outbox`: where a session's messages to the client go.
+
+mod guards;
+mod outbox;
+mod post;
+mod streams;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::get;
+use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::gateway::Gateway;
+use crate::session::Session;
+use crate::upstream::lock;
+use outbox::HttpOutbox;
+
+const STREAM_QUEUE: usize = 256;
+
+struct Server {
+    gateway: Arc<Gateway>,
+    sessions: Mutex<HashMap<String, Arc<Entry>>>,
+    /// One permit per session that may exist, taken before its upstreams start.
+    slots: Arc<Semaphore>,
+}
+
+struct Entry {
+    session: Arc<Session>,
+    outbox: Arc<HttpOutbox>,
+    /// This session's place under `max_sessions`, given back when it ends.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Entry {
+    /// Ends the session and its streams: the client's open SSE responses
+    /// finish instead of keeping their connections (and a shutdown) waiting.
+    async fn close(&self) {
+        self.session.close().await;
+        lock(&self.outbox.standalone).take();
+        lock(&self.outbox.streams).clear();
+    }
+}
+
+async fn close_all(entries: Vec<Arc<Entry>>) {
+    futures_util::future::join_all(entries.iter().map(|e| e.close())).await;
+}
+
+/// How long a shutdown waits for open connections once every session is closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Binds the configured address. Separate from [`serve`] so the caller can
+/// report the real port when the config asks for port 0.
+pub async fn bind(gateway: &Gateway) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(gateway.config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let path = gateway.config.server.path.clone();
+    let slots = Arc::new(Semaphore::new(gateway.config.server.max_sessions));
+    let server = Arc::new(Server {
+        gateway,
+        sessions: Mutex::new(HashMap::new()),
+        slots,
+    });
+    tokio::spawn(reap_idle(Arc::downgrade(&server)));
+    let app = Router::new()
+        .route(
+            &path,
+            get(streams::open_stream)
+                .post(post::post_message)
+                .delete(streams::end_session),
+        )
+        .route("/healthz", get(streams::health))
+        .with_state(Arc::clone(&server));
+    let (closed, all_closed) = oneshot::channel::<()>();
+    let closing = {
+        let server = Arc::clone(&server);
+        async move {
+            shutdown.await;
+            // Sessions first: that ends their streams, so the connections
+            // carrying them can finish.
+            let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
+            close_all(entries).await;
+            let _ = closed.send(());
+        }
+    };
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(closing);
+    let grace_over = async {
+        match all_closed.await {
+            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = graceful.into_future() => result,
+        () = grace_over => {
+            tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
+            Ok(())
+        }
+    };
+    let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
+    close_all(entries).await;
+    result
+}
+
+async fn reap_idle(server: std::sync::Weak<Server>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        let limit = server.gateway.config.server.session_idle_timeout;
+        let idle: Vec<Arc<Entry>> = {
+            let mut sessions = lock(&server.sessions);
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, e)| e.session.idle_for() > limit)
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for entry in &idle {
+            tracing::info!(session = %entry.session.id, "closing idle session");
+        }
+        close_all(idle).await;
+    }
+}
+
+/// A JSON response: a serialized JSON-RPC message or, for `/healthz`, a JSON document.
+fn json_response(status: StatusCode, body: impl Into<Body>) -> HttpResponse {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.into(),
+    )
+        .into_response()
+}
