@@ -2,6 +2,14 @@
 //!
 //! The runtime only ever sees `Config`. Every error names the file, the
 //! field and what was expected, and an invalid file refuses to start.
+//!
+//! - `raw`: the file as written;
+//! - `validate`: raw to validated, a section at a time;
+//! - `effective`: the masked form `palisade check` prints.
+
+mod effective;
+mod raw;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use palisade_core::{EffectClass, Stage};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use effective::MASKED;
+use raw::{RawConfig, RawPipeline};
+use validate::Validator;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8716";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -39,57 +51,6 @@ pub enum ConfigError {
         message: String,
     },
 }
-
-// ---------------------------------------------------------------- raw form
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    data_dir: Option<PathBuf>,
-    #[serde(default)]
-    server: RawServer,
-    #[serde(default)]
-    pipeline: RawPipeline,
-    #[serde(default)]
-    upstreams: BTreeMap<String, RawUpstream>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<String>,
-    path: Option<String>,
-    allowed_origins: Option<Vec<String>>,
-    max_message_bytes: Option<usize>,
-    max_sessions: Option<usize>,
-    session_idle_timeout: Option<String>,
-    body_timeout: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPipeline {
-    pass_through: Option<Vec<String>>,
-    stage_timeout: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    command: Option<String>,
-    args: Option<Vec<String>>,
-    env: Option<BTreeMap<String, String>>,
-    inherit_env: Option<bool>,
-    cwd: Option<PathBuf>,
-    url: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    prefix: Option<String>,
-    request_timeout: Option<String>,
-    default_effect: Option<String>,
-    effects: Option<BTreeMap<String, String>>,
-}
-
-// ----------------------------------------------------------- validated form
 
 /// The validated configuration. Built only by [`Config::load`], [`Config::parse`]
 /// or [`Config::embedded_default`].
@@ -182,23 +143,7 @@ impl Upstream {
     }
 }
 
-/// What `palisade check` prints instead of an environment or header value:
-/// those are where API keys live, and check output ends up in CI logs.
-pub const MASKED: &str = "<set>";
-
 impl Transport {
-    fn masked(&self) -> Transport {
-        let mut copy = self.clone();
-        let values = match &mut copy {
-            Transport::Stdio { env, .. } => env.values_mut(),
-            Transport::Http { headers, .. } => headers.values_mut(),
-        };
-        for value in values {
-            *value = MASKED.to_owned();
-        }
-        copy
-    }
-
     /// The environment a spawned upstream gets.
     pub fn child_env(env: &BTreeMap<String, String>, inherit_env: bool) -> Vec<(String, String)> {
         let mut out: BTreeMap<String, String> = if inherit_env {
@@ -285,365 +230,6 @@ impl Config {
                     field: format!("upstreams.{}.command", upstream.name),
                     message: format!("`{command}` is not an executable file, nor found on PATH"),
                 });
-            }
-        }
-        Ok(())
-    }
-
-    /// The effective configuration as TOML, for `palisade check`.
-    pub fn to_toml(&self) -> String {
-        toml::to_string(&Effective::from(self))
-            .unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-    }
-}
-
-/// `Config` reshaped into the file's own layout, so `check` prints something
-/// an operator can paste back.
-#[derive(Serialize)]
-struct Effective<'a> {
-    data_dir: &'a Path,
-    server: &'a Server,
-    pipeline: &'a PipelineConfig,
-    upstreams: BTreeMap<&'a str, EffectiveUpstream<'a>>,
-}
-
-#[derive(Serialize)]
-struct EffectiveUpstream<'a> {
-    #[serde(flatten)]
-    transport: Transport,
-    prefix: &'a str,
-    #[serde(serialize_with = "as_humantime")]
-    request_timeout: Duration,
-    default_effect: &'a str,
-    effects: BTreeMap<&'a str, &'a str>,
-}
-
-impl<'a> From<&'a Config> for Effective<'a> {
-    fn from(c: &'a Config) -> Self {
-        Effective {
-            data_dir: &c.data_dir,
-            server: &c.server,
-            pipeline: &c.pipeline,
-            upstreams: c
-                .upstreams
-                .iter()
-                .map(|u| {
-                    let effects = u
-                        .effects
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    (
-                        u.name.as_str(),
-                        EffectiveUpstream {
-                            transport: u.transport.masked(),
-                            prefix: &u.prefix,
-                            request_timeout: u.request_timeout,
-                            default_effect: u.default_effect.as_str(),
-                            effects,
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-}
-
-struct Validator<'f> {
-    file: &'f str,
-}
-
-impl Validator<'_> {
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.to_owned(),
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    fn duration(
-        &self,
-        field: &str,
-        raw: Option<&str>,
-        default: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let Some(raw) = raw else { return Ok(default) };
-        let d = humantime::parse_duration(raw).map_err(|e| {
-            self.err(
-                field,
-                format!("expected a duration such as \"30s\" or \"500ms\", got `{raw}` ({e})"),
-            )
-        })?;
-        if d.is_zero() {
-            return Err(self.err(field, "must be greater than zero"));
-        }
-        Ok(d)
-    }
-
-    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let data_dir = match raw.data_dir {
-            Some(dir) if dir.as_os_str().is_empty() => {
-                return Err(self.err("data_dir", "must not be empty"));
-            }
-            Some(dir) => dir,
-            None => default_data_dir().ok_or_else(|| {
-                self.err(
-                    "data_dir",
-                    "not set, and neither XDG_DATA_HOME nor HOME is set to derive it from",
-                )
-            })?,
-        };
-        let server = self.server(raw.server)?;
-        let pipeline = self.pipeline(raw.pipeline)?;
-        let mut upstreams = Vec::with_capacity(raw.upstreams.len());
-        let single = raw.upstreams.len() == 1;
-        for (name, upstream) in raw.upstreams {
-            upstreams.push(self.upstream(&name, upstream, single)?);
-        }
-        self.prefixes_are_unambiguous(&upstreams)?;
-        Ok(Config {
-            data_dir,
-            server,
-            pipeline,
-            upstreams,
-        })
-    }
-
-    fn server(&self, raw: RawServer) -> Result<Server, ConfigError> {
-        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            self.err("server.listen", format!("expected an IP address and port such as \"127.0.0.1:8716\", got `{listen_text}`"))
-        })?;
-        if !listen.ip().is_loopback() {
-            // Authentication is not built yet: an endpoint reachable from other
-            // machines would let anyone drive every upstream.
-            return Err(self.err(
-                "server.listen",
-                format!("`{listen}` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only"),
-            ));
-        }
-        let path = raw.path.unwrap_or_else(|| "/mcp".to_owned());
-        if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
-            return Err(self.err(
-                "server.path",
-                format!("expected an absolute URL path such as \"/mcp\", got `{path}`"),
-            ));
-        }
-        let allowed_origins = raw.allowed_origins.unwrap_or_else(|| {
-            ["http://localhost", "http://127.0.0.1", "http://[::1]"]
-                .map(String::from)
-                .to_vec()
-        });
-        for (i, origin) in allowed_origins.iter().enumerate() {
-            if !(origin.starts_with("http://") || origin.starts_with("https://"))
-                || origin.ends_with('/')
-            {
-                return Err(self.err(
-                    format!("server.allowed_origins[{i}]"),
-                    format!(
-                        "expected an origin such as \"https://console.example.com\", got `{origin}`"
-                    ),
-                ));
-            }
-        }
-        let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-        if max_message_bytes < 1024 {
-            return Err(self.err("server.max_message_bytes", "must be at least 1024"));
-        }
-        let max_sessions = raw.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
-        if max_sessions == 0 {
-            return Err(self.err("server.max_sessions", "must be at least 1"));
-        }
-        Ok(Server {
-            listen,
-            path,
-            allowed_origins,
-            max_message_bytes,
-            max_sessions,
-            session_idle_timeout: self.duration(
-                "server.session_idle_timeout",
-                raw.session_idle_timeout.as_deref(),
-                DEFAULT_SESSION_IDLE,
-            )?,
-            body_timeout: self.duration(
-                "server.body_timeout",
-                raw.body_timeout.as_deref(),
-                DEFAULT_BODY_TIMEOUT,
-            )?,
-        })
-    }
-
-    fn pipeline(&self, raw: RawPipeline) -> Result<PipelineConfig, ConfigError> {
-        let mut pass_through = Vec::new();
-        for (i, name) in raw.pass_through.unwrap_or_default().iter().enumerate() {
-            let field = format!("pipeline.pass_through[{i}]");
-            let stage = Stage::parse(name).ok_or_else(|| {
-                let names: Vec<&str> = UNIMPLEMENTED_STAGES.iter().map(|s| s.as_str()).collect();
-                self.err(
-                    &field,
-                    format!(
-                        "unknown stage `{name}`; expected one of {}",
-                        names.join(", ")
-                    ),
-                )
-            })?;
-            if !UNIMPLEMENTED_STAGES.contains(&stage) {
-                return Err(self.err(field, format!("stage `{name}` cannot be passed through")));
-            }
-            if pass_through.contains(&stage) {
-                return Err(self.err(field, format!("stage `{name}` is listed twice")));
-            }
-            pass_through.push(stage);
-        }
-        for stage in UNIMPLEMENTED_STAGES {
-            if !pass_through.contains(&stage) {
-                return Err(self.err(
-                    "pipeline.pass_through",
-                    format!(
-                        "stage `{stage}` has no implementation yet; list it here to run without it"
-                    ),
-                ));
-            }
-        }
-        Ok(PipelineConfig {
-            pass_through,
-            stage_timeout: self.duration(
-                "pipeline.stage_timeout",
-                raw.stage_timeout.as_deref(),
-                DEFAULT_STAGE_TIMEOUT,
-            )?,
-        })
-    }
-
-    fn upstream(
-        &self,
-        name: &str,
-        raw: RawUpstream,
-        single: bool,
-    ) -> Result<Upstream, ConfigError> {
-        let at = |field: &str| format!("upstreams.{name}.{field}");
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-            || name.contains("__")
-        {
-            return Err(self.err(
-                format!("upstreams.{name}"),
-                "an upstream name is 1 to 64 characters of a-z, 0-9, `-` and `_`, without `__`",
-            ));
-        }
-        let transport = match (raw.command, raw.url) {
-            (Some(command), None) => {
-                if raw.headers.is_some() {
-                    return Err(
-                        self.err(at("headers"), "only an upstream with `url` takes headers")
-                    );
-                }
-                if command.trim().is_empty() {
-                    return Err(self.err(at("command"), "must not be empty"));
-                }
-                Transport::Stdio {
-                    command,
-                    args: raw.args.unwrap_or_default(),
-                    env: raw.env.unwrap_or_default(),
-                    inherit_env: raw.inherit_env.unwrap_or(false),
-                    cwd: raw.cwd,
-                }
-            }
-            (None, Some(url)) => {
-                for (field, present) in [
-                    ("args", raw.args.is_some()),
-                    ("env", raw.env.is_some()),
-                    ("inherit_env", raw.inherit_env.is_some()),
-                    ("cwd", raw.cwd.is_some()),
-                ] {
-                    if present {
-                        return Err(
-                            self.err(at(field), "only an upstream with `command` takes this")
-                        );
-                    }
-                }
-                let parsed = reqwest::Url::parse(&url).map_err(|e| {
-                    self.err(
-                        at("url"),
-                        format!("expected an http or https URL, got `{url}` ({e})"),
-                    )
-                })?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(self.err(
-                        at("url"),
-                        format!("expected an http or https URL, got `{url}`"),
-                    ));
-                }
-                Transport::Http {
-                    url,
-                    headers: raw.headers.unwrap_or_default(),
-                }
-            }
-            (Some(_), Some(_)) => {
-                return Err(self.err(
-                    format!("upstreams.{name}"),
-                    "set either `command` or `url`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(self.err(
-                    format!("upstreams.{name}"),
-                    "set `command` (a stdio server) or `url` (a Streamable HTTP server)",
-                ));
-            }
-        };
-        let prefix = raw.prefix.unwrap_or_else(|| format!("{name}__"));
-        if prefix.is_empty() && !single {
-            return Err(self.err(
-                at("prefix"),
-                "an empty prefix is allowed only when there is a single upstream",
-            ));
-        }
-        let effect = |field: String, text: &str| {
-            EffectClass::parse(text).ok_or_else(|| {
-                self.err(
-                    field,
-                    format!("expected one of read, write, egress, irreversible, got `{text}`"),
-                )
-            })
-        };
-        let default_effect = match raw.default_effect {
-            Some(text) => effect(at("default_effect"), &text)?,
-            // Unknown tools are assumed to do the worst they could.
-            None => EffectClass::Irreversible,
-        };
-        let mut effects = BTreeMap::new();
-        for (tool, text) in raw.effects.unwrap_or_default() {
-            let class = effect(format!("upstreams.{name}.effects.{tool}"), &text)?;
-            effects.insert(tool, class);
-        }
-        Ok(Upstream {
-            name: name.to_owned(),
-            prefix,
-            transport,
-            request_timeout: self.duration(
-                &at("request_timeout"),
-                raw.request_timeout.as_deref(),
-                DEFAULT_REQUEST_TIMEOUT,
-            )?,
-            default_effect,
-            effects,
-        })
-    }
-
-    fn prefixes_are_unambiguous(&self, upstreams: &[Upstream]) -> Result<(), ConfigError> {
-        for a in upstreams {
-            for b in upstreams {
-                if a.name != b.name && b.prefix.starts_with(&a.prefix) {
-                    return Err(self.err(
-                        format!("upstreams.{}.prefix", b.name),
-                        format!("prefix `{}` starts with the prefix `{}` of upstream `{}`, so tool names would be ambiguous", b.prefix, a.prefix, a.name),
-                    ));
-                }
             }
         }
         Ok(())

@@ -1,0 +1,88 @@
+//! The effective configuration `palisade check` prints: the file's own
+//! layout, defaults filled in, environment and header values masked.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Config, PipelineConfig, Server, Transport, as_humantime};
+
+/// What `palisade check` prints instead of an environment or header value:
+/// those are where API keys live, and check output ends up in CI logs.
+pub const MASKED: &str = "<set>";
+
+impl Transport {
+    fn masked(&self) -> Transport {
+        let mut copy = self.clone();
+        let values = match &mut copy {
+            Transport::Stdio { env, .. } => env.values_mut(),
+            Transport::Http { headers, .. } => headers.values_mut(),
+        };
+        for value in values {
+            *value = MASKED.to_owned();
+        }
+        copy
+    }
+}
+
+impl Config {
+    /// The effective configuration as TOML, for `palisade check`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&Effective::from(self))
+            .unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// `Config` reshaped into the file's own layout, so `check` prints something
+/// an operator can paste back.
+#[derive(Serialize)]
+struct Effective<'a> {
+    data_dir: &'a Path,
+    server: &'a Server,
+    pipeline: &'a PipelineConfig,
+    upstreams: BTreeMap<&'a str, EffectiveUpstream<'a>>,
+}
+
+#[derive(Serialize)]
+struct EffectiveUpstream<'a> {
+    #[serde(flatten)]
+    transport: Transport,
+    prefix: &'a str,
+    #[serde(serialize_with = "as_humantime")]
+    request_timeout: Duration,
+    default_effect: &'a str,
+    effects: BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> From<&'a Config> for Effective<'a> {
+    fn from(c: &'a Config) -> Self {
+        Effective {
+            data_dir: &c.data_dir,
+            server: &c.server,
+            pipeline: &c.pipeline,
+            upstreams: c
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let effects = u
+                        .effects
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    (
+                        u.name.as_str(),
+                        EffectiveUpstream {
+                            transport: u.transport.masked(),
+                            prefix: &u.prefix,
+                            request_timeout: u.request_timeout,
+                            default_effect: u.default_effect.as_str(),
+                            effects,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}

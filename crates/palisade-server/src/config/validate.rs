@@ -1,0 +1,328 @@
+//! Raw config to validated config: one function per section, each naming
+//! the field and what was expected when it refuses.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use palisade_core::{EffectClass, Stage};
+
+use super::raw::{RawConfig, RawPipeline, RawServer, RawUpstream};
+use super::{
+    Config, ConfigError, DEFAULT_BODY_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SESSION_IDLE, DEFAULT_STAGE_TIMEOUT,
+    PipelineConfig, Server, Transport, UNIMPLEMENTED_STAGES, Upstream, default_data_dir,
+};
+
+/// Turns the raw form into the validated one, a section at a time; `file`
+/// names the config in every error.
+pub(super) struct Validator<'f> {
+    pub(super) file: &'f str,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        field: &str,
+        raw: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(raw) = raw else { return Ok(default) };
+        let d = humantime::parse_duration(raw).map_err(|e| {
+            self.err(
+                field,
+                format!("expected a duration such as \"30s\" or \"500ms\", got `{raw}` ({e})"),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.err(field, "must be greater than zero"));
+        }
+        Ok(d)
+    }
+
+    pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let data_dir = self.data_dir(raw.data_dir)?;
+        let server = self.server(raw.server)?;
+        let pipeline = self.pipeline(raw.pipeline)?;
+        let upstreams = self.upstreams(raw.upstreams)?;
+        Ok(Config {
+            data_dir,
+            server,
+            pipeline,
+            upstreams,
+        })
+    }
+
+    fn data_dir(&self, raw: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+        match raw {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                Err(self.err("data_dir", "must not be empty"))
+            }
+            Some(dir) => Ok(dir),
+            None => default_data_dir().ok_or_else(|| {
+                self.err(
+                    "data_dir",
+                    "not set, and neither XDG_DATA_HOME nor HOME is set to derive it from",
+                )
+            }),
+        }
+    }
+
+    fn server(&self, raw: RawServer) -> Result<Server, ConfigError> {
+        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            self.err("server.listen", format!("expected an IP address and port such as \"127.0.0.1:8716\", got `{listen_text}`"))
+        })?;
+        if !listen.ip().is_loopback() {
+            // Authentication is not built yet: an endpoint reachable from other
+            // machines would let anyone drive every upstream.
+            return Err(self.err(
+                "server.listen",
+                format!("`{listen}` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only"),
+            ));
+        }
+        let path = raw.path.unwrap_or_else(|| "/mcp".to_owned());
+        if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
+            return Err(self.err(
+                "server.path",
+                format!("expected an absolute URL path such as \"/mcp\", got `{path}`"),
+            ));
+        }
+        let allowed_origins = raw.allowed_origins.unwrap_or_else(|| {
+            ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+                .map(String::from)
+                .to_vec()
+        });
+        for (i, origin) in allowed_origins.iter().enumerate() {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(self.err(
+                    format!("server.allowed_origins[{i}]"),
+                    format!(
+                        "expected an origin such as \"https://console.example.com\", got `{origin}`"
+                    ),
+                ));
+            }
+        }
+        let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        if max_message_bytes < 1024 {
+            return Err(self.err("server.max_message_bytes", "must be at least 1024"));
+        }
+        let max_sessions = raw.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+        if max_sessions == 0 {
+            return Err(self.err("server.max_sessions", "must be at least 1"));
+        }
+        Ok(Server {
+            listen,
+            path,
+            allowed_origins,
+            max_message_bytes,
+            max_sessions,
+            session_idle_timeout: self.duration(
+                "server.session_idle_timeout",
+                raw.session_idle_timeout.as_deref(),
+                DEFAULT_SESSION_IDLE,
+            )?,
+            body_timeout: self.duration(
+                "server.body_timeout",
+                raw.body_timeout.as_deref(),
+                DEFAULT_BODY_TIMEOUT,
+            )?,
+        })
+    }
+
+    fn pipeline(&self, raw: RawPipeline) -> Result<PipelineConfig, ConfigError> {
+        let mut pass_through = Vec::new();
+        for (i, name) in raw.pass_through.unwrap_or_default().iter().enumerate() {
+            let field = format!("pipeline.pass_through[{i}]");
+            let stage = Stage::parse(name).ok_or_else(|| {
+                let names: Vec<&str> = UNIMPLEMENTED_STAGES.iter().map(|s| s.as_str()).collect();
+                self.err(
+                    &field,
+                    format!(
+                        "unknown stage `{name}`; expected one of {}",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            if !UNIMPLEMENTED_STAGES.contains(&stage) {
+                return Err(self.err(field, format!("stage `{name}` cannot be passed through")));
+            }
+            if pass_through.contains(&stage) {
+                return Err(self.err(field, format!("stage `{name}` is listed twice")));
+            }
+            pass_through.push(stage);
+        }
+        for stage in UNIMPLEMENTED_STAGES {
+            if !pass_through.contains(&stage) {
+                return Err(self.err(
+                    "pipeline.pass_through",
+                    format!(
+                        "stage `{stage}` has no implementation yet; list it here to run without it"
+                    ),
+                ));
+            }
+        }
+        Ok(PipelineConfig {
+            pass_through,
+            stage_timeout: self.duration(
+                "pipeline.stage_timeout",
+                raw.stage_timeout.as_deref(),
+                DEFAULT_STAGE_TIMEOUT,
+            )?,
+        })
+    }
+
+    fn upstreams(&self, raw: BTreeMap<String, RawUpstream>) -> Result<Vec<Upstream>, ConfigError> {
+        let mut upstreams = Vec::with_capacity(raw.len());
+        let single = raw.len() == 1;
+        for (name, upstream) in raw {
+            upstreams.push(self.upstream(&name, upstream, single)?);
+        }
+        self.prefixes_are_unambiguous(&upstreams)?;
+        Ok(upstreams)
+    }
+
+    fn upstream(
+        &self,
+        name: &str,
+        raw: RawUpstream,
+        single: bool,
+    ) -> Result<Upstream, ConfigError> {
+        let at = |field: &str| format!("upstreams.{name}.{field}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            || name.contains("__")
+        {
+            return Err(self.err(
+                format!("upstreams.{name}"),
+                "an upstream name is 1 to 64 characters of a-z, 0-9, `-` and `_`, without `__`",
+            ));
+        }
+        let transport = match (raw.command, raw.url) {
+            (Some(command), None) => {
+                if raw.headers.is_some() {
+                    return Err(
+                        self.err(at("headers"), "only an upstream with `url` takes headers")
+                    );
+                }
+                if command.trim().is_empty() {
+                    return Err(self.err(at("command"), "must not be empty"));
+                }
+                Transport::Stdio {
+                    command,
+                    args: raw.args.unwrap_or_default(),
+                    env: raw.env.unwrap_or_default(),
+                    inherit_env: raw.inherit_env.unwrap_or(false),
+                    cwd: raw.cwd,
+                }
+            }
+            (None, Some(url)) => {
+                for (field, present) in [
+                    ("args", raw.args.is_some()),
+                    ("env", raw.env.is_some()),
+                    ("inherit_env", raw.inherit_env.is_some()),
+                    ("cwd", raw.cwd.is_some()),
+                ] {
+                    if present {
+                        return Err(
+                            self.err(at(field), "only an upstream with `command` takes this")
+                        );
+                    }
+                }
+                let parsed = reqwest::Url::parse(&url).map_err(|e| {
+                    self.err(
+                        at("url"),
+                        format!("expected an http or https URL, got `{url}` ({e})"),
+                    )
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(self.err(
+                        at("url"),
+                        format!("expected an http or https URL, got `{url}`"),
+                    ));
+                }
+                Transport::Http {
+                    url,
+                    headers: raw.headers.unwrap_or_default(),
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    format!("upstreams.{name}"),
+                    "set either `command` or `url`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.err(
+                    format!("upstreams.{name}"),
+                    "set `command` (a stdio server) or `url` (a Streamable HTTP server)",
+                ));
+            }
+        };
+        let prefix = raw.prefix.unwrap_or_else(|| format!("{name}__"));
+        if prefix.is_empty() && !single {
+            return Err(self.err(
+                at("prefix"),
+                "an empty prefix is allowed only when there is a single upstream",
+            ));
+        }
+        let effect = |field: String, text: &str| {
+            EffectClass::parse(text).ok_or_else(|| {
+                self.err(
+                    field,
+                    format!("expected one of read, write, egress, irreversible, got `{text}`"),
+                )
+            })
+        };
+        let default_effect = match raw.default_effect {
+            Some(text) => effect(at("default_effect"), &text)?,
+            // Unknown tools are assumed to do the worst they could.
+            None => EffectClass::Irreversible,
+        };
+        let mut effects = BTreeMap::new();
+        for (tool, text) in raw.effects.unwrap_or_default() {
+            let class = effect(format!("upstreams.{name}.effects.{tool}"), &text)?;
+            effects.insert(tool, class);
+        }
+        Ok(Upstream {
+            name: name.to_owned(),
+            prefix,
+            transport,
+            request_timeout: self.duration(
+                &at("request_timeout"),
+                raw.request_timeout.as_deref(),
+                DEFAULT_REQUEST_TIMEOUT,
+            )?,
+            default_effect,
+            effects,
+        })
+    }
+
+    fn prefixes_are_unambiguous(&self, upstreams: &[Upstream]) -> Result<(), ConfigError> {
+        for a in upstreams {
+            for b in upstreams {
+                if a.name != b.name && b.prefix.starts_with(&a.prefix) {
+                    return Err(self.err(
+                        format!("upstreams.{}.prefix", b.name),
+                        format!("prefix `{}` starts with the prefix `{}` of upstream `{}`, so tool names would be ambiguous", b.prefix, a.prefix, a.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
