@@ -2,6 +2,7 @@
 //!
 //! The hash chain, signed checkpoints, SIEM streaming and alert rules grow
 //! here; they replace the storage, not the record's place in the pipeline.
+#![forbid(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -3,6 +3,7 @@
 //! Today it holds the explicit pass-through authorizer, used only when the
 //! operator lists `authorize` under `pipeline.pass_through`. Cedar policies,
 //! task credentials and approval gates grow here.
+#![forbid(unsafe_code)]
 
 mod permit;
 

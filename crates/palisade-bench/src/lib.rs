@@ -9,6 +9,7 @@
 //!   renders the comparison table ([`table`]).
 //!
 //! `scripts/bench-gateway` drives both; `docs/benchmarks.md` records results.
+#![forbid(unsafe_code)]
 
 pub mod load;
 pub mod stats;

@@ -2,6 +2,7 @@
 //!
 //! This crate does no I/O. Layer crates meet only through these types, and
 //! `palisade-pipeline` composes them; a layer never names another layer.
+#![forbid(unsafe_code)]
 
 pub mod call;
 pub mod clock;

@@ -2,3 +2,4 @@
 //!
 //! It will implement `palisade_core::stage::{OutboundFilter, InboundFilter}`;
 //! until then those stages run only as explicit, audited pass-through.
+#![forbid(unsafe_code)]

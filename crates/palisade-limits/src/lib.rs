@@ -2,3 +2,4 @@
 //!
 //! It will implement `palisade_core::stage::Limit`; until then the `limits`
 //! and `settle` stages run only as explicit, audited pass-through.
+#![forbid(unsafe_code)]

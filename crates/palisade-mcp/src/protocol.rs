@@ -17,28 +17,35 @@ pub fn is_supported(version: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&version)
 }
 
+/// Method names as constants, for `match` arms on a message's method. Each
+/// is the wire name of a variant of [`crate::method`], so the two cannot
+/// drift; code that must decide what a method is should use those enums.
 pub mod method {
-    pub const INITIALIZE: &str = "initialize";
-    pub const INITIALIZED: &str = "notifications/initialized";
-    pub const PING: &str = "ping";
-    pub const TOOLS_LIST: &str = "tools/list";
-    pub const TOOLS_CALL: &str = "tools/call";
-    pub const PROMPTS_LIST: &str = "prompts/list";
-    pub const PROMPTS_GET: &str = "prompts/get";
-    pub const RESOURCES_LIST: &str = "resources/list";
-    pub const RESOURCES_TEMPLATES_LIST: &str = "resources/templates/list";
-    pub const RESOURCES_READ: &str = "resources/read";
-    pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
-    pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
-    pub const COMPLETION_COMPLETE: &str = "completion/complete";
-    pub const LOGGING_SET_LEVEL: &str = "logging/setLevel";
-    pub const CANCELLED: &str = "notifications/cancelled";
-    pub const PROGRESS: &str = "notifications/progress";
-    pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
-    pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
-    pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
-    pub const RESOURCES_UPDATED: &str = "notifications/resources/updated";
-    pub const ROOTS_LIST_CHANGED: &str = "notifications/roots/list_changed";
+    use crate::method::{ClientNotification, ClientRequest, ServerNotification};
+
+    pub const INITIALIZE: &str = ClientRequest::Initialize.as_str();
+    pub const INITIALIZED: &str = ClientNotification::Initialized.as_str();
+    pub const PING: &str = ClientRequest::Ping.as_str();
+    pub const TOOLS_LIST: &str = ClientRequest::ToolsList.as_str();
+    pub const TOOLS_CALL: &str = ClientRequest::ToolsCall.as_str();
+    pub const PROMPTS_LIST: &str = ClientRequest::PromptsList.as_str();
+    pub const PROMPTS_GET: &str = ClientRequest::PromptsGet.as_str();
+    pub const RESOURCES_LIST: &str = ClientRequest::ResourcesList.as_str();
+    pub const RESOURCES_TEMPLATES_LIST: &str = ClientRequest::ResourcesTemplatesList.as_str();
+    pub const RESOURCES_READ: &str = ClientRequest::ResourcesRead.as_str();
+    pub const RESOURCES_SUBSCRIBE: &str = ClientRequest::ResourcesSubscribe.as_str();
+    pub const RESOURCES_UNSUBSCRIBE: &str = ClientRequest::ResourcesUnsubscribe.as_str();
+    pub const COMPLETION_COMPLETE: &str = ClientRequest::CompletionComplete.as_str();
+    pub const LOGGING_SET_LEVEL: &str = ClientRequest::LoggingSetLevel.as_str();
+    /// Sent in both directions.
+    pub const CANCELLED: &str = ClientNotification::Cancelled.as_str();
+    /// Sent in both directions.
+    pub const PROGRESS: &str = ClientNotification::Progress.as_str();
+    pub const TOOLS_LIST_CHANGED: &str = ServerNotification::ToolsListChanged.as_str();
+    pub const PROMPTS_LIST_CHANGED: &str = ServerNotification::PromptsListChanged.as_str();
+    pub const RESOURCES_LIST_CHANGED: &str = ServerNotification::ResourcesListChanged.as_str();
+    pub const RESOURCES_UPDATED: &str = ServerNotification::ResourcesUpdated.as_str();
+    pub const ROOTS_LIST_CHANGED: &str = ClientNotification::RootsListChanged.as_str();
 }
 
 pub mod header {

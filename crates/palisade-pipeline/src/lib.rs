@@ -4,6 +4,7 @@
 //! from `palisade-core::stage`, so a layer plugs in without touching the
 //! others. A stage that errors or exceeds its time budget denies the call;
 //! the audit stage runs whatever happened before it.
+#![forbid(unsafe_code)]
 
 mod run;
 mod slots;

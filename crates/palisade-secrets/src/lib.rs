@@ -3,3 +3,4 @@
 //! It will implement `palisade_core::stage::{InjectSecrets, Redact}`. Until it
 //! does, the `inject-secrets` and `redact` stages run only when the operator
 //! lists them under `pipeline.pass_through`, and the audit record says so.
+#![forbid(unsafe_code)]

@@ -7,6 +7,7 @@
 //! - [`http`]: the Streamable HTTP listener;
 //! - [`stdio`]: the stdio server for `palisade mcp`;
 //! - [`denial`]: how a denial reads to the agent.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod denial;

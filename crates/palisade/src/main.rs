@@ -1,4 +1,5 @@
 //! `palisade`: the command line. Parses flags, loads the config, hands over to `palisade-server`.
+#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //! each call costs it a parse, a `match` and a write. Over HTTP every request
 //! gets a JSON response (no SSE), notifications get 202, and `initialize`
 //! hands out an `Mcp-Session-Id` that is not checked afterwards.
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, Read as _, Write};
 use std::net::SocketAddr;

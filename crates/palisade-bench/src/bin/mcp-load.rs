@@ -4,6 +4,7 @@
 //! `calls_per_s`, …) and exits 1 if any call failed, after printing the
 //! first failure to stderr. `mcp-load table` turns tab-separated runs into
 //! the markdown table `scripts/bench-gateway` prints.
+#![forbid(unsafe_code)]
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 
 use std::io::Read as _;
