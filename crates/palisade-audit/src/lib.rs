@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use palisade_core::CallRecord;
 use palisade_core::stage::{Audit, StageError, StageFuture};
+use palisade_core::{AuditLine, Redacted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -51,8 +51,8 @@ impl JsonLines {
         &self.path
     }
 
-    fn write(&self, record: &CallRecord) -> Result<(), StageError> {
-        let mut line = serde_json::to_vec(record)
+    fn write(&self, record: &Redacted<AuditLine>) -> Result<(), StageError> {
+        let mut line = serde_json::to_vec(record.get().value())
             .map_err(|e| StageError::new(format!("cannot encode audit record: {e}")))?;
         line.push(b'\n');
         let mut file = self
@@ -66,7 +66,7 @@ impl JsonLines {
 }
 
 impl Audit for JsonLines {
-    fn append<'a>(&'a self, record: &'a CallRecord) -> StageFuture<'a, ()> {
+    fn append<'a>(&'a self, record: &'a Redacted<AuditLine>) -> StageFuture<'a, ()> {
         Box::pin(async move { self.write(record) })
     }
 }
@@ -76,23 +76,14 @@ mod tests {
     use super::*;
     use palisade_core::*;
 
-    fn record(call: u64) -> CallRecord {
-        CallRecord {
+    fn record(n: u64) -> Redacted<AuditLine> {
+        let event = AuditEvent::SessionOpened {
             time: "2026-01-01T00:00:00Z".into(),
-            call: CallId(call),
+            session: SessionId::new(format!("s{n}")),
             principal: Principal::anonymous(),
-            session: SessionId::new("s1"),
-            tool: ToolRef::new("srv", "echo"),
-            effect: EffectClass::Read,
-            stages: vec![StageRecord {
-                stage: Stage::Authorize,
-                verdict: StageVerdict::PassThrough,
-                findings: vec![],
-                micros: 1,
-            }],
-            outcome: Outcome::Completed { tool_error: false },
-            latency_micros: 10,
-        }
+            protocol_version: "2025-11-25".into(),
+        };
+        RedactionSeam::pass_through().record(&event).unwrap()
     }
 
     #[tokio::test]
@@ -110,10 +101,8 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[1]["call"], 2);
-        assert_eq!(lines[0]["stages"][0]["stage"], "authorize");
-        assert_eq!(lines[0]["stages"][0]["verdict"], "pass-through");
-        assert_eq!(lines[0]["outcome"]["status"], "completed");
+        assert_eq!(lines[1]["session"], "s2");
+        assert_eq!(lines[0]["event"], "session-opened");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

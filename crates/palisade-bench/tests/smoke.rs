@@ -1,5 +1,9 @@
 //! Runs `mcp-load` against `fast-upstream` over both transports: the tools work together (no timings are checked).
 #![expect(
+    clippy::disallowed_methods,
+    reason = "the smoke test runs the bench tools as processes"
+)]
+#![expect(
     clippy::unwrap_used,
     clippy::panic,
     reason = "a test helper fails its test by panicking"

@@ -6,12 +6,20 @@
 
 pub mod call;
 pub mod clock;
+pub mod context;
 pub mod record;
+pub mod redact;
 pub mod stage;
 pub mod verdict;
 
-pub use call::{Call, CallId, EffectClass, Principal, SessionId, ToolRef};
+pub use call::{
+    ArgumentDigest, Call, CallHead, CallId, CallKind, EffectClass, Principal, SessionId, Target,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use record::{CallRecord, Outcome, StageRecord, StageVerdict};
-pub use stage::{Stage, StageError, StageFuture};
+pub use context::{CallContext, Obligation, Reservation, SessionFacts, Taint, Usage};
+pub use record::{
+    AuditEvent, Bounded, CallRecord, MethodRefusal, Outcome, SessionEnd, StageRecord, StageVerdict,
+};
+pub use redact::{AuditLine, Redactable, Redacted, RedactionSeam, Redactor};
+pub use stage::{InboundDecision, LimitDecision, Stage, StageError, StageFuture};
 pub use verdict::{Decision, Finding, Reason, ReasonCode, Verdict};

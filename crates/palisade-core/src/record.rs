@@ -1,10 +1,68 @@
-//! The record of one call: each stage's verdict, the outcome, the latency.
+//! Audit records: a call's intent and outcome, sessions opening and closing, refused methods.
+//!
+//! Records carry no arguments or results (only the arguments' digest) until
+//! the redaction layer exists to clean them. Every string that came from
+//! outside is [`Bounded`]: a 4 MB tool name costs a few hundred bytes of log.
+
+use std::sync::Arc;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use crate::call::{CallId, EffectClass, Principal, SessionId, ToolRef};
+use crate::call::{ArgumentDigest, CallHead, CallId, CallKind, EffectClass, Principal, SessionId};
+use crate::context::Taint;
 use crate::stage::Stage;
 use crate::verdict::{Finding, ReasonCode};
+
+/// Strings longer than this many bytes are cut in records.
+pub const MAX_RECORD_STRING: usize = 1024;
+/// How much of a cut string is kept.
+const KEPT_PREFIX: usize = 256;
+
+/// A string from outside, as a record keeps it: whole when short; when long,
+/// its first bytes (on a character boundary), its length and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounded(Arc<str>);
+
+impl Bounded {
+    pub fn new(text: impl Into<Arc<str>>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<T: Into<Arc<str>>> From<T> for Bounded {
+    fn from(text: T) -> Self {
+        Self::new(text)
+    }
+}
+
+impl Serialize for Bounded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.len() <= MAX_RECORD_STRING {
+            return s.serialize_str(&self.0);
+        }
+        let mut end = KEPT_PREFIX;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        #[derive(Serialize)]
+        struct Cut<'a> {
+            truncated: &'a str,
+            bytes: usize,
+            sha256: String,
+        }
+        Cut {
+            truncated: self.0.get(..end).unwrap_or_default(),
+            bytes: self.0.len(),
+            sha256: crate::call::hex(&Sha256::digest(self.0.as_bytes())),
+        }
+        .serialize(s)
+    }
+}
 
 /// What one stage did with the call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,17 +73,17 @@ pub enum StageVerdict {
     PassThrough,
     Deny {
         code: ReasonCode,
-        reason: String,
+        reason: Bounded,
     },
     NeedsApproval {
         code: ReasonCode,
-        reason: String,
+        reason: Bounded,
     },
-    /// The stage failed or timed out; the call was denied.
+    /// The stage failed or timed out.
     Failed {
-        reason: String,
+        reason: Bounded,
     },
-    /// An earlier stage stopped the call.
+    /// The call never got this far.
     NotReached,
 }
 
@@ -39,29 +97,164 @@ pub struct StageRecord {
     pub micros: u64,
 }
 
-/// How the call ended.
+/// How a call ended. Each way it can end has its own status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The tool ran and returned a result (which may itself report a tool error).
     Completed { tool_error: bool },
-    /// A stage stopped the call.
+    /// The upstream accepted the call as a task: only a handle came back; the
+    /// result is fetched later with `tasks/result`.
+    TaskCreated { task: Bounded },
+    /// A stage stopped the call before it ran.
     Denied { stage: Stage, code: ReasonCode },
     /// The upstream answered with a JSON-RPC error.
     UpstreamError { code: i64 },
+    /// The upstream could not be reached, or its connection failed mid-call.
+    UpstreamUnavailable { detail: Bounded },
+    /// The client cancelled the call.
+    Cancelled,
+    /// The upstream did not answer within its `request_timeout`.
+    TimedOut,
+    /// The client's session ended (DELETE, idle, shutdown) while the call was in flight.
+    SessionEnded,
+    /// The call's work was dropped before it could finish (a shutdown, a lost task).
+    Abandoned,
+    /// The call ran, but a stage after execution failed, so its result was
+    /// not returned; the client is told it ran.
+    Withheld { stage: Stage, detail: Bounded },
+    /// The request was malformed; nothing was routed or run.
+    Invalid { detail: Bounded },
 }
 
-/// One audit line per call. Holds no arguments or results: those reach the
-/// audit log only after the redaction layer exists to clean them.
+/// A call's record: what it was, what each stage did, and (for the outcome) how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallRecord {
     pub time: String,
     pub call: CallId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<CallId>,
     pub principal: Principal,
     pub session: SessionId,
-    pub tool: ToolRef,
+    pub kind: CallKind,
+    pub server: Bounded,
+    pub name: Bounded,
     pub effect: EffectClass,
+    pub arguments_sha256: ArgumentDigest,
     pub stages: Vec<StageRecord>,
-    pub outcome: Outcome,
-    pub latency_micros: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taint: Option<Taint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_micros: Option<u64>,
+}
+
+impl CallRecord {
+    pub fn new(time: String, head: &CallHead, digest: ArgumentDigest) -> Self {
+        Self {
+            time,
+            call: head.id,
+            parent: head.parent,
+            principal: head.principal.clone(),
+            session: head.session.clone(),
+            kind: head.kind,
+            server: Bounded::new(Arc::clone(&head.target.server)),
+            name: Bounded::new(Arc::clone(&head.target.name)),
+            effect: head.effect,
+            arguments_sha256: digest,
+            stages: Vec::new(),
+            outcome: None,
+            taint: None,
+            latency_micros: None,
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionEnd {
+    /// The client ended it (HTTP DELETE).
+    Deleted,
+    /// Unused for longer than `server.session_idle_timeout`.
+    Idle,
+    /// The client went away (stdio input closed).
+    ClientGone,
+    /// palisade shut down.
+    Shutdown,
+}
+
+/// Why a request was refused before it could reach any upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodRefusal {
+    /// Not a method of the MCP revisions palisade speaks, nor an allowed extension.
+    Unknown,
+}
+
+/// Every kind of audit record. Each line of the log is one of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum AuditEvent {
+    GatewayStarted {
+        time: String,
+        version: &'static str,
+        /// Stages (and the redaction seam) that run as pass-through.
+        pass_through: Vec<Stage>,
+        degraded: Vec<&'static str>,
+    },
+    CallIntent(CallRecord),
+    CallOutcome(CallRecord),
+    SessionOpened {
+        time: String,
+        session: SessionId,
+        principal: Principal,
+        protocol_version: Bounded,
+    },
+    SessionClosed {
+        time: String,
+        session: SessionId,
+        principal: Principal,
+        reason: SessionEnd,
+    },
+    MethodRefused {
+        time: String,
+        session: SessionId,
+        principal: Principal,
+        method: Bounded,
+        reason: MethodRefusal,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn long_strings_are_cut_with_length_and_hash() {
+        let short = serde_json::to_value(Bounded::new("read_file")).unwrap();
+        assert_eq!(short, json!("read_file"));
+        let long = "é".repeat(2_000_000);
+        let value = serde_json::to_value(Bounded::new(long.as_str())).unwrap();
+        assert_eq!(value["bytes"], 4_000_000);
+        let kept = value["truncated"].as_str().unwrap();
+        assert!(kept.len() <= KEPT_PREFIX && long.starts_with(kept));
+        assert_eq!(value["sha256"].as_str().unwrap().len(), 64);
+        assert!(serde_json::to_string(&value).unwrap().len() < 512);
+    }
+
+    #[test]
+    fn events_are_tagged() {
+        let event = AuditEvent::SessionClosed {
+            time: "t".into(),
+            session: SessionId::new("s"),
+            principal: Principal::anonymous(),
+            reason: SessionEnd::ClientGone,
+        };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["event"], "session-closed");
+        assert_eq!(value["reason"], "client-gone");
+    }
 }

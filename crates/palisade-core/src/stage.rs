@@ -1,17 +1,32 @@
-//! The pipeline's stages, and the trait each layer implements to take part in one.
+//! The pipeline's stages, and the traits each layer implements to take part in one.
 //!
-//! The traits live here (all but `Authorize`, which lives with the `Permit`
-//! it alone may mint, in `palisade-authz`), not in the layer crates, so that layers never depend
-//! on each other and the pipeline can hold any implementation behind `dyn`.
+//! The traits live here (all but `Authorize` and `ApprovalGate`, which live
+//! with the `Permit` that only they may mint or complete, in
+//! `palisade-authz`), not in the layer crates, so that layers never depend on
+//! each other and the pipeline can hold any implementation behind `dyn`.
+//!
+//! A stage gets the call's head by shared reference only: it cannot change
+//! who calls, which target, or the effect class. Stages that may rewrite get
+//! the arguments alone:
+//!
+//! ```compile_fail
+//! use palisade_core::{CallHead, Target};
+//! fn sneaky(head: &CallHead) {
+//!     head.target = Target::new("other", "delete_everything"); // does not compile
+//! }
+//! ```
 
 use std::fmt;
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::call::Call;
-use crate::record::CallRecord;
-use crate::verdict::{Decision, Finding};
+use crate::call::CallHead;
+use crate::context::{CallContext, Reservation, Taint, Usage};
+use crate::redact::{AuditLine, Redacted};
+use crate::verdict::{Decision, Finding, Reason};
 
 /// The pipeline's stages, in the order they run (see ARCHITECTURE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -62,6 +77,22 @@ impl Stage {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ORDER.into_iter().find(|stage| stage.as_str() == s)
     }
+
+    /// Position in [`Stage::ORDER`].
+    pub fn position(self) -> usize {
+        match self {
+            Stage::Authorize => 0,
+            Stage::Limits => 1,
+            Stage::OutboundFilter => 2,
+            Stage::Approval => 3,
+            Stage::InjectSecrets => 4,
+            Stage::Execute => 5,
+            Stage::Redact => 6,
+            Stage::InboundFilter => 7,
+            Stage::Settle => 8,
+            Stage::Audit => 9,
+        }
+    }
 }
 
 impl fmt::Display for Stage {
@@ -71,55 +102,119 @@ impl fmt::Display for Stage {
 }
 
 /// A stage could not reach a decision. The pipeline turns this into an audited deny.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StageError {
-    pub message: String,
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StageError {
+    /// Something the stage needs (a database, a vault, a policy store) cannot
+    /// be reached now; the agent may retry after `retry_after`.
+    #[error("unavailable: {detail}")]
+    Unavailable {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// The stage failed: corrupt state, input it cannot judge, a bug.
+    #[error("{detail}")]
+    Failed { detail: String },
 }
 
 impl StageError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
+    pub fn new(detail: impl Into<String>) -> Self {
+        StageError::Failed {
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unavailable(detail: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        StageError::Unavailable {
+            detail: detail.into(),
+            retry_after,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            StageError::Unavailable { retry_after, .. } => *retry_after,
+            StageError::Failed { .. } => None,
         }
     }
 }
 
-impl fmt::Display for StageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for StageError {}
-
 /// The future a stage returns: boxed, so stages can sit behind `dyn`.
 pub type StageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StageError>> + Send + 'a>>;
 
+/// The limits layer's answer: a reservation to settle later, or a refusal.
+#[derive(Debug)]
+pub enum LimitDecision {
+    Reserved {
+        reservation: Reservation,
+        findings: Vec<Finding>,
+    },
+    Refused {
+        reason: Reason,
+        findings: Vec<Finding>,
+    },
+}
+
 /// Layer 5: rate limits, quotas, cost reservation and loop detection before the call.
 pub trait Limit: Send + Sync + fmt::Debug {
-    fn check<'a>(&'a self, call: &'a Call) -> StageFuture<'a, Decision>;
-    /// Settles what `check` reserved, once the call's outcome is known.
-    fn settle<'a>(&'a self, call: &'a Call, succeeded: bool) -> StageFuture<'a, ()>;
+    /// Checks the call and reserves its estimated cost atomically, so
+    /// concurrent calls cannot together overshoot a budget.
+    fn check<'a>(
+        &'a self,
+        head: &'a CallHead,
+        arguments: &'a Value,
+        ctx: &'a CallContext,
+    ) -> StageFuture<'a, LimitDecision>;
+    /// The call ran: charges what it actually used. Never refunds work that
+    /// ran, whatever later stages did with its result.
+    fn settle<'a>(&'a self, reservation: Reservation, usage: Usage) -> StageFuture<'a, ()>;
+    /// The call never ran: gives the reservation back.
+    fn release<'a>(&'a self, reservation: Reservation) -> StageFuture<'a, ()>;
 }
 
 /// Layer 4, outbound: checks (and may rewrite) the arguments before they leave.
+///
+/// A rewrite sends the call back through authorization, which then sees
+/// exactly what will be sent.
 pub trait OutboundFilter: Send + Sync + fmt::Debug {
-    fn check_arguments<'a>(&'a self, call: &'a mut Call) -> StageFuture<'a, Decision>;
+    fn check_arguments<'a>(
+        &'a self,
+        head: &'a CallHead,
+        arguments: &'a mut Value,
+        ctx: &'a CallContext,
+    ) -> StageFuture<'a, Decision>;
 }
 
-/// Layer 1, approval gate: holds high-impact calls for a human.
-pub trait ApprovalGate: Send + Sync + fmt::Debug {
-    fn gate<'a>(&'a self, call: &'a Call) -> StageFuture<'a, Decision>;
-}
-
-/// Layer 2, injection: puts secret values into the outbound call, toward its bound destination only.
+/// Layer 2, injection: puts secret values into the outbound arguments,
+/// toward the call's bound destination only, after every check has run.
 pub trait InjectSecrets: Send + Sync + fmt::Debug {
-    fn inject<'a>(&'a self, call: &'a mut Call) -> StageFuture<'a, ()>;
+    fn inject<'a>(
+        &'a self,
+        head: &'a CallHead,
+        arguments: &'a mut Value,
+        ctx: &'a CallContext,
+    ) -> StageFuture<'a, Vec<Finding>>;
 }
 
 /// Layer 2, redaction: removes secret values from what comes back.
 pub trait Redact: Send + Sync + fmt::Debug {
-    fn redact<'a>(&'a self, result: &'a mut serde_json::Value) -> StageFuture<'a, Vec<Finding>>;
+    fn redact<'a>(&'a self, result: &'a mut Value) -> StageFuture<'a, Vec<Finding>>;
+}
+
+/// What the inbound filter made of a result: a decision, and perhaps a taint
+/// for the session the result entered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundDecision {
+    pub decision: Decision,
+    pub taint: Option<Taint>,
+}
+
+impl InboundDecision {
+    pub fn allow() -> Self {
+        Self {
+            decision: Decision::allow(),
+            taint: None,
+        }
+    }
 }
 
 /// Layer 4, inbound: checks (and may rewrite) what a tool returned, a result or an
@@ -127,12 +222,16 @@ pub trait Redact: Send + Sync + fmt::Debug {
 pub trait InboundFilter: Send + Sync + fmt::Debug {
     fn check_result<'a>(
         &'a self,
-        call: &'a Call,
-        result: &'a mut serde_json::Value,
-    ) -> StageFuture<'a, Decision>;
+        head: &'a CallHead,
+        result: &'a mut Value,
+        ctx: &'a CallContext,
+    ) -> StageFuture<'a, InboundDecision>;
 }
 
-/// Layer 6: keeps the record of every call, allowed or denied.
+/// Layer 6: keeps the record of every call, allowed or denied, and of every
+/// session. Takes only what passed the redaction seam.
 pub trait Audit: Send + Sync + fmt::Debug {
-    fn append<'a>(&'a self, record: &'a CallRecord) -> StageFuture<'a, ()>;
+    /// Appends one record: when this returns `Ok`, the record survives a crash
+    /// of palisade (it is with the operating system, or further).
+    fn append<'a>(&'a self, line: &'a Redacted<AuditLine>) -> StageFuture<'a, ()>;
 }

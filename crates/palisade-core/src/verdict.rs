@@ -61,6 +61,8 @@ pub enum ReasonCode {
     StageFailed,
     /// The upstream server could not be reached, crashed or timed out.
     UpstreamUnavailable,
+    /// The audit record could not be written, so the call did not run.
+    AuditUnavailable,
 }
 
 impl ReasonCode {
@@ -74,6 +76,7 @@ impl ReasonCode {
             ReasonCode::UnknownTool => "unknown-tool",
             ReasonCode::StageFailed => "stage-failed",
             ReasonCode::UpstreamUnavailable => "upstream-unavailable",
+            ReasonCode::AuditUnavailable => "audit-unavailable",
         }
     }
 }
@@ -105,6 +108,13 @@ impl Decision {
     pub fn deny(reason: Reason) -> Self {
         Self {
             verdict: Verdict::Deny(reason),
+            findings: Vec::new(),
+        }
+    }
+
+    pub fn needs_approval(reason: Reason) -> Self {
+        Self {
+            verdict: Verdict::NeedsApproval(reason),
             findings: Vec::new(),
         }
     }

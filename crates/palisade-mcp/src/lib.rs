@@ -4,13 +4,15 @@
 //! - [`method`]: every MCP method, by direction, and which hook each passes;
 //! - [`protocol`]: protocol revisions, method names as constants, HTTP header names;
 //! - [`framing`]: newline-delimited framing for stdio, with a size limit;
-//! - [`sse`]: server-sent events, both directions.
+//! - [`sse`]: server-sent events, both directions;
+//! - `redact`: how a message passes palisade's redaction seam.
 #![forbid(unsafe_code)]
 
 pub mod framing;
 pub mod jsonrpc;
 pub mod method;
 pub mod protocol;
+mod redact;
 pub mod sse;
 
 pub use jsonrpc::{ErrorObject, Message, Notification, ParseError, Request, RequestId, Response};

@@ -9,27 +9,28 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_core::stage::{Audit, StageFuture};
 use palisade_core::*;
-use palisade_pipeline::{ExecError, Execute, Executed, Permit, Pipeline};
+use palisade_pipeline::{Authorized, ExecError, Execute, Executed, Pipeline};
 use serde_json::{Value, json};
 
-/// Accepts every record and keeps none: measures the pipeline, not the disk.
+/// Accepts every line and keeps none: measures the pipeline, not the disk.
 #[derive(Debug)]
 struct Discard;
 
 impl Audit for Discard {
-    fn append<'a>(&'a self, record: &'a CallRecord) -> StageFuture<'a, ()> {
+    fn append<'a>(&'a self, line: &'a Redacted<AuditLine>) -> StageFuture<'a, ()> {
         Box::pin(async move {
-            std::hint::black_box(record);
+            std::hint::black_box(line);
             Ok(())
         })
     }
 }
 
+/// An upstream that answers every authorized call with the same result.
 struct Echo(Value);
 
 impl Execute for Echo {
-    async fn execute(&self, permit: Permit, call: &Call) -> Result<Executed, ExecError> {
-        permit.redeem(call).map_err(|e| ExecError(e.to_string()))?;
+    async fn execute(&self, call: Authorized) -> Result<Executed, ExecError> {
+        std::hint::black_box(call.arguments());
         Ok(Executed::Result(self.0.clone()))
     }
 }
@@ -43,14 +44,17 @@ fn pipeline(audit: Arc<dyn Audit>) -> Pipeline {
 }
 
 fn call(n: u64) -> Call {
-    Call {
+    let head = CallHead {
         id: CallId(n),
         principal: Principal::new("bench"),
         session: SessionId::new("0123456789abcdef"),
-        tool: ToolRef::new("files", "read_text_file"),
-        arguments: json!({ "path": "/srv/shared/notes.txt" }),
+        kind: CallKind::Tool,
+        target: Target::new("files", "read_text_file"),
         effect: EffectClass::Read,
-    }
+        params: None,
+        parent: None,
+    };
+    Call::new(head, json!({ "path": "/srv/shared/notes.txt" }))
 }
 
 fn bench(c: &mut Criterion) {
@@ -59,13 +63,15 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let echo = Echo(json!({ "content": [{ "type": "text", "text": "hello" }] }));
+    // One session for every call, as one busy agent's would be.
+    let session = SessionFacts::new();
 
     let in_memory = pipeline(Arc::new(Discard));
     let mut n = 0;
     c.bench_function("pipeline/pass-through, audit discarded", |b| {
         b.iter(|| {
             n += 1;
-            runtime.block_on(in_memory.run(call(n), &echo))
+            runtime.block_on(in_memory.run(call(n), Arc::clone(&session), &echo))
         })
     });
 
@@ -76,7 +82,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("pipeline/pass-through, audit to a JSON-lines file", |b| {
         b.iter(|| {
             n += 1;
-            runtime.block_on(to_file.run(call(n), &echo))
+            runtime.block_on(to_file.run(call(n), Arc::clone(&session), &echo))
         })
     });
     let _ = std::fs::remove_dir_all(&dir);

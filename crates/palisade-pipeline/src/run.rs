@@ -1,19 +1,23 @@
 //! `Pipeline::run`: palisade's stage order, as code.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use palisade_authz::{Authorize, Permit};
+use palisade_authz::{
+    ApprovalGate, Authorization, Authorize, Authorized, GateDecision, PendingApproval, Permit,
+};
 use palisade_core::stage::{
-    ApprovalGate, Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact, StageError,
-    StageFuture,
+    Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact, StageFuture,
 };
 use palisade_core::{
-    Call, CallRecord, Clock, Decision, Finding, Outcome, Reason, ReasonCode, Stage, StageRecord,
-    StageVerdict, Verdict,
+    AuditEvent, Bounded, Call, CallContext, CallHead, CallRecord, Clock, Finding, InboundDecision,
+    LimitDecision, Outcome, Reason, ReasonCode, RedactionSeam, SessionFacts, Stage, StageRecord,
+    StageVerdict, Usage, Verdict,
 };
 use serde_json::Value;
+use tokio_util::task::TaskTracker;
 
+use crate::guard::{OutcomeGuard, Writer};
 use crate::slots::Slot;
 
 /// The assembled pipeline. Built by [`crate::PipelineBuilder`].
@@ -27,44 +31,123 @@ pub struct Pipeline {
     pub(crate) redact: Slot<dyn Redact>,
     pub(crate) inbound: Slot<dyn InboundFilter>,
     pub(crate) audit: Arc<dyn Audit>,
+    pub(crate) seam: RedactionSeam,
     pub(crate) stage_timeout: Duration,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tasks: TaskTracker,
 }
 
-/// What running the tool produced.
+/// What running the call produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Executed {
-    /// The tool's result (an MCP `CallToolResult`).
+    /// The call's result (an MCP `CallToolResult`, `ReadResourceResult`, …).
     Result(Value),
     /// The upstream answered with a JSON-RPC error object; it is passed on.
     RpcError(Value),
 }
 
-/// The tool could not be run at all (upstream down, crashed, timed out).
+/// Why the call produced no answer. Each says whether the request reached the
+/// upstream, since that decides whether the call may have run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ExecError(pub String);
+pub enum ExecError {
+    /// The request never left palisade (upstream down, restarting, unreachable).
+    #[error("{detail}")]
+    NotSent {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// The request was sent, then the connection failed before the answer.
+    #[error("{detail}")]
+    Lost { detail: String },
+    /// The request was sent and the upstream did not answer in time.
+    #[error("{detail}")]
+    TimedOut { detail: String },
+    /// The client cancelled the request.
+    #[error("cancelled by the client")]
+    Cancelled,
+    /// The client's session ended while the request was in flight.
+    #[error("the session ended")]
+    SessionEnded,
+    /// The executor refused the authorized call (a permit mismatch: a bug).
+    #[error("{detail}")]
+    Refused { detail: String },
+}
 
-/// Runs a permitted call. The executor must redeem the permit against the call.
+impl ExecError {
+    /// Whether the upstream may have acted on the request.
+    fn may_have_run(&self) -> bool {
+        match self {
+            ExecError::NotSent { .. } | ExecError::Refused { .. } => false,
+            ExecError::Lost { .. }
+            | ExecError::TimedOut { .. }
+            | ExecError::Cancelled
+            | ExecError::SessionEnded => true,
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self {
+            ExecError::NotSent { detail, .. } | ExecError::Lost { detail } => {
+                Outcome::UpstreamUnavailable {
+                    detail: Bounded::new(detail.as_str()),
+                }
+            }
+            ExecError::TimedOut { .. } => Outcome::TimedOut,
+            ExecError::Cancelled => Outcome::Cancelled,
+            ExecError::SessionEnded => Outcome::SessionEnded,
+            ExecError::Refused { detail } => Outcome::Withheld {
+                stage: Stage::Execute,
+                detail: Bounded::new(detail.as_str()),
+            },
+        }
+    }
+}
+
+/// Runs an authorized call. The [`Authorized`] value is the only thing the
+/// server can send upstream as a call.
 pub trait Execute: Send + Sync {
-    fn execute(
-        &self,
-        permit: Permit,
-        call: &Call,
-    ) -> impl Future<Output = Result<Executed, ExecError>> + Send;
+    fn execute(&self, call: Authorized)
+    -> impl Future<Output = Result<Executed, ExecError>> + Send;
 }
 
 /// What the agent gets back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallResult {
-    Executed(Executed),
-    Denied { stage: Stage, reason: Reason },
+    /// The call ran; here is its (redacted, filtered) answer.
+    Returned(Executed),
+    /// A stage stopped the call before it ran.
+    Refused { stage: Stage, reason: Reason },
+    /// The call was sent (or tried) but no answer came.
+    Unfinished(ExecError),
+    /// The call ran, but its answer is not returned: a stage after execution
+    /// blocked or failed on it. The agent must be told that it ran, so it
+    /// does not retry an action that already happened.
+    Withheld { stage: Stage, reason: Reason },
 }
 
-/// A stage stopped the call.
+/// An audit record that is not a call's could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot write the audit record: {0}")]
+pub struct AuditFailure(pub String);
+
+/// A stage stopped the call before it ran.
 struct Stopped {
     stage: Stage,
     reason: Reason,
+}
+
+/// Where the call's permission stands.
+enum Grant {
+    Ready(Permit),
+    Pending(Box<PendingApproval>),
+}
+
+/// How far a call got: stopped before execution, or ran with this answer.
+enum Ran {
+    Stopped(Stopped),
+    Unfinished(ExecError),
+    Answered(Executed),
+    Withheld(Stopped),
 }
 
 impl Pipeline {
@@ -74,342 +157,631 @@ impl Pipeline {
 
     /// The stages running as pass-through, for health reports and `palisade check`.
     pub fn passed_through(&self) -> Vec<Stage> {
-        let mut out = Vec::new();
-        let mut note = |passes: bool, stage| {
-            if passes {
-                out.push(stage);
-            }
-        };
-        note(
-            matches!(self.authorize, Slot::PassThrough),
-            Stage::Authorize,
-        );
-        note(matches!(self.limits, Slot::PassThrough), Stage::Limits);
-        note(
-            matches!(self.outbound, Slot::PassThrough),
-            Stage::OutboundFilter,
-        );
-        note(matches!(self.approval, Slot::PassThrough), Stage::Approval);
-        note(
-            matches!(self.secrets, Slot::PassThrough),
-            Stage::InjectSecrets,
-        );
-        note(matches!(self.redact, Slot::PassThrough), Stage::Redact);
-        note(
-            matches!(self.inbound, Slot::PassThrough),
-            Stage::InboundFilter,
-        );
-        out
+        let slots = [
+            (Stage::Authorize, self.authorize.passes()),
+            (Stage::Limits, self.limits.passes()),
+            (Stage::OutboundFilter, self.outbound.passes()),
+            (Stage::Approval, self.approval.passes()),
+            (Stage::InjectSecrets, self.secrets.passes()),
+            (Stage::Redact, self.redact.passes()),
+            (Stage::InboundFilter, self.inbound.passes()),
+        ];
+        slots
+            .into_iter()
+            .filter(|(_, passes)| *passes)
+            .map(|(stage, _)| stage)
+            .collect()
     }
 
-    /// Runs one call through every stage, in the one order palisade has, and
-    /// audits it whatever happens.
-    pub async fn run<E: Execute>(&self, mut call: Call, exec: &E) -> CallResult {
-        let started = self.clock.monotonic();
-        let mut records = Vec::with_capacity(Stage::ORDER.len());
-        let mut reserved = false;
-        let ran = self
-            .stages(&mut call, exec, &mut records, &mut reserved)
-            .await;
-
-        // [5] Settle runs after every call that reserved, allowed or not, so a
-        // reservation never outlives its call.
-        let ran = self.settle(&call, ran, reserved, &mut records).await;
-        self.finish(&call, ran, records, started).await
+    /// The redaction seam everything leaving palisade passes.
+    pub fn seam(&self) -> &RedactionSeam {
+        &self.seam
     }
 
-    /// Audits a call refused before the pipeline could start (an unknown
-    /// tool, say): refused calls are recorded like every other.
-    pub async fn refuse(&self, call: Call, stage: Stage, reason: Reason) -> CallResult {
-        let started = self.clock.monotonic();
-        let mut records = Vec::with_capacity(Stage::ORDER.len());
-        let verdict = StageVerdict::Deny {
-            code: reason.code,
-            reason: reason.detail.clone(),
-        };
-        self.push(&mut records, stage, started, verdict, vec![]);
-        self.finish(&call, Err(Stopped { stage, reason }), records, started)
-            .await
+    /// Work the pipeline spawned (records of abandoned calls); drain it at shutdown.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
-    async fn finish(
+    /// Runs one call through every stage, in the one order palisade has,
+    /// and records it whatever happens.
+    pub async fn run<E: Execute>(
         &self,
-        call: &Call,
-        ran: Result<Executed, Stopped>,
-        records: Vec<StageRecord>,
-        started: Instant,
+        call: Call,
+        session: Arc<SessionFacts>,
+        exec: &E,
     ) -> CallResult {
+        let started = self.clock.monotonic();
+        let mut guard = self.guard_for(call.head(), &call);
+        let mut ctx = CallContext::new(session);
+        let ran = self.stages(call, exec, &mut ctx, &mut guard).await;
+
+        // [5] Settle what limits reserved: charged for a call that may have
+        // run (even when its result was then withheld), released for one
+        // that never did. Its failure is recorded; it never changes what the
+        // agent is told about a call that ran.
+        let t = self.clock.monotonic();
+        if let Slot::Active(_) = &self.limits {
+            if let Some((limits, reservation)) = guard.take_reservation() {
+                let ran_at_all = match &ran {
+                    Ran::Stopped(_) => false,
+                    Ran::Unfinished(e) => e.may_have_run(),
+                    Ran::Answered(_) | Ran::Withheld(_) => true,
+                };
+                let settled = if ran_at_all {
+                    let usage = Usage {
+                        elapsed: self.clock.monotonic().saturating_duration_since(started),
+                        cost_micros: None,
+                    };
+                    self.within(Stage::Settle, limits.settle(reservation, usage))
+                        .await
+                } else {
+                    self.within(Stage::Settle, limits.release(reservation))
+                        .await
+                };
+                match settled {
+                    Ok(()) => self.push(&mut guard, Stage::Settle, t, StageVerdict::Allow, vec![]),
+                    Err(reason) => {
+                        tracing::error!("cannot settle a call's reservation: {}", reason.detail);
+                        self.failed(&mut guard, Stage::Settle, t, &reason);
+                    }
+                }
+            }
+        } else {
+            self.push(
+                &mut guard,
+                Stage::Settle,
+                t,
+                StageVerdict::PassThrough,
+                vec![],
+            );
+        }
+
         let outcome = match &ran {
-            Ok(Executed::Result(result)) => Outcome::Completed {
-                tool_error: result.get("isError").and_then(Value::as_bool) == Some(true),
-            },
-            Ok(Executed::RpcError(error)) => Outcome::UpstreamError {
-                code: error
-                    .get("code")
-                    .and_then(Value::as_i64)
-                    .unwrap_or_default(),
-            },
-            Err(stopped) => Outcome::Denied {
+            Ran::Stopped(stopped) => Outcome::Denied {
                 stage: stopped.stage,
                 code: stopped.reason.code,
             },
+            Ran::Unfinished(e) => e.outcome(),
+            Ran::Answered(executed) => answered(executed),
+            Ran::Withheld(stopped) => Outcome::Withheld {
+                stage: stopped.stage,
+                detail: Bounded::new(stopped.reason.detail.as_str()),
+            },
         };
-        let record = CallRecord {
-            time: humantime::format_rfc3339_micros(self.clock.wall()).to_string(),
-            call: call.id,
-            principal: call.principal.clone(),
-            session: call.session.clone(),
-            tool: call.tool.clone(),
-            effect: call.effect,
-            stages: complete(records),
-            outcome,
-            latency_micros: micros(self.clock.monotonic().saturating_duration_since(started)),
-        };
+        let latency = micros(self.clock.monotonic().saturating_duration_since(started));
+        let taint = ctx.session().taints().last().cloned();
 
-        // [6] Audit always runs, and a call whose record cannot be kept does
-        // not return its result: an unaudited action is worse than a failed one.
-        if let Err(reason) = self.guard(Stage::Audit, self.audit.append(&record)).await {
-            tracing::error!(call = %call.id, "{}", reason.detail);
-            return CallResult::Denied {
+        // [6] The outcome, whatever happened. An answer whose record cannot
+        // be kept is not returned: the intent line already says the call ran.
+        let written = guard.write_outcome(outcome, latency, taint).await;
+        match (ran, written) {
+            (Ran::Answered(executed), Ok(())) => CallResult::Returned(executed),
+            (Ran::Answered(_), Err(why)) => {
+                tracing::error!("cannot record a call's outcome: {why}");
+                CallResult::Withheld {
+                    stage: Stage::Audit,
+                    reason: Reason::new(ReasonCode::AuditUnavailable, why),
+                }
+            }
+            (ran, written) => {
+                if let Err(why) = written {
+                    tracing::error!("cannot record a call's outcome: {why}");
+                }
+                match ran {
+                    Ran::Stopped(Stopped { stage, reason }) => {
+                        CallResult::Refused { stage, reason }
+                    }
+                    Ran::Unfinished(e) => CallResult::Unfinished(e),
+                    Ran::Withheld(Stopped { stage, reason }) => {
+                        CallResult::Withheld { stage, reason }
+                    }
+                    Ran::Answered(executed) => CallResult::Returned(executed),
+                }
+            }
+        }
+    }
+
+    /// Records a call refused before the pipeline could start (an unknown
+    /// tool, say): refused calls are recorded like every other.
+    pub async fn refuse(&self, call: &Call, stage: Stage, reason: Reason) -> CallResult {
+        let started = self.clock.monotonic();
+        let mut guard = self.guard_for(call.head(), call);
+        let verdict = StageVerdict::Deny {
+            code: reason.code,
+            reason: Bounded::new(reason.detail.as_str()),
+        };
+        self.push(&mut guard, stage, started, verdict, vec![]);
+        let outcome = Outcome::Denied {
+            stage,
+            code: reason.code,
+        };
+        let latency = micros(self.clock.monotonic().saturating_duration_since(started));
+        match guard.write_outcome(outcome, latency, None).await {
+            Ok(()) => CallResult::Refused { stage, reason },
+            Err(why) => CallResult::Refused {
                 stage: Stage::Audit,
-                reason,
-            };
+                reason: Reason::new(ReasonCode::AuditUnavailable, why),
+            },
         }
-        match ran {
-            Ok(executed) => CallResult::Executed(executed),
-            Err(Stopped { stage, reason }) => CallResult::Denied { stage, reason },
-        }
+    }
+
+    /// Records a call that could not be made at all: malformed, or its
+    /// upstream's listing unreadable. `outcome` says which.
+    pub async fn record_unmade(&self, call: &Call, outcome: Outcome) -> Result<(), AuditFailure> {
+        let mut guard = self.guard_for(call.head(), call);
+        guard
+            .write_outcome(outcome, 0, None)
+            .await
+            .map_err(AuditFailure)
+    }
+
+    /// Records an event that is not a call (a session opening, a refused method).
+    pub async fn record(&self, event: &AuditEvent) -> Result<(), AuditFailure> {
+        let line = self.seam.record(event).map_err(AuditFailure)?;
+        self.within(Stage::Audit, self.audit.append(&line))
+            .await
+            .map_err(|reason| AuditFailure(reason.detail))
+    }
+
+    /// The wall clock, formatted for records.
+    pub fn now(&self) -> String {
+        rfc3339(self.clock.wall())
+    }
+
+    fn guard_for(&self, head: &CallHead, call: &Call) -> OutcomeGuard {
+        let writer = Writer {
+            audit: Arc::clone(&self.audit),
+            seam: self.seam.clone(),
+            clock: Arc::clone(&self.clock),
+            tasks: self.tasks.clone(),
+            timeout: self.stage_timeout,
+        };
+        OutcomeGuard::new(CallRecord::new(self.now(), head, call.digest()), writer)
     }
 
     async fn stages<E: Execute>(
         &self,
-        call: &mut Call,
+        mut call: Call,
         exec: &E,
-        records: &mut Vec<StageRecord>,
-        reserved: &mut bool,
-    ) -> Result<Executed, Stopped> {
+        ctx: &mut CallContext,
+        guard: &mut OutcomeGuard,
+    ) -> Ran {
         // [1] Authorize first: nothing should spend effort on, or reveal
         // anything about, a call its principal may not make.
-        let t = self.clock.monotonic();
-        let permit = match &self.authorize {
-            Slot::PassThrough => {
-                let (_, permit) = self
-                    .guard(
-                        Stage::Authorize,
-                        palisade_authz::PassThrough.authorize(call),
-                    )
-                    .await
-                    .map_err(|reason| self.failed(Stage::Authorize, t, reason, records))?;
-                self.push(
-                    records,
-                    Stage::Authorize,
-                    t,
-                    StageVerdict::PassThrough,
-                    vec![],
-                );
-                permit
-            }
-            Slot::Active(authorizer) => {
-                let (decision, permit) = self
-                    .guard(Stage::Authorize, authorizer.authorize(call))
-                    .await
-                    .map_err(|reason| self.failed(Stage::Authorize, t, reason, records))?;
-                self.judge(Stage::Authorize, t, decision, records)?;
-                permit
-            }
+        let mut grant = match self.authorize(&call, ctx, guard).await {
+            Ok(grant) => grant,
+            Err(stopped) => return Ran::Stopped(stopped),
         };
-        let permit = permit.ok_or_else(|| {
-            let reason = Reason::new(
-                ReasonCode::StageFailed,
-                "authorizer allowed without a permit",
-            );
-            self.failed(Stage::Authorize, t, reason, records)
-        })?;
 
-        // [5] Limits before any work is done for the call, so a flood is cheap to refuse.
-        let future = match &self.limits {
-            Slot::Active(limits) => Some(limits.check(call)),
-            Slot::PassThrough => None,
-        };
-        self.decide(Stage::Limits, future, records).await?;
-        *reserved = matches!(self.limits, Slot::Active(_));
+        // [5] Limits before any work is done for the call, so a flood is
+        // cheap to refuse. What they reserve is settled after the call.
+        let t = self.clock.monotonic();
+        match &self.limits {
+            Slot::PassThrough => {
+                self.push(guard, Stage::Limits, t, StageVerdict::PassThrough, vec![])
+            }
+            Slot::Active(limits) => {
+                let decision = self
+                    .within(
+                        Stage::Limits,
+                        limits.check(call.head(), call.arguments(), ctx),
+                    )
+                    .await;
+                match decision {
+                    Ok(LimitDecision::Reserved {
+                        reservation,
+                        findings,
+                    }) => {
+                        guard.hold(Arc::clone(limits), reservation);
+                        ctx.add_findings(findings.iter().cloned());
+                        self.push(guard, Stage::Limits, t, StageVerdict::Allow, findings);
+                    }
+                    Ok(LimitDecision::Refused { reason, findings }) => {
+                        return Ran::Stopped(self.deny(guard, Stage::Limits, t, reason, findings));
+                    }
+                    Err(reason) => {
+                        return Ran::Stopped(self.failed(guard, Stage::Limits, t, &reason));
+                    }
+                }
+            }
+        }
 
         // [4] The outbound filter sees the arguments as the agent wrote them,
-        // before any secret is injected into them.
-        let future = match &self.outbound {
-            Slot::Active(filter) => Some(filter.check_arguments(call)),
-            Slot::PassThrough => None,
-        };
-        self.decide(Stage::OutboundFilter, future, records).await?;
+        // before any secret is injected into them. A rewrite goes back
+        // through authorization, so the policy judges what will be sent and
+        // the permit covers exactly that.
+        let t = self.clock.monotonic();
+        match &self.outbound {
+            Slot::PassThrough => self.push(
+                guard,
+                Stage::OutboundFilter,
+                t,
+                StageVerdict::PassThrough,
+                vec![],
+            ),
+            Slot::Active(filter) => {
+                let (head, arguments) = call.parts_mut();
+                let decision = self
+                    .within(
+                        Stage::OutboundFilter,
+                        filter.check_arguments(head, arguments, ctx),
+                    )
+                    .await;
+                let decision = match decision {
+                    Ok(decision) => decision,
+                    Err(reason) => {
+                        return Ran::Stopped(self.failed(guard, Stage::OutboundFilter, t, &reason));
+                    }
+                };
+                let mut findings = decision.findings;
+                let rewritten = call.rehash();
+                if rewritten {
+                    guard.set_digest(call.digest());
+                    findings.push(Finding {
+                        stage: Stage::OutboundFilter,
+                        code: "arguments.rewritten".into(),
+                        message: "the arguments were rewritten and authorized again".into(),
+                    });
+                }
+                ctx.add_findings(findings.iter().cloned());
+                match decision.verdict {
+                    Verdict::Allow => self.push(
+                        guard,
+                        Stage::OutboundFilter,
+                        t,
+                        StageVerdict::Allow,
+                        findings,
+                    ),
+                    Verdict::Deny(reason) => {
+                        return Ran::Stopped(self.deny(
+                            guard,
+                            Stage::OutboundFilter,
+                            t,
+                            reason,
+                            findings,
+                        ));
+                    }
+                    Verdict::NeedsApproval(reason) => {
+                        let verdict = StageVerdict::NeedsApproval {
+                            code: reason.code,
+                            reason: Bounded::new(reason.detail.as_str()),
+                        };
+                        self.push(guard, Stage::OutboundFilter, t, verdict, findings);
+                        grant = match grant {
+                            Grant::Ready(permit) => {
+                                Grant::Pending(Box::new(permit.escalate(reason)))
+                            }
+                            pending @ Grant::Pending(_) => pending,
+                        };
+                    }
+                }
+                if rewritten {
+                    let was_pending = matches!(grant, Grant::Pending(_));
+                    grant = match self.authorize(&call, ctx, guard).await {
+                        Ok(Grant::Ready(permit)) if was_pending => {
+                            let reason = Reason::new(
+                                ReasonCode::ApprovalRequired,
+                                "the outbound filter asked for approval",
+                            );
+                            Grant::Pending(Box::new(permit.escalate(reason)))
+                        }
+                        Ok(grant) => grant,
+                        Err(stopped) => return Ran::Stopped(stopped),
+                    };
+                }
+            }
+        }
 
         // [1] Approval after filtering, so a human approves exactly the
         // arguments that will be sent, and is never asked about a call that
         // would be refused anyway.
-        let future = match &self.approval {
-            Slot::Active(gate) => Some(gate.gate(call)),
-            Slot::PassThrough => None,
+        let permit = match self.approve(grant, ctx, guard).await {
+            Ok(permit) => permit,
+            Err(stopped) => return Ran::Stopped(stopped),
         };
-        self.decide(Stage::Approval, future, records).await?;
+        let mut authorized = match permit.redeem(call) {
+            Ok(authorized) => authorized,
+            Err(mismatch) => {
+                let t = self.clock.monotonic();
+                let reason = Reason::new(ReasonCode::StageFailed, mismatch.to_string());
+                return Ran::Stopped(self.failed(guard, Stage::Execute, t, &reason));
+            }
+        };
 
         // [2] Secrets go in at the last moment, after every check that could
         // log or echo the arguments.
         let t = self.clock.monotonic();
         match &self.secrets {
-            Slot::Active(injector) => {
-                self.guard(Stage::InjectSecrets, injector.inject(call))
-                    .await
-                    .map_err(|reason| self.failed(Stage::InjectSecrets, t, reason, records))?;
-                self.push(
-                    records,
-                    Stage::InjectSecrets,
-                    t,
-                    StageVerdict::Allow,
-                    vec![],
-                );
-            }
             Slot::PassThrough => self.push(
-                records,
+                guard,
                 Stage::InjectSecrets,
                 t,
                 StageVerdict::PassThrough,
                 vec![],
             ),
-        }
-
-        // [3] Execute, with the permit as proof that authorization ran.
-        let t = self.clock.monotonic();
-        let mut executed = match exec.execute(permit, call).await {
-            Ok(executed) => executed,
-            Err(ExecError(why)) => {
-                let reason = Reason::new(ReasonCode::UpstreamUnavailable, why);
-                return Err(self.failed(Stage::Execute, t, reason, records));
-            }
-        };
-        self.push(records, Stage::Execute, t, StageVerdict::Allow, vec![]);
-
-        // [2] Redact before anything else reads the result: the inbound filter
-        // and the audit record must never hold a secret value.
-        let t = self.clock.monotonic();
-        let value = match &mut executed {
-            Executed::Result(v) | Executed::RpcError(v) => v,
-        };
-        match &self.redact {
-            Slot::Active(redactor) => {
-                let findings = self
-                    .guard(Stage::Redact, redactor.redact(value))
-                    .await
-                    .map_err(|reason| self.failed(Stage::Redact, t, reason, records))?;
-                self.push(records, Stage::Redact, t, StageVerdict::Allow, findings);
-            }
-            Slot::PassThrough => {
-                self.push(records, Stage::Redact, t, StageVerdict::PassThrough, vec![])
-            }
-        }
-
-        // [4] The inbound filter judges what the model is about to read: a
-        // result, or an upstream's error, whose message and data reach the
-        // model just the same.
-        let value = match &mut executed {
-            Executed::Result(v) | Executed::RpcError(v) => v,
-        };
-        let future = match &self.inbound {
-            Slot::Active(filter) => Some(filter.check_result(call, value)),
-            Slot::PassThrough => None,
-        };
-        self.decide(Stage::InboundFilter, future, records).await?;
-        Ok(executed)
-    }
-
-    async fn settle(
-        &self,
-        call: &Call,
-        ran: Result<Executed, Stopped>,
-        reserved: bool,
-        records: &mut Vec<StageRecord>,
-    ) -> Result<Executed, Stopped> {
-        let t = self.clock.monotonic();
-        match (&self.limits, reserved) {
-            (Slot::Active(limits), true) => {
-                let succeeded = matches!(ran, Ok(Executed::Result(_)));
+            Slot::Active(injector) => {
+                let (head, arguments) = authorized.parts_mut();
                 match self
-                    .guard(Stage::Settle, limits.settle(call, succeeded))
+                    .within(Stage::InjectSecrets, injector.inject(head, arguments, ctx))
                     .await
                 {
-                    Ok(()) => self.push(records, Stage::Settle, t, StageVerdict::Allow, vec![]),
-                    Err(reason) => return Err(self.failed(Stage::Settle, t, reason, records)),
+                    Ok(findings) => self.push(
+                        guard,
+                        Stage::InjectSecrets,
+                        t,
+                        StageVerdict::Allow,
+                        findings,
+                    ),
+                    Err(reason) => {
+                        return Ran::Stopped(self.failed(guard, Stage::InjectSecrets, t, &reason));
+                    }
                 }
             }
-            (Slot::PassThrough, _) => {
-                self.push(records, Stage::Settle, t, StageVerdict::PassThrough, vec![])
-            }
-            (Slot::Active(_), false) => {}
         }
-        ran
-    }
 
-    /// Runs a decision stage (or records its pass-through) and stops the call
-    /// unless it allows.
-    async fn decide(
-        &self,
-        stage: Stage,
-        future: Option<StageFuture<'_, Decision>>,
-        records: &mut Vec<StageRecord>,
-    ) -> Result<(), Stopped> {
+        // [6] The intent, durable before anything runs: if it cannot be
+        // written, nothing runs, and a crash during the call still leaves
+        // the action visible.
         let t = self.clock.monotonic();
-        let Some(future) = future else {
-            self.push(records, stage, t, StageVerdict::PassThrough, vec![]);
-            return Ok(());
-        };
-        match self.guard(stage, future).await {
-            Ok(decision) => self.judge(stage, t, decision, records),
-            Err(reason) => Err(self.failed(stage, t, reason, records)),
+        if let Err(why) = guard.write_intent().await {
+            tracing::error!(call = %authorized.head().id, "cannot record a call's intent: {why}");
+            let reason = Reason::new(ReasonCode::AuditUnavailable, why);
+            return Ran::Stopped(self.failed(guard, Stage::Audit, t, &reason));
         }
+
+        // [3] Execute: only an `Authorized` call can be sent.
+        let head = authorized.head().clone();
+        let t = self.clock.monotonic();
+        guard.executing();
+        let mut executed = match exec.execute(authorized).await {
+            Ok(executed) => executed,
+            Err(e) => {
+                let verdict = StageVerdict::Failed {
+                    reason: Bounded::new(e.to_string()),
+                };
+                self.push(guard, Stage::Execute, t, verdict, vec![]);
+                return Ran::Unfinished(e);
+            }
+        };
+        self.push(guard, Stage::Execute, t, StageVerdict::Allow, vec![]);
+
+        // [2] Redact before anything else reads the answer: the inbound
+        // filter, the audit record and the agent see only redacted content.
+        // From here on the call has run: a failure withholds its answer but
+        // never reports the call as refused.
+        let t = self.clock.monotonic();
+        let answer = match &mut executed {
+            Executed::Result(value) | Executed::RpcError(value) => value,
+        };
+        match &self.redact {
+            Slot::PassThrough => {
+                self.push(guard, Stage::Redact, t, StageVerdict::PassThrough, vec![])
+            }
+            Slot::Active(redactor) => match self
+                .within(Stage::Redact, redactor.redact(answer))
+                .await
+            {
+                Ok(findings) => {
+                    ctx.add_findings(findings.iter().cloned());
+                    self.push(guard, Stage::Redact, t, StageVerdict::Allow, findings);
+                }
+                Err(reason) => return Ran::Withheld(self.failed(guard, Stage::Redact, t, &reason)),
+            },
+        }
+
+        // [4] The inbound filter on the redacted answer; it may taint the session.
+        let t = self.clock.monotonic();
+        match &self.inbound {
+            Slot::PassThrough => self.push(
+                guard,
+                Stage::InboundFilter,
+                t,
+                StageVerdict::PassThrough,
+                vec![],
+            ),
+            Slot::Active(filter) => {
+                match self
+                    .within(
+                        Stage::InboundFilter,
+                        filter.check_result(&head, answer, ctx),
+                    )
+                    .await
+                {
+                    Ok(InboundDecision { decision, taint }) => {
+                        if let Some(taint) = taint {
+                            ctx.session().taint(taint);
+                        }
+                        let findings = decision.findings;
+                        match decision.verdict {
+                            Verdict::Allow => self.push(
+                                guard,
+                                Stage::InboundFilter,
+                                t,
+                                StageVerdict::Allow,
+                                findings,
+                            ),
+                            // Approval makes no sense for an answer that exists: it is withheld.
+                            Verdict::Deny(reason) | Verdict::NeedsApproval(reason) => {
+                                return Ran::Withheld(self.deny(
+                                    guard,
+                                    Stage::InboundFilter,
+                                    t,
+                                    reason,
+                                    findings,
+                                ));
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        return Ran::Withheld(self.failed(guard, Stage::InboundFilter, t, &reason));
+                    }
+                }
+            }
+        }
+        Ran::Answered(executed)
     }
 
-    fn judge(
+    /// Runs authorization (or records its pass-through) and says where the
+    /// call's permission stands.
+    async fn authorize(
         &self,
-        stage: Stage,
-        t: Instant,
-        decision: Decision,
-        records: &mut Vec<StageRecord>,
-    ) -> Result<(), Stopped> {
-        let Decision { verdict, findings } = decision;
-        match verdict {
-            Verdict::Allow => {
-                self.push(records, stage, t, StageVerdict::Allow, findings);
-                Ok(())
+        call: &Call,
+        ctx: &mut CallContext,
+        guard: &mut OutcomeGuard,
+    ) -> Result<Grant, Stopped> {
+        let t = self.clock.monotonic();
+        let (answer, passed) = match &self.authorize {
+            Slot::PassThrough => (
+                self.within(
+                    Stage::Authorize,
+                    palisade_authz::PassThrough.authorize(call, ctx),
+                )
+                .await,
+                true,
+            ),
+            Slot::Active(authorizer) => (
+                self.within(Stage::Authorize, authorizer.authorize(call, ctx))
+                    .await,
+                false,
+            ),
+        };
+        let answer = answer.map_err(|reason| self.failed(guard, Stage::Authorize, t, &reason))?;
+        let allowed = |findings| {
+            if passed {
+                (StageVerdict::PassThrough, findings)
+            } else {
+                (StageVerdict::Allow, findings)
             }
-            Verdict::Deny(reason) => {
-                let verdict = StageVerdict::Deny {
-                    code: reason.code,
-                    reason: reason.detail.clone(),
-                };
-                self.push(records, stage, t, verdict, findings);
-                Err(Stopped { stage, reason })
+        };
+        match answer {
+            Authorization::Allow {
+                permit,
+                obligations,
+                findings,
+            } => {
+                ctx.add_obligations(obligations);
+                ctx.add_findings(findings.iter().cloned());
+                let (verdict, findings) = allowed(findings);
+                self.push(guard, Stage::Authorize, t, verdict, findings);
+                Ok(Grant::Ready(permit))
             }
-            Verdict::NeedsApproval(reason) => {
+            Authorization::NeedsApproval {
+                pending,
+                obligations,
+                findings,
+            } => {
+                ctx.add_obligations(obligations);
+                ctx.add_findings(findings.iter().cloned());
+                let reason = &pending.request().reason;
                 let verdict = StageVerdict::NeedsApproval {
                     code: reason.code,
-                    reason: reason.detail.clone(),
+                    reason: Bounded::new(reason.detail.as_str()),
                 };
-                self.push(records, stage, t, verdict, findings);
-                Err(Stopped { stage, reason })
+                self.push(guard, Stage::Authorize, t, verdict, findings);
+                Ok(Grant::Pending(pending))
+            }
+            Authorization::Deny { reason, findings } => {
+                Err(self.deny(guard, Stage::Authorize, t, reason, findings))
             }
         }
     }
 
-    /// Awaits a stage within its time budget; an error or a timeout is a deny.
-    async fn guard<T>(
+    /// The approval gate: a permit that waits for a human goes to the gate;
+    /// without a gate, it cannot be approved and the call is held.
+    async fn approve(
         &self,
+        grant: Grant,
+        ctx: &CallContext,
+        guard: &mut OutcomeGuard,
+    ) -> Result<Permit, Stopped> {
+        let t = self.clock.monotonic();
+        let pending = match (grant, &self.approval) {
+            (Grant::Ready(permit), Slot::PassThrough) => {
+                self.push(guard, Stage::Approval, t, StageVerdict::PassThrough, vec![]);
+                return Ok(permit);
+            }
+            (Grant::Ready(permit), Slot::Active(_)) => {
+                self.push(guard, Stage::Approval, t, StageVerdict::Allow, vec![]);
+                return Ok(permit);
+            }
+            (Grant::Pending(pending), Slot::PassThrough) => {
+                let reason = Reason::new(
+                    ReasonCode::ApprovalRequired,
+                    format!(
+                        "{}; no approval gate is configured, so it cannot be approved",
+                        pending.request().reason.detail
+                    ),
+                );
+                return Err(self.hold(guard, t, reason));
+            }
+            (Grant::Pending(pending), Slot::Active(gate)) => (pending, gate),
+        };
+        let (pending, gate) = pending;
+        let pending = *pending;
+        let decision = self
+            .within(Stage::Approval, gate.gate(pending.request(), ctx))
+            .await
+            .map_err(|reason| self.failed(guard, Stage::Approval, t, &reason))?;
+        match decision {
+            GateDecision::Approved(approval) => match pending.approve(approval) {
+                Ok(permit) => {
+                    self.push(guard, Stage::Approval, t, StageVerdict::Allow, vec![]);
+                    Ok(permit)
+                }
+                Err(mismatch) => {
+                    let reason = Reason::new(ReasonCode::StageFailed, mismatch.to_string());
+                    Err(self.failed(guard, Stage::Approval, t, &reason))
+                }
+            },
+            GateDecision::Pending(reason) => Err(self.hold(guard, t, reason)),
+            GateDecision::Denied(reason) => {
+                Err(self.deny(guard, Stage::Approval, t, reason, vec![]))
+            }
+        }
+    }
+
+    fn hold(&self, guard: &mut OutcomeGuard, t: Instant, reason: Reason) -> Stopped {
+        let verdict = StageVerdict::NeedsApproval {
+            code: reason.code,
+            reason: Bounded::new(reason.detail.as_str()),
+        };
+        self.push(guard, Stage::Approval, t, verdict, vec![]);
+        Stopped {
+            stage: Stage::Approval,
+            reason,
+        }
+    }
+
+    fn deny(
+        &self,
+        guard: &mut OutcomeGuard,
         stage: Stage,
-        future: impl Future<Output = Result<T, StageError>>,
-    ) -> Result<T, Reason> {
+        t: Instant,
+        reason: Reason,
+        findings: Vec<Finding>,
+    ) -> Stopped {
+        let verdict = StageVerdict::Deny {
+            code: reason.code,
+            reason: Bounded::new(reason.detail.as_str()),
+        };
+        self.push(guard, stage, t, verdict, findings);
+        Stopped { stage, reason }
+    }
+
+    /// Awaits a stage within its time budget; an error or a timeout is a
+    /// reason to stop, which keeps any `retry_after` the stage gave.
+    async fn within<T>(&self, stage: Stage, future: StageFuture<'_, T>) -> Result<T, Reason> {
         match tokio::time::timeout(self.stage_timeout, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(Reason::new(
-                ReasonCode::StageFailed,
-                format!("stage `{stage}` failed: {error}"),
-            )),
+            Ok(Err(error)) => {
+                let mut reason = Reason::new(
+                    ReasonCode::StageFailed,
+                    format!("stage `{stage}` failed: {error}"),
+                );
+                reason.retry_after = error.retry_after();
+                Err(reason)
+            }
             Err(_) => Err(Reason::new(
                 ReasonCode::StageFailed,
                 format!(
@@ -422,27 +794,30 @@ impl Pipeline {
 
     fn failed(
         &self,
+        guard: &mut OutcomeGuard,
         stage: Stage,
         t: Instant,
-        reason: Reason,
-        records: &mut Vec<StageRecord>,
+        reason: &Reason,
     ) -> Stopped {
         let verdict = StageVerdict::Failed {
-            reason: reason.detail.clone(),
+            reason: Bounded::new(reason.detail.as_str()),
         };
-        self.push(records, stage, t, verdict, vec![]);
-        Stopped { stage, reason }
+        self.push(guard, stage, t, verdict, vec![]);
+        Stopped {
+            stage,
+            reason: reason.clone(),
+        }
     }
 
     fn push(
         &self,
-        records: &mut Vec<StageRecord>,
+        guard: &mut OutcomeGuard,
         stage: Stage,
         since: Instant,
         verdict: StageVerdict,
         findings: Vec<Finding>,
     ) {
-        records.push(StageRecord {
+        guard.stages.push(StageRecord {
             stage,
             verdict,
             findings,
@@ -451,9 +826,34 @@ impl Pipeline {
     }
 }
 
-/// Every stage but audit appears once in the record, in pipeline order;
-/// stages the call never reached say so.
-fn complete(mut records: Vec<StageRecord>) -> Vec<StageRecord> {
+/// How a call that got an answer ended.
+fn answered(executed: &Executed) -> Outcome {
+    match executed {
+        Executed::Result(result) => match result
+            .get("task")
+            .and_then(|task| task.get("taskId"))
+            .and_then(Value::as_str)
+        {
+            // A task-augmented call answers with a handle, not a result.
+            Some(task) if result.get("content").is_none() => Outcome::TaskCreated {
+                task: Bounded::new(task),
+            },
+            Some(_) | None => Outcome::Completed {
+                tool_error: result.get("isError").and_then(Value::as_bool) == Some(true),
+            },
+        },
+        Executed::RpcError(error) => Outcome::UpstreamError {
+            code: error
+                .get("code")
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
+        },
+    }
+}
+
+/// Every stage but audit appears in the record, in pipeline order; stages
+/// the call never reached say so.
+pub(crate) fn complete(mut records: Vec<StageRecord>) -> Vec<StageRecord> {
     for stage in Stage::ORDER {
         if stage != Stage::Audit && !records.iter().any(|r| r.stage == stage) {
             records.push(StageRecord {
@@ -464,8 +864,13 @@ fn complete(mut records: Vec<StageRecord>) -> Vec<StageRecord> {
             });
         }
     }
-    records.sort_by_key(|r| Stage::ORDER.iter().position(|s| *s == r.stage));
+    // Stable: a stage that ran twice (authorization after a rewrite) keeps its order.
+    records.sort_by_key(|r| r.stage.position());
     records
+}
+
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_micros(time).to_string()
 }
 
 fn micros(d: Duration) -> u64 {

@@ -4,11 +4,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_authz::Authorize;
-use palisade_core::stage::{
-    ApprovalGate, Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact,
-};
-use palisade_core::{Clock, Stage, SystemClock};
+use palisade_authz::{ApprovalGate, Authorize};
+use palisade_core::stage::{Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact};
+use palisade_core::{Clock, RedactionSeam, Redactor, Stage, SystemClock};
+use tokio_util::task::TaskTracker;
 
 use crate::run::Pipeline;
 
@@ -18,6 +17,12 @@ use crate::run::Pipeline;
 pub enum Slot<T: ?Sized> {
     Active(Arc<T>),
     PassThrough,
+}
+
+impl<T: ?Sized> Slot<T> {
+    pub fn passes(&self) -> bool {
+        matches!(self, Slot::PassThrough)
+    }
 }
 
 impl<T: ?Sized> Clone for Slot<T> {
@@ -53,6 +58,8 @@ pub enum BuildError {
     Both(Stage),
     #[error("the pipeline needs an audit sink")]
     NoAudit,
+    #[error("stage `redact` is implemented but the redaction seam has no redactor")]
+    NoRedactor,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +72,8 @@ pub struct PipelineBuilder {
     redact: Option<Arc<dyn Redact>>,
     inbound: Option<Arc<dyn InboundFilter>>,
     audit: Option<Arc<dyn Audit>>,
+    redactor: Option<Arc<dyn Redactor>>,
+    tasks: Option<TaskTracker>,
     pass_through: BTreeSet<PassKey>,
     stage_timeout: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
@@ -75,12 +84,7 @@ pub struct PipelineBuilder {
 struct PassKey(usize);
 
 fn key(stage: Stage) -> PassKey {
-    PassKey(
-        Stage::ORDER
-            .iter()
-            .position(|s| *s == stage)
-            .unwrap_or(usize::MAX),
-    )
+    PassKey(stage.position())
 }
 
 impl PipelineBuilder {
@@ -114,6 +118,17 @@ impl PipelineBuilder {
     }
     pub fn audit(mut self, sink: Arc<dyn Audit>) -> Self {
         self.audit = Some(sink);
+        self
+    }
+    /// What the redaction seam applies to everything leaving palisade.
+    /// Without one, `redact` must be passed through, and the seam is too.
+    pub fn redactor(mut self, redactor: Arc<dyn Redactor>) -> Self {
+        self.redactor = Some(redactor);
+        self
+    }
+    /// Where the pipeline tracks the work it spawns; by default its own.
+    pub fn tasks(mut self, tasks: TaskTracker) -> Self {
+        self.tasks = Some(tasks);
         self
     }
     /// Runs `stage` as pass-through. Refused at `build` for stages that cannot be.
@@ -170,6 +185,12 @@ impl PipelineBuilder {
                 self.inbound,
                 passes(Stage::InboundFilter),
             )?,
+            seam: match (self.redactor, passes(Stage::Redact)) {
+                (Some(redactor), _) => RedactionSeam::new(redactor),
+                (None, true) => RedactionSeam::pass_through(),
+                (None, false) => return Err(BuildError::NoRedactor),
+            },
+            tasks: self.tasks.unwrap_or_default(),
             audit: self.audit.ok_or(BuildError::NoAudit)?,
             stage_timeout: self.stage_timeout.unwrap_or(Duration::from_secs(5)),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),

@@ -1,4 +1,4 @@
-//! The one mapping from a denial to what the agent reads: a short JSON-RPC error.
+//! The one mapping from a denial (or a withheld result) to what the agent reads: a short JSON-RPC error.
 //!
 //! The agent gets the reason's class, the stage and when to retry; the full
 //! reason (which may name internals) goes to the audit record only.
@@ -13,6 +13,8 @@ pub const LIMITED: i64 = -32011;
 pub const APPROVAL_REQUIRED: i64 = -32012;
 pub const BLOCKED: i64 = -32013;
 pub const UPSTREAM_UNAVAILABLE: i64 = -32015;
+pub const AUDIT_UNAVAILABLE: i64 = -32016;
+pub const WITHHELD: i64 = -32017;
 
 pub fn to_error(stage: Stage, reason: &Reason) -> ErrorObject {
     let (code, message) = match reason.code {
@@ -38,9 +40,39 @@ pub fn to_error(stage: Stage, reason: &Reason) -> ErrorObject {
         ReasonCode::UpstreamUnavailable => {
             (UPSTREAM_UNAVAILABLE, "the tool's server is unavailable")
         }
+        ReasonCode::AuditUnavailable => (
+            AUDIT_UNAVAILABLE,
+            "palisade cannot write its audit log, so this call did not run",
+        ),
     };
-    let mut data =
-        json!({ "palisade": { "reason": reason.code.as_str(), "stage": stage.as_str() } });
+    error(code, message, stage, reason, false)
+}
+
+/// The call ran, but its answer is withheld. Says so, so that the agent
+/// does not retry an action that already happened.
+pub fn withheld(stage: Stage, reason: &Reason) -> ErrorObject {
+    let message = match reason.code {
+        ReasonCode::ContentBlocked => {
+            "the call ran, but palisade blocked its result: its content is not allowed"
+        }
+        ReasonCode::AuditUnavailable => {
+            "the call ran, but palisade cannot write its audit log, so its result is withheld"
+        }
+        ReasonCode::NotAuthorized
+        | ReasonCode::LimitExceeded
+        | ReasonCode::LoopDetected
+        | ReasonCode::ApprovalRequired
+        | ReasonCode::UnknownTool
+        | ReasonCode::StageFailed
+        | ReasonCode::UpstreamUnavailable => {
+            "the call ran, but palisade could not check its result, so it is withheld"
+        }
+    };
+    error(WITHHELD, message, stage, reason, true)
+}
+
+fn error(code: i64, message: &str, stage: Stage, reason: &Reason, executed: bool) -> ErrorObject {
+    let mut data = json!({ "palisade": { "reason": reason.code.as_str(), "stage": stage.as_str(), "executed": executed } });
     if let (Some(after), Some(Value::Object(p))) = (reason.retry_after, data.get_mut("palisade")) {
         p.insert(
             "retryAfterMs".into(),
@@ -75,5 +107,20 @@ mod tests {
         let error = to_error(Stage::Limits, &reason);
         assert_eq!(error.code, LIMITED);
         assert_eq!(error.data.unwrap()["palisade"]["retryAfterMs"], 1500);
+    }
+
+    #[test]
+    fn a_withheld_result_says_the_call_ran() {
+        let reason = Reason::new(ReasonCode::ContentBlocked, "injection in result");
+        let error = withheld(Stage::InboundFilter, &reason);
+        assert_eq!(error.code, WITHHELD);
+        assert!(error.message.contains("ran"), "{}", error.message);
+        assert_eq!(error.data.unwrap()["palisade"]["executed"], true);
+        let refused = to_error(
+            Stage::Audit,
+            &Reason::new(ReasonCode::AuditUnavailable, "disk full"),
+        );
+        assert_eq!(refused.code, AUDIT_UNAVAILABLE);
+        assert_eq!(refused.data.unwrap()["palisade"]["executed"], false);
     }
 }

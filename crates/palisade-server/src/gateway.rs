@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use palisade_core::{Principal, SessionId};
+use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionId};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol;
 use palisade_pipeline::Pipeline;
 use serde_json::{Map, Value, json};
+use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
-use crate::denial::UPSTREAM_UNAVAILABLE;
+use crate::denial::{AUDIT_UNAVAILABLE, UPSTREAM_UNAVAILABLE};
 use crate::session::{Outbox, Session, SessionSink};
 use crate::upstream::{EventSink, LinkContext, Upstream};
 
@@ -28,6 +29,11 @@ pub enum StartError {
     Pipeline(#[from] palisade_pipeline::BuildError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("cannot write the audit log `{path}`: {failure}")]
+    AuditWrite {
+        path: std::path::PathBuf,
+        failure: palisade_pipeline::AuditFailure,
+    },
 }
 
 /// How upstreams are presented to the client.
@@ -47,17 +53,42 @@ pub struct Gateway {
     pub pipeline: Pipeline,
     http: reqwest::Client,
     next_call: AtomicU64,
+    /// Work spawned on behalf of sessions; drained at shutdown.
+    tasks: TaskTracker,
 }
 
 impl Gateway {
+    /// Builds the gateway and records that it started: if even that record
+    /// cannot be written, palisade does not start.
+    pub async fn start(config: Config, mode: Mode) -> Result<Arc<Self>, StartError> {
+        let gateway = Self::new(config, mode)?;
+        let event = AuditEvent::GatewayStarted {
+            time: gateway.pipeline.now(),
+            version: env!("CARGO_PKG_VERSION"),
+            pass_through: gateway.pipeline.passed_through(),
+            degraded: DEGRADED.to_vec(),
+        };
+        gateway
+            .pipeline
+            .record(&event)
+            .await
+            .map_err(|failure| StartError::AuditWrite {
+                path: gateway.config.audit_path(),
+                failure,
+            })?;
+        Ok(gateway)
+    }
+
     pub fn new(config: Config, mode: Mode) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
         let audit = palisade_audit::JsonLines::open(&config.audit_path())?;
+        let tasks = TaskTracker::new();
         let mut builder = Pipeline::builder()
             .audit(Arc::new(audit))
+            .tasks(tasks.clone())
             .stage_timeout(config.pipeline.stage_timeout);
         for stage in &config.pipeline.pass_through {
             builder = builder.pass_through(*stage);
@@ -75,7 +106,44 @@ impl Gateway {
             pipeline,
             http,
             next_call: AtomicU64::new(random_u64()),
+            tasks,
         }))
+    }
+
+    /// The seam a gateway built from `config` will have, for what palisade
+    /// writes before the gateway exists (its log lines). No redactor exists
+    /// yet, so the seam passes through; a config that does not pass `redact`
+    /// through is refused when the pipeline is built.
+    pub fn seam_for(_config: &Config) -> RedactionSeam {
+        RedactionSeam::pass_through()
+    }
+
+    /// The redaction seam everything leaving palisade passes.
+    pub fn seam(&self) -> &RedactionSeam {
+        self.pipeline.seam()
+    }
+
+    /// Runs `work` as a task the gateway waits for at shutdown.
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the one place session work is spawned: tracked"
+        )]
+        tokio::spawn(self.tasks.track_future(work));
+    }
+
+    /// Waits (a bounded time) for spawned work to finish: the records of
+    /// calls ended by a shutdown are written before palisade exits.
+    pub async fn drain(&self) {
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("work still running 5 s after shutdown; leaving it");
+        }
+        self.pipeline.tasks().close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.pipeline.tasks().wait()).await;
     }
 
     pub fn next_call_id(&self) -> palisade_core::CallId {
@@ -102,6 +170,22 @@ impl Gateway {
         params.insert("protocolVersion".into(), json!(version));
         let client_init = Value::Object(params);
 
+        let id = SessionId::new(random_token());
+        // Recorded before any upstream starts: a session whose record cannot
+        // be kept is not opened, and nothing runs for it.
+        let opened = AuditEvent::SessionOpened {
+            time: self.pipeline.now(),
+            session: id.clone(),
+            principal: principal.clone(),
+            protocol_version: Bounded::new(version),
+        };
+        if let Err(failure) = self.pipeline.record(&opened).await {
+            tracing::error!("{failure}");
+            return Err(ErrorObject::new(
+                AUDIT_UNAVAILABLE,
+                "palisade cannot write its audit log, so it opens no session",
+            ));
+        }
         let sink = Arc::new(SessionSink::default());
         let max_message_bytes = self.config.server.max_message_bytes;
         let upstreams: Vec<Arc<Upstream>> = self
@@ -116,6 +200,7 @@ impl Gateway {
                     events: Arc::clone(&sink) as Arc<dyn EventSink>,
                     http: self.http.clone(),
                     request_timeout: spec.request_timeout,
+                    seam: self.seam().clone(),
                 };
                 Arc::new(Upstream::new(Arc::clone(spec), ctx, client_init.clone()))
             })
@@ -146,7 +231,6 @@ impl Gateway {
             }
             (Mode::Wrap | Mode::Aggregate, _, _) => self.merged_initialize(version, &upstreams),
         };
-        let id = SessionId::new(random_token());
         let session_principal = principal.clone();
         let session = Session::start(id, Arc::clone(self), principal, upstreams, outbox);
         sink.attach(&session);

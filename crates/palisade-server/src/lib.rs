@@ -6,13 +6,15 @@
 //! - `upstream`: connections to upstream servers (stdio processes, remote HTTP);
 //! - [`http`]: the Streamable HTTP listener;
 //! - [`stdio`]: the stdio server for `palisade mcp`;
-//! - [`denial`]: how a denial reads to the agent.
+//! - [`denial`]: how a denial reads to the agent;
+//! - [`logging`]: log lines through the redaction seam.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod denial;
 pub mod gateway;
 pub mod http;
+pub mod logging;
 pub mod session;
 pub mod stdio;
 mod upstream;

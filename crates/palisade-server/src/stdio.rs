@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use palisade_core::Principal;
+use palisade_core::{Principal, Redacted, SessionEnd};
 use palisade_mcp::framing::{FrameError, LineReader, write_line};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_REQUEST};
 use palisade_mcp::protocol::method;
@@ -25,10 +25,10 @@ struct StdoutOutbox {
 }
 
 impl Outbox for StdoutOutbox {
-    fn send(&self, message: Message, _related: Option<&RequestId>) -> bool {
+    fn send(&self, message: Redacted<Message>, _related: Option<&RequestId>) -> bool {
         // A client that stops reading loses notifications rather than
         // growing palisade's memory without bound.
-        let queued = self.queue.try_send(message.to_bytes()).is_ok();
+        let queued = self.queue.try_send(message.get().to_bytes()).is_ok();
         if !queued {
             tracing::warn!("client is not reading; dropped a message to it");
         }
@@ -47,6 +47,10 @@ pub async fn serve<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (queue, mut outgoing) = mpsc::channel::<Vec<u8>>(OUTPUT_QUEUE);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the writer is awaited below, with a deadline"
+    )]
     let writer = tokio::spawn(async move {
         while let Some(bytes) = outgoing.recv().await {
             if let Err(e) = write_line(&mut output, &bytes).await {
@@ -59,12 +63,22 @@ pub async fn serve<R, W>(
         queue: queue.clone(),
     });
     let mut lines = LineReader::new(input, gateway.config.server.max_message_bytes);
+    let seam = gateway.seam().clone();
+    let send = |message: Message| {
+        let queue = queue.clone();
+        let message = seam.apply(message);
+        async move { write(&queue, message).await }
+    };
     let mut session: Option<Arc<Session>> = None;
+    let mut end = SessionEnd::ClientGone;
     tokio::pin!(shutdown);
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line,
-            () = &mut shutdown => break,
+            () = &mut shutdown => {
+                end = SessionEnd::Shutdown;
+                break;
+            }
         };
         let line = match line {
             None => break,
@@ -74,7 +88,7 @@ pub async fn serve<R, W>(
                     INVALID_REQUEST,
                     format!("message exceeds the {limit}-byte limit"),
                 );
-                send(&queue, Message::Response(Response::error(None, error))).await;
+                send(Message::Response(Response::error(None, error))).await;
                 continue;
             }
             Some(Err(FrameError::Io(e))) => {
@@ -85,7 +99,7 @@ pub async fn serve<R, W>(
         let message = match Message::parse(&line) {
             Ok(message) => message,
             Err(e) => {
-                send(&queue, Message::Response(e.to_response())).await;
+                send(Message::Response(e.to_response())).await;
                 continue;
             }
         };
@@ -101,32 +115,24 @@ pub async fn serve<R, W>(
                     }
                     Err(error) => Response::error(Some(request.id), error),
                 };
-                send(&queue, Message::Response(response)).await;
+                send(Message::Response(response)).await;
             }
             (Message::Request(request), None) if request.method == method::PING => {
-                send(
-                    &queue,
-                    Message::Response(Response::result(request.id, json!({}))),
-                )
-                .await;
+                send(Message::Response(Response::result(request.id, json!({})))).await;
             }
             (Message::Request(request), None) => {
                 let error = ErrorObject::new(
                     INVALID_REQUEST,
                     "the session is not initialized: send `initialize` first",
                 );
-                send(
-                    &queue,
-                    Message::Response(Response::error(Some(request.id), error)),
-                )
-                .await;
+                send(Message::Response(Response::error(Some(request.id), error))).await;
             }
             (Message::Request(request), Some(session)) => {
                 let session = Arc::clone(session);
                 let queue = queue.clone();
-                tokio::spawn(async move {
+                gateway.spawn(async move {
                     if let Some(response) = session.handle_request(request).await {
-                        send(&queue, Message::Response(response)).await;
+                        write(&queue, response).await;
                     }
                 });
             }
@@ -140,14 +146,15 @@ pub async fn serve<R, W>(
         }
     }
     if let Some(session) = session {
-        session.close().await;
+        session.close(end).await;
     }
+    gateway.drain().await;
     drop(outbox);
     drop(queue);
     // Answers still in flight get a moment to reach the client.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
 }
 
-async fn send(queue: &mpsc::Sender<Vec<u8>>, message: Message) {
-    let _ = queue.send(message.to_bytes()).await;
+async fn write(queue: &mpsc::Sender<Vec<u8>>, message: Redacted<Message>) {
+    let _ = queue.send(message.get().to_bytes()).await;
 }

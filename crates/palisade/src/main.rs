@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use palisade_server::config::Upstream;
+use palisade_server::logging::RedactedStderr;
 use palisade_server::{Config, Gateway, Mode};
 use tracing_subscriber::EnvFilter;
 
@@ -65,12 +66,14 @@ fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_logging(default: &str) {
+/// Log lines go to stderr through the redaction seam. What upstreams write
+/// to their stderr is logged under `palisade::upstream`, at info.
+fn init_logging(default: &str, config: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(RedactedStderr::new(Gateway::seam_for(config)))
         .with_target(false)
         .init();
 }
@@ -112,7 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { config } => {
             let config = load(config.as_deref())?;
-            init_logging("warn,palisade_server=info");
+            init_logging("warn,palisade_server=info,palisade::upstream=info", &config);
             runtime()?.block_on(serve(config))
         }
         Command::Mcp {
@@ -137,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config
                 .upstreams
                 .push(Upstream::from_command(&name, program, words.collect()));
-            init_logging("warn");
+            init_logging("warn,palisade::upstream=info", &config);
             runtime()?.block_on(wrap(config))
         }
     }
@@ -191,7 +194,7 @@ fn derive_name(command: &[String]) -> String {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let gateway = Gateway::new(config, Mode::Aggregate)?;
+    let gateway = Gateway::start(config, Mode::Aggregate).await?;
     let (listener, addr) = palisade_server::http::bind(&gateway)
         .await
         .with_context(|| format!("cannot listen on {}", gateway.config.server.listen))?;
@@ -216,7 +219,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn wrap(config: Config) -> anyhow::Result<ExitCode> {
-    let gateway = Gateway::new(config, Mode::Wrap)?;
+    let gateway = Gateway::start(config, Mode::Wrap).await?;
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     palisade_server::stdio::serve(gateway, stdin, tokio::io::stdout(), shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,10 @@
 //! stdio carries one conversation, so calls are sequential: latency and
 //! throughput are two views of the same run. Requests the server makes
 //! while a call is in flight are answered; its notifications are skipped.
+#![expect(
+    clippy::disallowed_methods,
+    reason = "a benchmark tool starts the gateway it measures"
+)]
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

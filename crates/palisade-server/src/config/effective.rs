@@ -54,6 +54,8 @@ struct EffectiveUpstream<'a> {
     request_timeout: Duration,
     default_effect: &'a str,
     effects: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    extension_methods: &'a [String],
 }
 
 impl<'a> From<&'a Config> for Effective<'a> {
@@ -79,6 +81,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
                             request_timeout: u.request_timeout,
                             default_effect: u.default_effect.as_str(),
                             effects,
+                            extension_methods: &u.extension_methods,
                         },
                     )
                 })

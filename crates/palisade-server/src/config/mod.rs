@@ -96,6 +96,9 @@ pub struct Upstream {
     /// Effect class of tools not listed in `effects`.
     pub default_effect: EffectClass,
     pub effects: BTreeMap<String, EffectClass>,
+    /// Methods outside MCP that this upstream serves and the operator allows
+    /// through to it, unchecked (everything else unknown is refused).
+    pub extension_methods: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +142,7 @@ impl Upstream {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             default_effect: EffectClass::Irreversible,
             effects: BTreeMap::new(),
+            extension_methods: Vec::new(),
         }
     }
 }

@@ -51,4 +51,5 @@ pub(super) struct RawUpstream {
     pub(super) request_timeout: Option<String>,
     pub(super) default_effect: Option<String>,
     pub(super) effects: Option<BTreeMap<String, String>>,
+    pub(super) extension_methods: Option<Vec<String>>,
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use palisade_core::{EffectClass, Stage};
+use palisade_mcp::{ClientNotification, ClientRequest};
 
 use super::raw::{RawConfig, RawPipeline, RawServer, RawUpstream};
 use super::{
@@ -190,6 +191,7 @@ impl Validator<'_> {
             upstreams.push(self.upstream(&name, upstream, single)?);
         }
         self.prefixes_are_unambiguous(&upstreams)?;
+        self.extension_methods_are_unique(&upstreams)?;
         Ok(upstreams)
     }
 
@@ -298,6 +300,33 @@ impl Validator<'_> {
             let class = effect(format!("upstreams.{name}.effects.{tool}"), &text)?;
             effects.insert(tool, class);
         }
+        let mut extension_methods: Vec<String> = Vec::new();
+        for (i, method) in raw
+            .extension_methods
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let field = format!("upstreams.{name}.extension_methods[{i}]");
+            if method.is_empty() || method.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(self.err(
+                    field,
+                    "a method name must be non-empty, without spaces or control characters",
+                ));
+            }
+            if ClientRequest::parse(&method).is_some()
+                || ClientNotification::parse(&method).is_some()
+            {
+                return Err(self.err(
+                    field,
+                    format!("`{method}` is an MCP method; palisade handles it itself"),
+                ));
+            }
+            if extension_methods.contains(&method) {
+                return Err(self.err(field, format!("`{method}` is listed twice")));
+            }
+            extension_methods.push(method);
+        }
         Ok(Upstream {
             name: name.to_owned(),
             prefix,
@@ -309,7 +338,29 @@ impl Validator<'_> {
             )?,
             default_effect,
             effects,
+            extension_methods,
         })
+    }
+
+    fn extension_methods_are_unique(&self, upstreams: &[Upstream]) -> Result<(), ConfigError> {
+        for (i, a) in upstreams.iter().enumerate() {
+            for b in upstreams.iter().skip(i + 1) {
+                if let Some(method) = b
+                    .extension_methods
+                    .iter()
+                    .find(|m| a.extension_methods.contains(m))
+                {
+                    return Err(self.err(
+                        format!("upstreams.{}.extension_methods", b.name),
+                        format!(
+                            "`{method}` is already an extension method of upstream `{}`",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn prefixes_are_unambiguous(&self, upstreams: &[Upstream]) -> Result<(), ConfigError> {

@@ -4,37 +4,42 @@
 
 use std::sync::Arc;
 
-use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::response::Response as HttpResponse;
 use http::header::{ACCEPT, CONTENT_TYPE, ORIGIN};
 use http::{HeaderMap, StatusCode};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_REQUEST};
 use palisade_mcp::protocol::{self, header};
 use palisade_mcp::{Message, RequestId, Response};
 
-use super::{Entry, Server, json_response};
+use super::{Entry, Server, message_response};
 use crate::upstream::lock;
 
 /// An HTTP error carrying a JSON-RPC error about no particular request.
-pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    rpc_error(status, None, INVALID_REQUEST, message)
+pub(super) fn refuse(
+    server: &Server,
+    status: StatusCode,
+    message: impl Into<String>,
+) -> HttpResponse {
+    rpc_error(server, status, None, INVALID_REQUEST, message)
 }
 
 pub(super) fn rpc_error(
+    server: &Server,
     status: StatusCode,
     id: Option<RequestId>,
     code: i64,
     message: impl Into<String>,
 ) -> HttpResponse {
-    let body = Message::Response(Response::error(id, ErrorObject::new(code, message))).to_bytes();
-    json_response(status, body)
+    let message = Message::Response(Response::error(id, ErrorObject::new(code, message)));
+    message_response(status, &server.gateway.seam().apply(message))
 }
 
 /// Why a request was turned away before reaching a session.
 pub(super) struct Refused(StatusCode, String);
 
-impl IntoResponse for Refused {
-    fn into_response(self) -> HttpResponse {
-        refuse(self.0, self.1)
+impl Refused {
+    pub(super) fn respond(self, server: &Server) -> HttpResponse {
+        refuse(server, self.0, self.1)
     }
 }
 

@@ -25,6 +25,8 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
+use palisade_core::{Redacted, SessionEnd};
+use palisade_mcp::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -52,15 +54,15 @@ struct Entry {
 impl Entry {
     /// Ends the session and its streams: the client's open SSE responses
     /// finish instead of keeping their connections (and a shutdown) waiting.
-    async fn close(&self) {
-        self.session.close().await;
+    async fn close(&self, reason: SessionEnd) {
+        self.session.close(reason).await;
         lock(&self.outbox.standalone).take();
         lock(&self.outbox.streams).clear();
     }
 }
 
-async fn close_all(entries: Vec<Arc<Entry>>) {
-    futures_util::future::join_all(entries.iter().map(|e| e.close())).await;
+async fn close_all(entries: Vec<Arc<Entry>>, reason: SessionEnd) {
+    futures_util::future::join_all(entries.iter().map(|e| e.close(reason))).await;
 }
 
 /// How long a shutdown waits for open connections once every session is closed.
@@ -86,7 +88,7 @@ pub async fn serve(
         sessions: Mutex::new(HashMap::new()),
         slots,
     });
-    tokio::spawn(reap_idle(Arc::downgrade(&server)));
+    server.gateway.spawn(reap_idle(Arc::downgrade(&server)));
     let app = Router::new()
         .route(
             &path,
@@ -104,7 +106,7 @@ pub async fn serve(
             // Sessions first: that ends their streams, so the connections
             // carrying them can finish.
             let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
-            close_all(entries).await;
+            close_all(entries, SessionEnd::Shutdown).await;
             let _ = closed.send(());
         }
     };
@@ -123,7 +125,8 @@ pub async fn serve(
         }
     };
     let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
-    close_all(entries).await;
+    close_all(entries, SessionEnd::Shutdown).await;
+    server.gateway.drain().await;
     result
 }
 
@@ -147,11 +150,16 @@ async fn reap_idle(server: std::sync::Weak<Server>) {
         for entry in &idle {
             tracing::info!(session = %entry.session.id, "closing idle session");
         }
-        close_all(idle).await;
+        close_all(idle, SessionEnd::Idle).await;
     }
 }
 
-/// A JSON response: a serialized JSON-RPC message or, for `/healthz`, a JSON document.
+/// A JSON-RPC message as a response body: only what passed the redaction seam.
+fn message_response(status: StatusCode, message: &Redacted<Message>) -> HttpResponse {
+    json_response(status, message.get().to_bytes())
+}
+
+/// A JSON response: a message (see [`message_response`]) or, for `/healthz`, a JSON document.
 fn json_response(status: StatusCode, body: impl Into<Body>) -> HttpResponse {
     (
         status,

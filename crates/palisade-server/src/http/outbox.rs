@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use palisade_core::Redacted;
 use palisade_mcp::{Message, RequestId};
 use tokio::sync::mpsc;
 
@@ -16,16 +17,16 @@ use crate::upstream::lock;
 /// before any client can have opened one.
 #[derive(Default)]
 pub(super) struct HttpOutbox {
-    pub(super) streams: Mutex<HashMap<RequestId, mpsc::Sender<Message>>>,
-    pub(super) standalone: Mutex<Option<mpsc::Sender<Message>>>,
-    pub(super) backlog: Mutex<Vec<Message>>,
+    pub(super) streams: Mutex<HashMap<RequestId, mpsc::Sender<Redacted<Message>>>>,
+    pub(super) standalone: Mutex<Option<mpsc::Sender<Redacted<Message>>>>,
+    pub(super) backlog: Mutex<Vec<Redacted<Message>>>,
 }
 
 /// Messages kept for a GET stream not yet opened.
 const BACKLOG: usize = 64;
 
 impl Outbox for HttpOutbox {
-    fn send(&self, message: Message, related: Option<&RequestId>) -> bool {
+    fn send(&self, message: Redacted<Message>, related: Option<&RequestId>) -> bool {
         let on_request = related.and_then(|id| lock(&self.streams).get(id).cloned());
         let target = match on_request {
             Some(stream) => stream,
@@ -36,7 +37,7 @@ impl Outbox for HttpOutbox {
                     // Only notifications wait: a request must be refused at
                     // once, not left for a stream that may never open. The
                     // GET lock is held so that one opening cannot miss this.
-                    None if matches!(message, Message::Notification(_)) => {
+                    None if matches!(message.get(), Message::Notification(_)) => {
                         let mut backlog = lock(&self.backlog);
                         if backlog.len() < BACKLOG {
                             backlog.push(message);

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use futures_util::stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use palisade_core::Principal;
-use palisade_mcp::jsonrpc::{ErrorObject, INVALID_REQUEST};
+use palisade_mcp::jsonrpc::INVALID_REQUEST;
 use palisade_mcp::protocol::{header, method};
 use palisade_mcp::{Message, RequestId, Response};
 use tokio::sync::mpsc;
@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use super::guards::{accepts, check_content_type, check_origin, refuse, rpc_error, session_of};
 use super::outbox::HttpOutbox;
 use super::streams::{KEEPALIVE_FRAME, frame, next_or_keepalive, sse_response};
-use super::{Entry, STREAM_QUEUE, Server, json_response};
+use super::{Entry, STREAM_QUEUE, Server, message_response};
+use crate::gateway::Gateway;
 use crate::session::{Outbox, Session};
 use crate::upstream::lock;
 
@@ -29,10 +30,10 @@ pub(super) async fn post_message(
     body: Body,
 ) -> HttpResponse {
     if let Err(refused) = check_origin(&server, &headers) {
-        return refused.into_response();
+        return refused.respond(&server);
     }
     if let Err(refused) = check_content_type(&headers) {
-        return refused.into_response();
+        return refused.respond(&server);
     }
     let (json_ok, sse_ok) = (
         accepts(&headers, "application/json"),
@@ -40,6 +41,7 @@ pub(super) async fn post_message(
     );
     if !json_ok && !sse_ok {
         return refuse(
+            &server,
             StatusCode::NOT_ACCEPTABLE,
             "Accept must include application/json or text/event-stream",
         );
@@ -52,12 +54,14 @@ pub(super) async fn post_message(
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
             return refuse(
+                &server,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("message exceeds the {limit}-byte limit"),
             );
         }
         Err(_) => {
             return refuse(
+                &server,
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "request body not received within {} ms",
@@ -69,8 +73,11 @@ pub(super) async fn post_message(
     let message = match Message::parse(&bytes) {
         Ok(message) => message,
         Err(e) => {
-            let body = Message::Response(e.to_response()).to_bytes();
-            return json_response(StatusCode::BAD_REQUEST, body);
+            let message = server
+                .gateway
+                .seam()
+                .apply(Message::Response(e.to_response()));
+            return message_response(StatusCode::BAD_REQUEST, &message);
         }
     };
     if let Message::Request(request) = &message
@@ -80,7 +87,7 @@ pub(super) async fn post_message(
     }
     let entry = match session_of(&server, &headers) {
         Ok(entry) => entry,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused.respond(&server),
     };
     match message {
         Message::Notification(notification) => {
@@ -91,7 +98,7 @@ pub(super) async fn post_message(
             entry.session.handle_response(response).await;
             StatusCode::ACCEPTED.into_response()
         }
-        Message::Request(request) => answer(entry, request, json_ok, sse_ok).await,
+        Message::Request(request) => answer(&server, entry, request, json_ok, sse_ok).await,
     }
 }
 
@@ -103,6 +110,7 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
     // overshoot the cap.
     let Ok(slot) = Arc::clone(&server.slots).try_acquire_owned() else {
         return rpc_error(
+            server,
             StatusCode::SERVICE_UNAVAILABLE,
             Some(request.id),
             INVALID_REQUEST,
@@ -121,8 +129,8 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
     let (session, result) = match opened {
         Ok(opened) => opened,
         Err(error) => {
-            let body = Message::Response(Response::error(Some(request.id), error)).to_bytes();
-            return json_response(StatusCode::OK, body);
+            let message = Message::Response(Response::error(Some(request.id), error));
+            return message_response(StatusCode::OK, &server.gateway.seam().apply(message));
         }
     };
     let id = session.id.to_string();
@@ -132,8 +140,8 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
         _slot: slot,
     };
     lock(&server.sessions).insert(id.clone(), Arc::new(entry));
-    let body = Message::Response(Response::result(request.id, result)).to_bytes();
-    let mut response = json_response(StatusCode::OK, body);
+    let message = Message::Response(Response::result(request.id, result));
+    let mut response = message_response(StatusCode::OK, &server.gateway.seam().apply(message));
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(header::SESSION_ID, value);
     }
@@ -147,6 +155,7 @@ type Work = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 /// hear of it): it goes on in a task of its own, told to cancel.
 struct Detached {
     work: Option<Work>,
+    gateway: Arc<Gateway>,
     session: Arc<Session>,
     id: RequestId,
 }
@@ -157,8 +166,8 @@ impl Drop for Detached {
             tracing::debug!(session = %self.session.id, request = %self.id, "client left before the answer; cancelling");
             // No runtime means palisade is shutting down: the session's
             // upstreams are being closed anyway.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(work);
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.gateway.spawn(work);
                 self.session.cancel(&self.id);
             }
         }
@@ -194,6 +203,7 @@ impl Drop for CancelOnDrop {
 }
 
 async fn answer(
+    server: &Server,
     entry: Arc<Entry>,
     request: palisade_mcp::Request,
     json_ok: bool,
@@ -207,12 +217,7 @@ async fn answer(
         match lock(&entry.outbox.streams).entry(id.clone()) {
             Slot::Occupied(_) => {
                 let message = format!("request id {id} is already in use by a request in progress");
-                let body = Message::Response(Response::error(
-                    Some(id),
-                    ErrorObject::new(INVALID_REQUEST, message),
-                ))
-                .to_bytes();
-                return json_response(StatusCode::OK, body);
+                return rpc_error(server, StatusCode::OK, Some(id), INVALID_REQUEST, message);
             }
             Slot::Vacant(vacant) => {
                 vacant.insert(tx.clone());
@@ -231,13 +236,14 @@ async fn answer(
         // Deregistered before the answer is queued, so nothing can follow it.
         drop(stream);
         if let Some(response) = response {
-            let _ = tx.send(Message::Response(response)).await;
+            let _ = tx.send(response).await;
         }
     });
     // The request is worked on right here until its first message: most
     // answer at once, as plain JSON, without a hand-off to another task.
     let mut work = Detached {
         work: Some(work),
+        gateway: Arc::clone(&server.gateway),
         session: Arc::clone(&entry.session),
         id: id.clone(),
     };
@@ -256,18 +262,17 @@ async fn answer(
             work.work = None;
             return StatusCode::ACCEPTED.into_response();
         }
-        Some(Message::Response(response)) if json_ok => {
+        Some(message) if json_ok && matches!(message.get(), Message::Response(_)) => {
             // Answered: what is left of the work is its return.
             work.work = None;
-            let body = Message::Response(response).to_bytes();
-            return json_response(StatusCode::OK, body);
+            return message_response(StatusCode::OK, &message);
         }
         Some(message) => message,
     };
     // Something comes before the answer: stream it, and let the work go on in
     // a task of its own.
     if let Some(running) = work.work.take() {
-        tokio::spawn(running);
+        server.gateway.spawn(running);
     }
     let guard = CancelOnDrop {
         session: Arc::clone(&entry.session),
@@ -286,7 +291,7 @@ async fn answer(
                     }
                 },
             };
-            let done = matches!(message, Message::Response(_));
+            let done = matches!(message.get(), Message::Response(_));
             if done {
                 guard.armed = false;
                 rx.close();

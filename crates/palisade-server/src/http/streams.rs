@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use futures_util::stream;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use palisade_core::{Redacted, SessionEnd};
 use palisade_mcp::{Message, sse};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -25,7 +26,9 @@ pub(super) const KEEPALIVE_FRAME: &[u8] = b": keepalive\n\n";
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 
 /// The next message (`Some(Some)`), a keepalive tick (`Some(None)`), or the end (`None`).
-pub(super) async fn next_or_keepalive(rx: &mut mpsc::Receiver<Message>) -> Option<Option<Message>> {
+pub(super) async fn next_or_keepalive(
+    rx: &mut mpsc::Receiver<Redacted<Message>>,
+) -> Option<Option<Redacted<Message>>> {
     match tokio::time::timeout(KEEPALIVE_EVERY, rx.recv()).await {
         Ok(Some(message)) => Some(Some(message)),
         Ok(None) => None,
@@ -33,10 +36,10 @@ pub(super) async fn next_or_keepalive(rx: &mut mpsc::Receiver<Message>) -> Optio
     }
 }
 
-pub(super) fn frame(message: &Message) -> Bytes {
+pub(super) fn frame(message: &Redacted<Message>) -> Bytes {
     Bytes::from(sse::encode(
         None,
-        &String::from_utf8_lossy(&message.to_bytes()),
+        &String::from_utf8_lossy(&message.get().to_bytes()),
     ))
 }
 
@@ -57,23 +60,25 @@ pub(super) async fn open_stream(
     headers: HeaderMap,
 ) -> HttpResponse {
     if let Err(refused) = check_origin(&server, &headers) {
-        return refused.into_response();
+        return refused.respond(&server);
     }
     if !accepts(&headers, "text/event-stream") {
         return refuse(
+            &server,
             StatusCode::NOT_ACCEPTABLE,
             "Accept must include text/event-stream",
         );
     }
     let entry = match session_of(&server, &headers) {
         Ok(entry) => entry,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused.respond(&server),
     };
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     {
         let mut standalone = lock(&entry.outbox.standalone);
         if standalone.as_ref().is_some_and(|s| !s.is_closed()) {
             return refuse(
+                &server,
                 StatusCode::CONFLICT,
                 "this session already has a GET stream open",
             );
@@ -98,14 +103,14 @@ pub(super) async fn end_session(
     headers: HeaderMap,
 ) -> HttpResponse {
     if let Err(refused) = check_origin(&server, &headers) {
-        return refused.into_response();
+        return refused.respond(&server);
     }
     let entry = match session_of(&server, &headers) {
         Ok(entry) => entry,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused.respond(&server),
     };
     lock(&server.sessions).remove(entry.session.id.as_str());
-    entry.close().await;
+    entry.close(SessionEnd::Deleted).await;
     StatusCode::OK.into_response()
 }
 

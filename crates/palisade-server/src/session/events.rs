@@ -125,10 +125,7 @@ impl Session {
             id: RequestId::from(ours),
             ..request
         };
-        if !self
-            .outbox
-            .send(Message::Request(forwarded), client_request.as_ref())
-        {
+        if !self.send_to_client(Message::Request(forwarded), client_request.as_ref()) {
             lock(&self.routing).server_requests.remove(&ours);
             self.refuse_server_request(
                 upstream,
@@ -143,7 +140,8 @@ impl Session {
             return;
         };
         let error = ErrorObject::new(INTERNAL_ERROR, why);
-        tokio::spawn(async move { upstream.respond(id, Err(error)).await });
+        self.gateway
+            .spawn(async move { upstream.respond(id, Err(error)).await });
     }
 
     /// Passes an upstream's notification to the client, on the stream of the
@@ -207,8 +205,7 @@ impl Session {
             }
         };
         // A notification the client cannot take now is lost; the outbox logs it.
-        self.outbox
-            .send(Message::Notification(notification), client_request.as_ref());
+        self.send_to_client(Message::Notification(notification), client_request.as_ref());
     }
 }
 

@@ -7,7 +7,7 @@ use palisade_mcp::protocol::method;
 use palisade_mcp::{RequestId, Response};
 use serde_json::{Map, Value, json};
 
-use super::{Answer, Refusal, Routing, Session};
+use super::{Answer, Outgoing, Refusal, Routing, Session};
 use crate::gateway::Mode;
 use crate::upstream::{Failure, lock};
 
@@ -69,7 +69,9 @@ impl Session {
         if self.gateway.mode == Mode::Wrap
             && let Some(index) = self.single_upstream()
         {
-            let answer = self.relay(index, id, listing.method(), params).await?;
+            let answer = self
+                .relay(index, id, Outgoing::Request(listing.method(), params))
+                .await?;
             return Some(answer.map_err(Refusal::into_error));
         }
         let offset = match params.as_ref().and_then(|p| p.get("cursor")) {

@@ -2,27 +2,34 @@
 //!
 //! The gateway intercepts what it must (initialize, listing, tool calls,
 //! naming, cancellation, server-to-client requests) and passes the rest
-//! through unchanged. Tool calls, and only they, go through the pipeline.
+//! through unchanged. Every method is classified (`palisade_mcp::method`):
+//! calls go through the pipeline, listings through the listing hook,
+//! plumbing through as it is; unknown methods are refused and recorded.
 //!
 //! - `listing`: merged listings, and which tools each upstream lists;
 //! - `routing`: which upstream a name or a URI belongs to;
-//! - `tools`: tool calls, through the pipeline;
+//! - `calls`: tool calls, resource reads, prompts, completions and task results, through the pipeline;
 //! - `events`: what upstreams send on their own (requests, notifications).
 
+mod calls;
 mod events;
 mod listing;
 mod routing;
-mod tools;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicU64;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use palisade_core::{Principal, SessionId};
+use palisade_core::{
+    AuditEvent, Bounded, CallId, CallKind, MethodRefusal, Principal, Redacted, SessionEnd,
+    SessionFacts, SessionId,
+};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};
-use palisade_mcp::protocol::method;
-use palisade_mcp::{Message, Notification, Request, RequestId, Response};
+use palisade_mcp::{
+    ClientNotification, ClientRequest, Message, Notification, Request, RequestId, Response,
+};
+use palisade_pipeline::Authorized;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -34,10 +41,11 @@ pub(crate) use events::SessionSink;
 use listing::Listing;
 
 /// Where messages to the client go. `related` names the client request a
-/// message belongs to, so HTTP can put it on that request's stream.
+/// message belongs to, so HTTP can put it on that request's stream. Takes
+/// only what passed the redaction seam.
 pub trait Outbox: Send + Sync {
     /// Queues `message`; false when the client cannot take it now.
-    fn send(&self, message: Message, related: Option<&RequestId>) -> bool;
+    fn send(&self, message: Redacted<Message>, related: Option<&RequestId>) -> bool;
 }
 
 /// A client request being worked on upstream.
@@ -64,6 +72,10 @@ struct Routing {
     /// Requests in progress that the client cancelled before they reached an
     /// upstream: they must not reach it afterwards.
     cancelled_early: HashSet<RequestId>,
+    /// Tasks created through this session → (upstream, the call that created it).
+    tasks: HashMap<String, (usize, CallId)>,
+    /// Their ids, oldest first, to bound `tasks` (at most `calls::MAX_TASKS`).
+    task_order: VecDeque<String>,
 }
 
 /// A request an upstream sent the client, waiting for the client's answer.
@@ -107,6 +119,9 @@ pub struct Session {
     routing: Mutex<Routing>,
     next_server_request: AtomicU64,
     last_seen: Mutex<Instant>,
+    /// What the layers learnt about this session (taint), shared by its calls.
+    facts: Arc<SessionFacts>,
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -136,6 +151,8 @@ impl Session {
             routing: Mutex::new(Routing::default()),
             next_server_request: AtomicU64::new(1),
             last_seen: Mutex::new(Instant::now()),
+            facts: SessionFacts::new(),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -147,17 +164,40 @@ impl Session {
         *lock(&self.last_seen) = Instant::now();
     }
 
-    /// Ends every upstream session.
-    pub async fn close(&self) {
+    /// Ends every upstream session, and records why the session ended (once).
+    pub async fn close(&self, reason: SessionEnd) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         tracing::info!(session = %self.id, "session closed");
         futures_util::future::join_all(self.upstreams.iter().map(|u| u.close())).await;
+        let event = AuditEvent::SessionClosed {
+            time: self.gateway.pipeline.now(),
+            session: self.id.clone(),
+            principal: self.principal.clone(),
+            reason,
+        };
+        if let Err(failure) = self.gateway.pipeline.record(&event).await {
+            tracing::error!(session = %self.id, "{failure}");
+        }
+    }
+
+    /// Sends a message to the client through the redaction seam.
+    pub(super) fn send_to_client(&self, message: Message, related: Option<&RequestId>) -> bool {
+        self.outbox
+            .send(self.gateway.seam().apply(message), related)
     }
 
     // ------------------------------------------------------------ from the client
 
-    /// Answers one client request. `None` means the client cancelled it, and
-    /// per the protocol no answer is sent.
-    pub async fn handle_request(self: &Arc<Self>, request: Request) -> Option<Response> {
+    /// Answers one client request, through the redaction seam. `None` means
+    /// the client cancelled it, and per the protocol no answer is sent.
+    pub async fn handle_request(self: &Arc<Self>, request: Request) -> Option<Redacted<Message>> {
+        let response = self.answer_request(request).await?;
+        Some(self.gateway.seam().apply(Message::Response(response)))
+    }
+
+    async fn answer_request(self: &Arc<Self>, request: Request) -> Option<Response> {
         self.touch();
         // Ids name requests in progress (for cancellation, progress, streams):
         // a second request under an id still in use would take over the first.
@@ -174,28 +214,37 @@ impl Session {
         self.dispatch_request(request).await
     }
 
+    /// Every method has one place: a call goes through the pipeline, a
+    /// listing through the listing hook, plumbing through; a method palisade
+    /// does not know is refused and recorded, unless an upstream declares it
+    /// as an extension.
     async fn dispatch_request(self: &Arc<Self>, request: Request) -> Option<Response> {
         let Request { id, method, params } = request;
-        let answer = match method.as_str() {
-            method::PING => Ok(json!({})),
-            method::INITIALIZE => Err(ErrorObject::new(
+        let Some(known) = ClientRequest::parse(&method) else {
+            return self.unknown_method(id, &method, params).await;
+        };
+        let answer = match known {
+            ClientRequest::Ping => Ok(json!({})),
+            ClientRequest::Initialize => Err(ErrorObject::new(
                 INVALID_REQUEST,
                 "the session is already initialized",
             )),
-            method::TOOLS_LIST => self.list(&id, Listing::Tools, params).await?,
-            method::PROMPTS_LIST => self.list(&id, Listing::Prompts, params).await?,
-            method::RESOURCES_LIST => self.list(&id, Listing::Resources, params).await?,
-            method::RESOURCES_TEMPLATES_LIST => self.list(&id, Listing::Templates, params).await?,
-            method::TOOLS_CALL => return self.call_tool(id, params).await,
-            method::PROMPTS_GET => match self.route_named(Listing::Prompts, params) {
-                Ok((upstream, params)) => {
-                    return self.forward(upstream, id, &method, Some(params)).await;
-                }
-                Err(error) => Err(error),
-            },
-            method::RESOURCES_READ
-            | method::RESOURCES_SUBSCRIBE
-            | method::RESOURCES_UNSUBSCRIBE => {
+            ClientRequest::ToolsList => self.list(&id, Listing::Tools, params).await?,
+            ClientRequest::PromptsList => self.list(&id, Listing::Prompts, params).await?,
+            ClientRequest::ResourcesList => self.list(&id, Listing::Resources, params).await?,
+            ClientRequest::ResourcesTemplatesList => {
+                self.list(&id, Listing::Templates, params).await?
+            }
+            ClientRequest::ToolsCall => return self.call(CallKind::Tool, id, params).await,
+            ClientRequest::PromptsGet => return self.call(CallKind::Prompt, id, params).await,
+            ClientRequest::ResourcesRead => return self.call(CallKind::Resource, id, params).await,
+            ClientRequest::CompletionComplete => {
+                return self.call(CallKind::Completion, id, params).await;
+            }
+            ClientRequest::TasksResult => {
+                return self.call(CallKind::TaskResult, id, params).await;
+            }
+            ClientRequest::ResourcesSubscribe | ClientRequest::ResourcesUnsubscribe => {
                 let uri = params
                     .as_ref()
                     .and_then(|p| p.get("uri"))
@@ -209,31 +258,73 @@ impl Session {
                     )),
                 }
             }
-            method::COMPLETION_COMPLETE => match self.route_completion(params) {
-                Ok((upstream, params)) => {
-                    return self.forward(upstream, id, &method, Some(params)).await;
+            ClientRequest::LoggingSetLevel => {
+                self.broadcast_request(&method, params, "logging").await
+            }
+            ClientRequest::TasksGet | ClientRequest::TasksCancel => {
+                match self.route_task(params.as_ref()) {
+                    Ok(upstream) => return self.forward(upstream, id, &method, params).await,
+                    Err(error) => Err(error),
                 }
-                Err(error) => Err(error),
-            },
-            method::LOGGING_SET_LEVEL => self.broadcast_request(&method, params, "logging").await,
-            _ => match self.single_upstream() {
-                // One upstream: anything palisade does not know passes through unchanged.
+            }
+            ClientRequest::TasksList => match self.single_upstream() {
                 Some(upstream) => return self.forward(upstream, id, &method, params).await,
                 None => Err(ErrorObject::new(
                     METHOD_NOT_FOUND,
-                    format!("method `{method}` is not supported by palisade"),
+                    "`tasks/list` is not offered across several upstreams; use `tasks/get`",
                 )),
             },
         };
         Some(respond(id, answer))
     }
 
+    /// A method palisade does not know: forwarded to the upstream that
+    /// declared it in `extension_methods`, else refused and recorded.
+    async fn unknown_method(
+        self: &Arc<Self>,
+        id: RequestId,
+        method: &str,
+        params: Option<Value>,
+    ) -> Option<Response> {
+        let declared = self
+            .upstreams
+            .iter()
+            .position(|u| u.spec.extension_methods.iter().any(|m| m == method));
+        if let Some(upstream) = declared {
+            return self.forward(upstream, id, method, params).await;
+        }
+        let event = AuditEvent::MethodRefused {
+            time: self.gateway.pipeline.now(),
+            session: self.id.clone(),
+            principal: self.principal.clone(),
+            method: Bounded::new(method),
+            reason: MethodRefusal::Unknown,
+        };
+        if let Err(failure) = self.gateway.pipeline.record(&event).await {
+            tracing::error!(session = %self.id, "{failure}");
+        }
+        let error = ErrorObject::new(
+            METHOD_NOT_FOUND,
+            format!(
+                "method `{}` is not an MCP method palisade knows",
+                printable_name(method)
+            ),
+        );
+        Some(Response::error(Some(id), error))
+    }
+
     pub async fn handle_notification(self: &Arc<Self>, notification: Notification) {
         self.touch();
-        match notification.method.as_str() {
+        let Some(known) = ClientNotification::parse(&notification.method) else {
+            // Anything else sent as a notification (a `tools/call` without an
+            // id, say) would act upstream without passing the pipeline.
+            tracing::debug!(session = %self.id, "dropped a `{}` sent as a notification", printable_name(&notification.method));
+            return;
+        };
+        match known {
             // The gateway already completed each upstream's handshake.
-            method::INITIALIZED => {}
-            method::CANCELLED => {
+            ClientNotification::Initialized => {}
+            ClientNotification::Cancelled => {
                 let target = notification
                     .params
                     .as_ref()
@@ -243,25 +334,21 @@ impl Session {
                     self.cancel(&id);
                 }
             }
-            method::ROOTS_LIST_CHANGED => {
+            ClientNotification::RootsListChanged => {
                 for upstream in &self.upstreams {
                     upstream
                         .send(Message::Notification(notification.clone()))
                         .await;
                 }
             }
-            // Other notifications pass to a single upstream; anything else
-            // sent as a notification (a `tools/call` without an id, say) would
-            // act upstream without passing the pipeline, and is dropped.
-            other if other.starts_with("notifications/") => {
+            // About requests an upstream sent the client: with one upstream
+            // there is no doubt whose they are.
+            ClientNotification::Progress | ClientNotification::TasksStatus => {
                 if let Some(index) = self.single_upstream()
                     && let Some(upstream) = self.upstreams.get(index)
                 {
                     upstream.send(Message::Notification(notification)).await;
                 }
-            }
-            other => {
-                tracing::debug!(session = %self.id, "dropped a `{other}` sent as a notification")
             }
         }
     }
@@ -312,26 +399,30 @@ impl Session {
         method: &str,
         params: Option<Value>,
     ) -> Option<Response> {
-        let answer = self.relay(index, &id, method, params).await?;
+        let answer = self
+            .relay(index, &id, Outgoing::Request(method, params))
+            .await?;
         Some(respond(id, answer.map_err(Refusal::into_error)))
     }
 
+    /// Sends `outgoing` to upstream `index` as the client's request
+    /// `client_id`, and waits for the answer. `None`: the client cancelled.
     async fn relay(
         &self,
         index: usize,
         client_id: &RequestId,
-        method: &str,
-        params: Option<Value>,
+        outgoing: Outgoing<'_>,
     ) -> Option<Result<Value, Refusal>> {
         let Some(upstream) = self.upstreams.get(index) else {
-            let error = ErrorObject::new(METHOD_NOT_FOUND, "no such upstream");
+            let failure = Failure::new("no such upstream");
             return Some(Err(Refusal::Unavailable {
-                detail: error.message.clone(),
-                error,
+                error: ErrorObject::new(METHOD_NOT_FOUND, "no such upstream"),
+                failure,
+                sent: false,
             }));
         };
-        let progress_token = params
-            .as_ref()
+        let progress_token = outgoing
+            .params()
             .and_then(|p| p.get("_meta"))
             .and_then(|m| m.get("progressToken"))
             .cloned();
@@ -354,7 +445,7 @@ impl Session {
             return None;
         }
         let result = self
-            .relay_inner(upstream, client_id, method, params, cancelled)
+            .relay_inner(upstream, client_id, outgoing, cancelled)
             .await;
         lock(&self.routing).flights.remove(client_id);
         result
@@ -364,17 +455,22 @@ impl Session {
         &self,
         upstream: &Upstream,
         client_id: &RequestId,
-        method: &str,
-        params: Option<Value>,
+        outgoing: Outgoing<'_>,
         mut cancelled: oneshot::Receiver<()>,
     ) -> Option<Result<Value, Refusal>> {
+        let start = async {
+            match outgoing {
+                Outgoing::Request(method, params) => upstream.start(method, params).await,
+                Outgoing::Call(call) => upstream.start_call(call).await,
+            }
+        };
         let flight = tokio::select! {
-            started = upstream.start(method, params) => started,
+            started = start => started,
             _ = &mut cancelled => return None,
         };
         let flight = match flight {
             Ok(flight) => flight,
-            Err(failure) => return Some(Err(self.unavailable(upstream, &failure))),
+            Err(failure) => return Some(Err(self.unavailable(upstream, failure, false))),
         };
         let upstream_id = flight.id;
         if let Some(f) = lock(&self.routing).flights.get_mut(client_id) {
@@ -387,7 +483,7 @@ impl Session {
                     if failure.timed_out {
                         upstream.cancel(upstream_id, "timed out at the gateway").await;
                     }
-                    Some(Err(self.unavailable(upstream, &failure)))
+                    Some(Err(self.unavailable(upstream, failure, true)))
                 }
             },
             _ = cancelled => {
@@ -397,7 +493,8 @@ impl Session {
         }
     }
 
-    fn unavailable(&self, upstream: &Upstream, failure: &Failure) -> Refusal {
+    /// The refusal for a request that got no answer, with the error the client reads.
+    fn unavailable(&self, upstream: &Upstream, failure: Failure, sent: bool) -> Refusal {
         tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}", failure.message);
         let mut data = json!({ "palisade": { "reason": "upstream-unavailable", "upstream": upstream.spec.name } });
         if let (Some(after), Some(Value::Object(p))) =
@@ -414,8 +511,9 @@ impl Session {
             format!("upstream `{}` is unavailable", upstream.spec.name)
         };
         Refusal::Unavailable {
-            detail: format!("{message}: {}", failure.message),
             error: ErrorObject::new(UPSTREAM_UNAVAILABLE, message).with_data(data),
+            failure,
+            sent,
         }
     }
 
@@ -441,12 +539,32 @@ impl Session {
     }
 }
 
+/// What goes upstream: a plain request, or a call the pipeline authorized.
+pub(super) enum Outgoing<'a> {
+    Request(&'a str, Option<Value>),
+    Call(&'a Authorized),
+}
+
+impl Outgoing<'_> {
+    fn params(&self) -> Option<&Value> {
+        match self {
+            Outgoing::Request(_, params) => params.as_ref(),
+            Outgoing::Call(call) => call.head().params.as_ref(),
+        }
+    }
+}
+
 /// Why a relayed request brought back no result.
 pub(super) enum Refusal {
     /// The upstream answered with this JSON-RPC error.
     Upstream(ErrorObject),
-    /// No answer came: `error` is for the client, `detail` for the audit record.
-    Unavailable { error: ErrorObject, detail: String },
+    /// No answer came: `error` is for the client; `sent` says whether the
+    /// request had reached the upstream.
+    Unavailable {
+        error: ErrorObject,
+        failure: Failure,
+        sent: bool,
+    },
 }
 
 impl Refusal {
@@ -455,6 +573,27 @@ impl Refusal {
             Refusal::Upstream(error) | Refusal::Unavailable { error, .. } => error,
         }
     }
+}
+
+/// A name from outside, fit for an error message or a log line: control
+/// characters escaped, cut at 200 characters.
+pub(crate) fn printable_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(200)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if name.chars().nth(200).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 pub(super) fn error_value(error: ErrorObject) -> Value {

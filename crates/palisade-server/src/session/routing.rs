@@ -1,10 +1,9 @@
-//! Which upstream a prefixed name, a resource URI or a completion reference belongs to.
+//! Which upstream a prefixed name, a resource URI or a task belongs to.
 
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::Session;
-use super::listing::Listing;
 use crate::upstream::lock;
 
 impl Session {
@@ -22,28 +21,6 @@ impl Session {
             .filter(|(_, rest, _)| !rest.is_empty())
             .max_by_key(|(_, _, len)| *len)
             .map(|(i, rest, _)| (i, rest))
-    }
-
-    pub(super) fn route_named(
-        &self,
-        listing: Listing,
-        params: Option<Value>,
-    ) -> Result<(usize, Value), ErrorObject> {
-        let mut params = object(params)?;
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let what = match listing {
-            Listing::Tools => "tool",
-            Listing::Prompts | Listing::Resources | Listing::Templates => "prompt",
-        };
-        let (index, inner) = self
-            .resolve(&name)
-            .ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("unknown {what} `{name}`")))?;
-        params.insert("name".into(), json!(inner));
-        Ok((index, Value::Object(params)))
     }
 
     pub(super) fn route_uri(&self, uri: &str) -> Result<usize, ErrorObject> {
@@ -78,57 +55,26 @@ impl Session {
         }
     }
 
-    pub(super) fn route_completion(
-        &self,
-        params: Option<Value>,
-    ) -> Result<(usize, Value), ErrorObject> {
-        let mut params = object(params)?;
-        let Some(Value::Object(mut reference)) = params.remove("ref") else {
+    /// The upstream of a task this session created (`tasks/get`, `tasks/cancel`).
+    pub(super) fn route_task(&self, params: Option<&Value>) -> Result<usize, ErrorObject> {
+        let Some(task) = params.and_then(|p| p.get("taskId")).and_then(Value::as_str) else {
             return Err(ErrorObject::new(
                 INVALID_PARAMS,
-                "`params.ref` must be an object",
+                "`params.taskId` must be a string",
             ));
         };
-        let index = match reference.get("type").and_then(Value::as_str) {
-            Some("ref/prompt") => {
-                let name = reference
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let (index, inner) = self.resolve(&name).ok_or_else(|| {
-                    ErrorObject::new(INVALID_PARAMS, format!("unknown prompt `{name}`"))
-                })?;
-                reference.insert("name".into(), json!(inner));
-                index
-            }
-            Some("ref/resource") => {
-                let uri = reference
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                self.route_uri(&uri)?
-            }
-            _ => {
-                return Err(ErrorObject::new(
+        lock(&self.routing)
+            .tasks
+            .get(task)
+            .map(|(upstream, _)| *upstream)
+            .ok_or_else(|| {
+                ErrorObject::new(
                     INVALID_PARAMS,
-                    "`params.ref.type` must be `ref/prompt` or `ref/resource`",
-                ));
-            }
-        };
-        params.insert("ref".into(), Value::Object(reference));
-        Ok((index, Value::Object(params)))
-    }
-}
-
-/// A request's `params`, which these methods need as an object.
-fn object(params: Option<Value>) -> Result<Map<String, Value>, ErrorObject> {
-    match params {
-        Some(Value::Object(params)) => Ok(params),
-        Some(_) | None => Err(ErrorObject::new(
-            INVALID_PARAMS,
-            "`params` must be an object",
-        )),
+                    format!(
+                        "no task `{}` was created in this session",
+                        super::printable_name(task)
+                    ),
+                )
+            })
     }
 }

@@ -110,6 +110,10 @@ impl HttpLink {
                 let limit = self.ctx.request_timeout;
                 // An exchange ends with its answer, its request's time limit,
                 // or the link: never later.
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "the link's own I/O task: it ends when the link closes"
+                )]
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = closed.wait_for(|closed| *closed) => {}
@@ -155,6 +159,10 @@ impl HttpLink {
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         headers.remove(CONTENT_TYPE);
         let get = self.ctx.http.get(self.url.clone()).headers(headers);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the link's own I/O task: it ends when the link closes"
+        )]
         let task = tokio::spawn(async move {
             match get.send().await {
                 Ok(response) if response.status().is_success() => {
@@ -176,7 +184,7 @@ impl HttpLink {
             task.abort();
         }
         self.closed.send_replace(true);
-        self.pending.fail_all(&Failure::new(format!(
+        self.pending.fail_all(&Failure::shut_down(format!(
             "upstream `{}` session was closed",
             self.ctx.name
         )));

@@ -13,10 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use palisade_core::{CallKind, RedactionSeam};
 use palisade_mcp::jsonrpc::ErrorObject;
 use palisade_mcp::protocol::{self, method};
-use palisade_mcp::{Message, Notification, Request, RequestId, Response};
-use serde_json::{Value, json};
+use palisade_mcp::{
+    ClientRequest, Message, Notification, Request, RequestClass, RequestId, Response,
+};
+use palisade_pipeline::Authorized;
+use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use crate::config::{self, Transport};
@@ -37,6 +41,8 @@ pub(crate) struct Failure {
     pub retry_after: Option<Duration>,
     /// The upstream took longer than its `request_timeout`.
     pub timed_out: bool,
+    /// palisade closed the link (the client's session ended).
+    pub shut_down: bool,
 }
 
 impl Failure {
@@ -45,6 +51,14 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             timed_out: false,
+            shut_down: false,
+        }
+    }
+
+    pub(crate) fn shut_down(message: impl Into<String>) -> Self {
+        Self {
+            shut_down: true,
+            ..Self::new(message)
         }
     }
 }
@@ -158,6 +172,8 @@ pub(crate) struct LinkContext {
     pub http: reqwest::Client,
     /// Bounds every exchange with the upstream, notifications included.
     pub request_timeout: Duration,
+    /// What the upstream's stderr passes before palisade logs it.
+    pub seam: RedactionSeam,
 }
 
 /// One upstream, for one client session.
@@ -237,7 +253,7 @@ impl Upstream {
     }
 
     fn closed_failure(&self) -> Failure {
-        Failure::new(format!("upstream `{}` was shut down", self.spec.name))
+        Failure::shut_down(format!("upstream `{}` was shut down", self.spec.name))
     }
 
     /// Connects (or reconnects, with backoff) and performs the handshake.
@@ -279,7 +295,7 @@ impl Upstream {
                         wait.as_millis().max(1)
                     ),
                     retry_after: Some(wait),
-                    timed_out: false,
+                    ..Failure::new("")
                 });
             }
         }
@@ -416,7 +432,26 @@ impl Upstream {
     }
 
     /// Sends a request, connecting first if needed. Await the answer with [`InFlight::wait`].
+    ///
+    /// Refuses the methods that reach a tool or its content: those are sent
+    /// only as an [`Authorized`] call, by [`Upstream::start_call`].
     pub async fn start(&self, method: &str, params: Option<Value>) -> Result<InFlight, Failure> {
+        if ClientRequest::parse(method).map(ClientRequest::class) == Some(RequestClass::Call) {
+            return Err(Failure::new(format!(
+                "`{method}` reaches upstream `{}` only through the pipeline",
+                self.spec.name
+            )));
+        }
+        self.start_any(method, params).await
+    }
+
+    /// Sends a call the pipeline authorized.
+    pub async fn start_call(&self, call: &Authorized) -> Result<InFlight, Failure> {
+        let (method, params) = call_request(call);
+        self.start_any(method, Some(params)).await
+    }
+
+    async fn start_any(&self, method: &str, params: Option<Value>) -> Result<InFlight, Failure> {
         self.connect().await?;
         let link = self.current().ok_or_else(|| {
             Failure::new(format!("upstream `{}` is not connected", self.spec.name))
@@ -502,7 +537,56 @@ impl InFlight {
     }
 }
 
-/// Routes a message an upstream sent: responses to their waiters, the rest to the session.
+/// The request an authorized call becomes: the client's other params
+/// (`_meta`, `task`, …) as they were, with the target and the arguments as
+/// the pipeline left them.
+fn call_request(call: &Authorized) -> (&'static str, Value) {
+    let head = call.head();
+    let mut params: Map<String, Value> = match &head.params {
+        Some(Value::Object(params)) => params.clone(),
+        Some(_) | None => Map::new(),
+    };
+    let name = json!(head.target.name.as_ref());
+    let arguments = call.arguments().clone();
+    let method = match head.kind {
+        CallKind::Tool => {
+            params.insert("name".into(), name);
+            if !arguments.is_null() {
+                params.insert("arguments".into(), arguments);
+            }
+            ClientRequest::ToolsCall
+        }
+        CallKind::Prompt => {
+            params.insert("name".into(), name);
+            if !arguments.is_null() {
+                params.insert("arguments".into(), arguments);
+            }
+            ClientRequest::PromptsGet
+        }
+        CallKind::Resource => {
+            params.insert("uri".into(), name);
+            ClientRequest::ResourcesRead
+        }
+        CallKind::Completion => {
+            let reference = match head.target.name.split_once(':') {
+                Some(("ref/resource", uri)) => json!({ "type": "ref/resource", "uri": uri }),
+                Some((kind, name)) => json!({ "type": kind, "name": name }),
+                None => json!({ "type": "ref/prompt", "name": head.target.name.as_ref() }),
+            };
+            params.insert("ref".into(), reference);
+            if let Value::Object(fields) = arguments {
+                params.extend(fields);
+            }
+            ClientRequest::CompletionComplete
+        }
+        CallKind::TaskResult => {
+            params.insert("taskId".into(), name);
+            ClientRequest::TasksResult
+        }
+    };
+    (method.as_str(), Value::Object(params))
+}
+
 /// Where an upstream's own messages go. Delivery is synchronous, in the order
 /// the upstream sent them, so a notification about a request always reaches
 /// the client before that request's answer.

@@ -2,7 +2,8 @@
 //!
 //! A child that writes anything but JSON-RPC to stdout has broken the
 //! protocol: it is killed, its callers get an error, and it is restarted
-//! on the next request. Its stderr is passed through to palisade's stderr.
+//! on the next request. Its stderr is not inherited: each line passes the
+//! redaction seam, with control characters escaped, and is logged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,10 +11,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::RedactionSeam;
 use palisade_mcp::Message;
 use palisade_mcp::framing::{FrameError, LineReader, write_line};
 use tokio::io::BufReader;
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use super::{Failure, LinkContext, Pending, dispatch};
@@ -35,13 +37,17 @@ impl StdioLink {
         inherit_env: bool,
         cwd: Option<&Path>,
     ) -> Result<Self, Failure> {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the upstream spawner, until palisade-sandbox creates these processes"
+        )]
         let mut cmd = Command::new(command);
         cmd.args(args)
             .env_clear()
             .envs(Transport::child_env(env, inherit_env))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
@@ -52,7 +58,9 @@ impl StdioLink {
                 ctx.name
             ))
         })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err(Failure::new(format!(
                 "upstream `{}` started without pipes",
                 ctx.name
@@ -61,12 +69,25 @@ impl StdioLink {
         let pending = Pending::new();
         let child = Arc::new(tokio::sync::Mutex::new(child));
         let (writer, queue) = mpsc::channel(256);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the link's own I/O task: it ends when the process does"
+        )]
         tokio::spawn(write_loop(
             stdin,
             queue,
             Arc::clone(&pending),
             ctx.name.clone(),
         ));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the link's own I/O task: it ends when the process does"
+        )]
+        tokio::spawn(relay_stderr(stderr, ctx.seam.clone(), ctx.name.clone()));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the link's own I/O task: it ends when the process does"
+        )]
         tokio::spawn(read_loop(
             ctx.clone(),
             stdout,
@@ -94,7 +115,7 @@ impl StdioLink {
     }
 
     pub async fn close(&self) {
-        self.pending.fail_all(&Failure::new(format!(
+        self.pending.fail_all(&Failure::shut_down(format!(
             "upstream `{}` was shut down",
             self.name
         )));
@@ -175,4 +196,55 @@ async fn read_loop(
     }
     pending.fail_all(&failure);
     let _ = child.lock().await.start_kill();
+}
+
+/// Longest stderr line relayed whole; longer ones are cut.
+const MAX_STDERR_LINE: usize = 8 * 1024;
+
+/// Logs what the upstream writes to its stderr, a line at a time, through
+/// the redaction seam: a server that prints a credential it was given must
+/// not put it in palisade's logs, and one that prints escape sequences must
+/// not drive the operator's terminal.
+async fn relay_stderr(stderr: ChildStderr, seam: RedactionSeam, name: Arc<str>) {
+    let mut lines = LineReader::new(BufReader::new(stderr), MAX_STDERR_LINE);
+    while let Some(line) = lines.next_line().await {
+        let text = match line {
+            Ok(line) => printable(&String::from_utf8_lossy(&line)),
+            Err(FrameError::TooLarge { limit }) => {
+                format!("(a line over {limit} bytes, not shown)")
+            }
+            Err(FrameError::Io(_)) => return,
+        };
+        let text = seam.text(&text);
+        tracing::info!(target: "palisade::upstream", "upstream `{name}` stderr: {}", text.get());
+    }
+}
+
+/// The text with every control character escaped (`\u{1b}`).
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end_matches(['\r', '\n']).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain text"), "plain text");
+        assert_eq!(printable("\u{1b}[31mred\u{7}\r\n"), "\\u{1b}[31mred\\u{7}");
+        assert!(
+            !printable("a\u{1b}b\u{9b}c\rd")
+                .chars()
+                .any(char::is_control)
+        );
+    }
 }

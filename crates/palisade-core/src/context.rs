@@ -1,0 +1,181 @@
+//! What one call carries from stage to stage: obligations, findings so far, session facts; and what limits reserve.
+//!
+//! Stages never talk to each other. What one stage must hand a later one
+//! travels here, written by the pipeline from each stage's answer and read
+//! by the stages after it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::stage::Stage;
+use crate::verdict::Finding;
+
+/// Something authorization requires of a later stage for this call
+/// (`filter.strict`, `audit.arguments`): addressed to a stage, read by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Obligation {
+    pub stage: Stage,
+    /// A stable, machine-readable name the addressed stage understands.
+    pub code: String,
+    pub detail: String,
+}
+
+/// Untrusted or suspicious content entered the session: authorization may
+/// then require approval, or refuse egress and irreversible effects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Taint {
+    pub stage: Stage,
+    pub code: String,
+    pub detail: String,
+}
+
+/// Facts about a session that outlive one call. Shared by every call of the session.
+#[derive(Debug, Default)]
+pub struct SessionFacts {
+    taints: Mutex<Vec<Taint>>,
+}
+
+/// Taints kept per session; the first ones are what matter, later ones repeat them.
+const MAX_TAINTS: usize = 64;
+
+impl SessionFacts {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Marks the session tainted. Taint is never removed for the session's life.
+    pub fn taint(&self, taint: Taint) {
+        let mut taints = self.taints.lock().unwrap_or_else(|p| p.into_inner());
+        if taints.len() < MAX_TAINTS {
+            taints.push(taint);
+        }
+    }
+
+    pub fn is_tainted(&self) -> bool {
+        !self
+            .taints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    pub fn taints(&self) -> Vec<Taint> {
+        self.taints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What the limits layer set aside for a call before it ran. Settled with
+/// the call's [`Usage`] once it ran, released if it never did.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a reservation must be settled or released"]
+pub struct Reservation {
+    /// The limits layer's own handle for it.
+    pub id: u64,
+    /// What was reserved, in micro-units of the budget's currency.
+    pub cost_micros: u64,
+}
+
+/// What a call that ran actually used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// From the request leaving palisade to its answer (or its end).
+    pub elapsed: Duration,
+    /// The actual cost when the tool or upstream reported one, in micro-units.
+    pub cost_micros: Option<u64>,
+}
+
+/// The per-call context threaded through every stage. The limits
+/// reservation is not here: the pipeline's drop guard holds it, so that a
+/// call whose future is dropped still settles or releases it.
+#[derive(Debug)]
+pub struct CallContext {
+    session: Arc<SessionFacts>,
+    obligations: Vec<Obligation>,
+    findings: Vec<Finding>,
+}
+
+impl CallContext {
+    pub fn new(session: Arc<SessionFacts>) -> Self {
+        Self {
+            session,
+            obligations: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    pub fn session(&self) -> &SessionFacts {
+        &self.session
+    }
+
+    /// Obligations addressed to `stage`.
+    pub fn obligations_for(&self, stage: Stage) -> impl Iterator<Item = &Obligation> {
+        self.obligations.iter().filter(move |o| o.stage == stage)
+    }
+
+    pub fn obligations(&self) -> &[Obligation] {
+        &self.obligations
+    }
+
+    /// Every finding of the stages that ran before this one.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    // The pipeline's side: what it learnt from a stage's answer.
+
+    pub fn add_obligations(&mut self, obligations: impl IntoIterator<Item = Obligation>) {
+        self.obligations.extend(obligations);
+    }
+
+    pub fn add_findings(&mut self, findings: impl IntoIterator<Item = Finding>) {
+        self.findings.extend(findings);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taint_is_shared_by_the_session_and_bounded() {
+        let facts = SessionFacts::new();
+        let ctx = CallContext::new(Arc::clone(&facts));
+        assert!(!ctx.session().is_tainted());
+        for i in 0..100 {
+            facts.taint(Taint {
+                stage: Stage::InboundFilter,
+                code: "injection".into(),
+                detail: format!("{i}"),
+            });
+        }
+        assert!(ctx.session().is_tainted());
+        assert_eq!(facts.taints().len(), MAX_TAINTS);
+    }
+
+    #[test]
+    fn obligations_reach_the_stage_they_address() {
+        let mut ctx = CallContext::new(SessionFacts::new());
+        ctx.add_obligations([
+            Obligation {
+                stage: Stage::OutboundFilter,
+                code: "filter.strict".into(),
+                detail: String::new(),
+            },
+            Obligation {
+                stage: Stage::Approval,
+                code: "approval.two-person".into(),
+                detail: String::new(),
+            },
+        ]);
+        let codes: Vec<_> = ctx
+            .obligations_for(Stage::OutboundFilter)
+            .map(|o| o.code.as_str())
+            .collect();
+        assert_eq!(codes, ["filter.strict"]);
+    }
+}
