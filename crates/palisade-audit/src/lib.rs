@@ -52,8 +52,9 @@ impl JsonLines {
     }
 
     fn write(&self, record: &Redacted<AuditLine>) -> Result<(), StageError> {
-        let mut line = serde_json::to_vec(record.get().value())
-            .map_err(|e| StageError::new(format!("cannot encode audit record: {e}")))?;
+        let bytes = record.get().bytes();
+        let mut line = Vec::with_capacity(bytes.len() + 1);
+        line.extend_from_slice(bytes);
         line.push(b'\n');
         let mut file = self
             .file

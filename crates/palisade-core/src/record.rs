@@ -196,7 +196,7 @@ pub enum MethodRefusal {
 /// Every kind of audit record. Each line of the log is one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
-pub enum AuditEvent {
+pub enum AuditEvent<'a> {
     GatewayStarted {
         time: String,
         version: &'static str,
@@ -204,8 +204,8 @@ pub enum AuditEvent {
         pass_through: Vec<Stage>,
         degraded: Vec<&'static str>,
     },
-    CallIntent(CallRecord),
-    CallOutcome(CallRecord),
+    CallIntent(&'a CallRecord),
+    CallOutcome(&'a CallRecord),
     SessionOpened {
         time: String,
         session: SessionId,

@@ -77,13 +77,18 @@ impl<T> Redacted<T> {
     }
 }
 
-/// One audit record, serialized, ready for a sink.
+/// One audit record, serialized as one line of JSON (no newline), ready for a sink.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AuditLine(Value);
+pub struct AuditLine(Vec<u8>);
 
 impl AuditLine {
-    pub fn value(&self) -> &Value {
+    pub fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The record as JSON, parsed again (for tests and sinks that need fields).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.0).unwrap_or(Value::Null)
     }
 }
 
@@ -136,9 +141,17 @@ impl RedactionSeam {
 
     /// Serializes an audit record and redacts every string in it.
     pub fn record<T: Serialize>(&self, record: &T) -> Result<Redacted<AuditLine>, String> {
-        let value = serde_json::to_value(record).map_err(|e| e.to_string())?;
-        let Redacted(value) = self.apply(value);
-        Ok(Redacted(AuditLine(value)))
+        let bytes = match &self.redactor {
+            // Straight to bytes: the audit path is the hot path of every call.
+            None => serde_json::to_vec(record),
+            Some(redactor) => serde_json::to_value(record).and_then(|mut value| {
+                redactor.redact_value(&mut value);
+                serde_json::to_vec(&value)
+            }),
+        };
+        bytes
+            .map(|bytes| Redacted(AuditLine(bytes)))
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use palisade_core::stage::{Audit, Limit};
 use palisade_core::{
-    ArgumentDigest, AuditEvent, CallRecord, Clock, Outcome, RedactionSeam, Reservation,
-    StageRecord, Taint, Usage,
+    ArgumentDigest, AuditEvent, AuditLine, CallRecord, Clock, Outcome, Redacted, RedactionSeam,
+    Reservation, StageRecord, Taint, Usage,
 };
 use tokio_util::task::TaskTracker;
 
@@ -22,9 +22,8 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    async fn write(&self, event: &AuditEvent) -> Result<(), String> {
-        let line = self.seam.record(event)?;
-        match tokio::time::timeout(self.timeout, self.audit.append(&line)).await {
+    async fn write(&self, line: &Redacted<AuditLine>) -> Result<(), String> {
+        match tokio::time::timeout(self.timeout, self.audit.append(line)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
@@ -41,30 +40,41 @@ impl Writer {
 /// writing, or `abandoned`, and settles or releases the reservation, from a
 /// tracked task that a shutdown drains.
 pub(crate) struct OutcomeGuard {
-    record: Option<CallRecord>,
-    pub(crate) stages: Vec<StageRecord>,
+    /// The call's record; its stages grow as the pipeline runs.
+    record: CallRecord,
+    state: State,
     reservation: Option<(Arc<dyn Limit>, Reservation)>,
     /// The call was handed to the executor: it may have run.
     executing: bool,
     writer: Writer,
 }
 
+enum State {
+    /// No outcome written yet.
+    Open,
+    /// The outcome line, being written.
+    Writing(Redacted<AuditLine>),
+    Done,
+}
+
 impl OutcomeGuard {
     pub(crate) fn new(record: CallRecord, writer: Writer) -> Self {
         Self {
-            record: Some(record),
-            stages: Vec::with_capacity(palisade_core::Stage::ORDER.len()),
+            record,
+            state: State::Open,
             reservation: None,
             executing: false,
             writer,
         }
     }
 
+    pub(crate) fn push(&mut self, stage: StageRecord) {
+        self.record.stages.push(stage);
+    }
+
     /// The arguments changed (a rewrite): the records name the ones that run.
     pub(crate) fn set_digest(&mut self, digest: ArgumentDigest) {
-        if let Some(record) = &mut self.record {
-            record.arguments_sha256 = digest;
-        }
+        self.record.arguments_sha256 = digest;
     }
 
     pub(crate) fn hold(&mut self, limits: Arc<dyn Limit>, reservation: Reservation) {
@@ -80,16 +90,13 @@ impl OutcomeGuard {
     }
 
     /// Writes the intent line: the record as it stands, before execution.
-    pub(crate) async fn write_intent(&self) -> Result<(), String> {
-        let Some(record) = &self.record else {
-            return Ok(());
-        };
-        let intent = CallRecord {
-            time: crate::run::rfc3339(self.writer.clock.wall()),
-            stages: self.stages.clone(),
-            ..record.clone()
-        };
-        self.writer.write(&AuditEvent::CallIntent(intent)).await
+    pub(crate) async fn write_intent(&mut self) -> Result<(), String> {
+        self.record.time = crate::run::rfc3339(self.writer.clock.wall());
+        let line = self
+            .writer
+            .seam
+            .record(&AuditEvent::CallIntent(&self.record))?;
+        self.writer.write(&line).await
     }
 
     /// Writes the outcome line, then disarms the guard. Dropped during the
@@ -100,36 +107,57 @@ impl OutcomeGuard {
         latency_micros: u64,
         taint: Option<Taint>,
     ) -> Result<(), String> {
-        let Some(record) = &mut self.record else {
+        if !matches!(self.state, State::Open) {
             return Ok(());
+        }
+        self.finish_record(outcome);
+        self.record.latency_micros = Some(latency_micros);
+        self.record.taint = taint;
+        let line = self
+            .writer
+            .seam
+            .record(&AuditEvent::CallOutcome(&self.record))?;
+        self.state = State::Writing(line);
+        let written = match &self.state {
+            State::Writing(line) => self.writer.write(line).await,
+            State::Open | State::Done => Ok(()),
         };
-        record.time = crate::run::rfc3339(self.writer.clock.wall());
-        record.stages = crate::run::complete(std::mem::take(&mut self.stages));
-        record.outcome = Some(outcome);
-        record.latency_micros = Some(latency_micros);
-        record.taint = taint;
-        let event = AuditEvent::CallOutcome(record.clone());
-        let written = self.writer.write(&event).await;
-        self.record = None;
+        self.state = State::Done;
         written
+    }
+
+    fn finish_record(&mut self, outcome: Outcome) {
+        self.record.time = crate::run::rfc3339(self.writer.clock.wall());
+        crate::run::complete(&mut self.record.stages);
+        self.record.outcome = Some(outcome);
     }
 }
 
 impl Drop for OutcomeGuard {
     fn drop(&mut self) {
-        let record = self.record.take().map(|mut record| {
-            if record.outcome.is_none() {
-                record.time = crate::run::rfc3339(self.writer.clock.wall());
-                record.stages = crate::run::complete(std::mem::take(&mut self.stages));
-                record.outcome = Some(Outcome::Abandoned);
+        let line = match std::mem::replace(&mut self.state, State::Done) {
+            State::Done => None,
+            State::Writing(line) => Some(line),
+            State::Open => {
+                self.finish_record(Outcome::Abandoned);
+                match self
+                    .writer
+                    .seam
+                    .record(&AuditEvent::CallOutcome(&self.record))
+                {
+                    Ok(line) => Some(line),
+                    Err(e) => {
+                        tracing::error!(call = %self.record.call, "cannot encode a dropped call's record: {e}");
+                        None
+                    }
+                }
             }
-            record
-        });
+        };
         let reservation = self.reservation.take();
-        if record.is_none() && reservation.is_none() {
+        if line.is_none() && reservation.is_none() {
             return;
         }
-        let (writer, executing) = (self.writer.clone(), self.executing);
+        let (writer, executing, call) = (self.writer.clone(), self.executing, self.record.call);
         let finish = async move {
             if let Some((limits, reservation)) = reservation {
                 // A call that reached the executor may have run: charge it.
@@ -143,21 +171,22 @@ impl Drop for OutcomeGuard {
                     limits.release(reservation).await
                 };
                 if let Err(e) = settled {
-                    tracing::error!("cannot settle a dropped call's reservation: {e}");
+                    tracing::error!(%call, "cannot settle a dropped call's reservation: {e}");
                 }
             }
-            if let Some(record) = record {
-                let call = record.call;
-                if let Err(e) = writer.write(&AuditEvent::CallOutcome(record)).await {
-                    tracing::error!(%call, "cannot record a dropped call: {e}");
-                }
+            if let Some(line) = line
+                && let Err(e) = writer.write(&line).await
+            {
+                tracing::error!(%call, "cannot record a dropped call: {e}");
             }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(self.writer.tasks.track_future(finish));
             }
-            Err(_) => tracing::error!("a call was dropped with no runtime left to record it"),
+            Err(_) => {
+                tracing::error!(%call, "a call was dropped with no runtime left to record it")
+            }
         }
     }
 }

@@ -317,7 +317,7 @@ impl Pipeline {
     }
 
     /// Records an event that is not a call (a session opening, a refused method).
-    pub async fn record(&self, event: &AuditEvent) -> Result<(), AuditFailure> {
+    pub async fn record(&self, event: &AuditEvent<'_>) -> Result<(), AuditFailure> {
         let line = self.seam.record(event).map_err(AuditFailure)?;
         self.within(Stage::Audit, self.audit.append(&line))
             .await
@@ -817,11 +817,22 @@ impl Pipeline {
         verdict: StageVerdict,
         findings: Vec<Finding>,
     ) {
-        guard.stages.push(StageRecord {
+        // A stage that passes through did no work: no clock read for it.
+        let micros = match verdict {
+            StageVerdict::PassThrough => 0,
+            StageVerdict::Allow
+            | StageVerdict::Deny { .. }
+            | StageVerdict::NeedsApproval { .. }
+            | StageVerdict::Failed { .. }
+            | StageVerdict::NotReached => {
+                micros(self.clock.monotonic().saturating_duration_since(since))
+            }
+        };
+        guard.push(StageRecord {
             stage,
             verdict,
             findings,
-            micros: micros(self.clock.monotonic().saturating_duration_since(since)),
+            micros,
         });
     }
 }
@@ -853,7 +864,7 @@ fn answered(executed: &Executed) -> Outcome {
 
 /// Every stage but audit appears in the record, in pipeline order; stages
 /// the call never reached say so.
-pub(crate) fn complete(mut records: Vec<StageRecord>) -> Vec<StageRecord> {
+pub(crate) fn complete(records: &mut Vec<StageRecord>) {
     for stage in Stage::ORDER {
         if stage != Stage::Audit && !records.iter().any(|r| r.stage == stage) {
             records.push(StageRecord {
@@ -865,8 +876,9 @@ pub(crate) fn complete(mut records: Vec<StageRecord>) -> Vec<StageRecord> {
         }
     }
     // Stable: a stage that ran twice (authorization after a rewrite) keeps its order.
-    records.sort_by_key(|r| r.stage.position());
-    records
+    if !records.is_sorted_by_key(|r| r.stage.position()) {
+        records.sort_by_key(|r| r.stage.position());
+    }
 }
 
 pub(crate) fn rfc3339(time: SystemTime) -> String {
