@@ -183,6 +183,8 @@ pub enum SessionEnd {
     ClientGone,
     /// palisade shut down.
     Shutdown,
+    /// The session never started: its (wrapped) upstream could not.
+    NotStarted,
 }
 
 /// Why a request was refused before it could reach any upstream.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionId};
+use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionEnd, SessionId};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol;
 use palisade_pipeline::Pipeline;
@@ -223,6 +223,15 @@ impl Gateway {
             (Mode::Wrap, _, Some(Err(failure))) => {
                 for upstream in &upstreams {
                     upstream.close().await;
+                }
+                let closed = AuditEvent::SessionClosed {
+                    time: self.pipeline.now(),
+                    session: id,
+                    principal,
+                    reason: SessionEnd::NotStarted,
+                };
+                if let Err(failure) = self.pipeline.record(&closed).await {
+                    tracing::error!("{failure}");
                 }
                 return Err(ErrorObject::new(
                     UPSTREAM_UNAVAILABLE,

@@ -211,8 +211,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         );
     }
     eprintln!(
-        "palisade: listening on http://{addr}{}",
-        gateway.config.server.path
+        "palisade: listening on http://{addr}{}; data in {}, audit log {}",
+        gateway.config.server.path,
+        gateway.config.data_dir.display(),
+        gateway.config.audit_path().display()
     );
     palisade_server::http::serve(gateway, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

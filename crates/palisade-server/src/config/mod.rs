@@ -101,7 +101,9 @@ pub struct Upstream {
     pub extension_methods: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// How palisade reaches an upstream. Its `Debug` shows no env or header
+/// value and no URL query: they are where credentials live.
+#[derive(Clone, Serialize)]
 #[serde(untagged)]
 pub enum Transport {
     Stdio {
@@ -481,5 +483,56 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         assert_eq!(c.upstreams[0].effect_of("rm"), EffectClass::Irreversible);
         let again = Config::parse(&c.to_toml(), "effective").unwrap();
         assert_eq!(again.to_toml(), c.to_toml());
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                inherit_env,
+                cwd,
+            } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", &args.len())
+                .field("env", &env.keys().collect::<Vec<_>>())
+                .field("inherit_env", inherit_env)
+                .field("cwd", cwd)
+                .finish(),
+            Transport::Http { url, headers } => f
+                .debug_struct("Http")
+                .field("url", &url.split(['?', '#']).next().unwrap_or_default())
+                .field("headers", &headers.keys().collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_credential() {
+        let stdio = Transport::Stdio {
+            command: "server".into(),
+            args: vec!["--token=hunter2".into()],
+            env: BTreeMap::from([("API_KEY".into(), "hunter2".into())]),
+            inherit_env: false,
+            cwd: None,
+        };
+        let http = Transport::Http {
+            url: "https://mcp.example.com/mcp?key=hunter2".into(),
+            headers: BTreeMap::from([("Authorization".into(), "Bearer hunter2".into())]),
+        };
+        for transport in [stdio, http] {
+            let text = format!("{transport:?}");
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("API_KEY") || text.contains("Authorization"), "{text}");
+        }
     }
 }
