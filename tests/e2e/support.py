@@ -45,6 +45,18 @@ PASS_THROUGH = [
     "inbound-filter",
 ]
 
+# What each stage of a call that ran says it did, when every stage that can be
+# is passed through: the pipeline's order, with `execute` allowing and `settle`
+# passed through along with `limits`. A `call-outcome` record lists all of
+# them; a `call-intent` record only those before `execute`.
+COMPLETED_STAGES = [
+    *[(stage, "pass-through") for stage in PASS_THROUGH[:5]],
+    ("execute", "allow"),
+    *[(stage, "pass-through") for stage in PASS_THROUGH[5:]],
+    ("settle", "pass-through"),
+]
+INTENT_STAGES = COMPLETED_STAGES[:5]
+
 # How long a process may take to say it is ready. A deadline for a hang, not a
 # performance assertion.
 STARTUP_SECONDS = 60
@@ -226,16 +238,40 @@ class Gateway:
     def audit_records(self, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:
         return read_audit(self.audit_path, expected, seconds=seconds)
 
+    def events(self, event: str, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:
+        return read_events(self.audit_path, event, expected, seconds=seconds)
+
+    def call_outcomes(self, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:
+        """The `call-outcome` records, once there are at least `expected` (or the deadline passes)."""
+        return self.events("call-outcome", expected, seconds=seconds)
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of an audit log, parsed, in file order (a line still being written is left out)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
 
 def read_audit(path: Path, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:
-    """An audit log's records, once at least `expected` lines are there (or the deadline passes)."""
+    """An audit log's records of every kind, once at least `expected` lines are there (or the deadline passes)."""
     deadline = time.monotonic() + seconds
     while True:
-        lines = []
-        if path.exists():
-            lines = [line for line in path.read_text().splitlines() if line.strip()]
-        if len(lines) >= expected or time.monotonic() > deadline:
-            return [json.loads(line) for line in lines]
+        records = audit_lines(path)
+        if len(records) >= expected or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+def read_events(path: Path, event: str, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:
+    """An audit log's records of one `event` kind, once at least `expected` are there (or the deadline passes)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        records = [r for r in audit_lines(path) if r.get("event") == event]
+        if len(records) >= expected or time.monotonic() > deadline:
+            return records
         time.sleep(0.05)
 
 
@@ -258,10 +294,17 @@ class Launcher:
         self.procs.append(proc)
         return proc
 
-    def gateway(self, upstreams: dict[str, dict[str, Any]], *, server: dict[str, Any] | None = None) -> Gateway:
+    def gateway(
+        self,
+        upstreams: dict[str, dict[str, Any]],
+        *,
+        server: dict[str, Any] | None = None,
+        data_dir: Path | None = None,
+    ) -> Gateway:
+        """`palisade serve` on a free loopback port; `data_dir`, if given, is where its audit log goes."""
         name = self._name("gateway")
-        data_dir = self.root / name / "data"
-        data_dir.mkdir(parents=True)
+        data_dir = data_dir or self.root / name / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
         config = write_config(self.root / name / "palisade.toml", data_dir=data_dir, upstreams=upstreams, server=server)
         proc = self.process([palisade_bin(), "serve", "--config", str(config)], what="palisade-serve")
         found = proc.wait_for(r"listening on http://127\.0\.0\.1:(\d+)/mcp")

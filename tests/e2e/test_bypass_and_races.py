@@ -27,7 +27,8 @@ def test_a_tool_call_sent_as_a_notification_never_reaches_the_upstream(launcher,
     received = [json.loads(line) for line in log.read_text().splitlines()]
     calls = [m for m in received if m.get("method") == "tools/call"]
     assert len(calls) == 1 and "id" in calls[0], calls
-    assert len(gateway.audit_records(1)) == 1, "the disguised calls were audited as if they ran"
+    assert len(gateway.call_outcomes(1)) == 1, "the disguised calls were audited as if they ran"
+    assert len(gateway.events("call-intent", 1)) == 1, "the disguised calls were audited as if they ran"
 
 
 def test_concurrent_initializes_cannot_overshoot_the_session_cap(launcher, tmp_path):

@@ -12,30 +12,20 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from support import (
+    COMPLETED_STAGES,
     E2E,
     EVERYTHING_JS,
     FILESYSTEM_JS,
-    PASS_THROUGH,
     TS_CLIENT,
     everything_stdio,
     filesystem_stdio,
     node_bin,
     palisade_bin,
-    read_audit,
+    read_events,
     write_config,
 )
 
 CLIENT_SECONDS = 60
-
-# What a completed call's record says each stage did when every stage that can
-# be is passed through: the pipeline's order, with `execute` allowing and
-# `settle` passed through along with `limits`.
-COMPLETED_STAGES = [
-    *[(stage, "pass-through") for stage in PASS_THROUGH[:5]],
-    ("execute", "allow"),
-    *[(stage, "pass-through") for stage in PASS_THROUGH[5:]],
-    ("settle", "pass-through"),
-]
 
 
 def run(body, *args: Any) -> Any:
@@ -73,13 +63,15 @@ async def all_tool_names(client: Client) -> list[str]:
 
 
 def assert_completed_record(record: dict[str, Any], server: str, name: str) -> None:
-    assert record["tool"] == {"server": server, "name": name}, record
+    assert (record["event"], record["kind"], record["server"], record["name"]) == (
+        "call-outcome", "tool", server, name
+    ), record
     assert record["outcome"] == {"status": "completed", "tool_error": False}, record
     assert [(s["stage"], s["verdict"]) for s in record["stages"]] == COMPLETED_STAGES, record["stages"]
     for stage in record["stages"]:
         assert isinstance(stage["micros"], int) and stage["micros"] >= 0, stage
     assert isinstance(record["latency_micros"], int) and record["latency_micros"] >= 0, record
-    for key in ("time", "call", "principal", "session", "effect"):
+    for key in ("time", "call", "principal", "session", "effect", "arguments_sha256"):
         assert key in record, f"audit record has no `{key}`: {record}"
 
 
@@ -112,8 +104,8 @@ def test_python_client_over_http_reaches_two_stdio_upstreams(launcher, tmp_path)
     assert echoed == "Echo: through two upstreams"
     assert read == greeting.read_text()
 
-    records = gateway.audit_records(2)
-    assert len(records) == 2, f"expected one audit line per tools/call, got {records}"
+    records = gateway.call_outcomes(2)
+    assert len(records) == 2, f"expected one call-outcome record per tools/call, got {records}"
     assert_completed_record(records[0], "everything", "echo")
     assert_completed_record(records[1], "files", read_tool)
     assert records[0]["call"] != records[1]["call"]
@@ -133,7 +125,7 @@ def test_python_client_over_http_reaches_http_upstream(launcher):
     assert "remote__echo" in names
     assert all(name.startswith("remote__") for name in names), names
     assert echoed == "Echo: over http twice"
-    [record] = gateway.audit_records(1)
+    [record] = gateway.call_outcomes(1)
     assert_completed_record(record, "remote", "echo")
 
 
@@ -159,8 +151,8 @@ def test_python_client_over_stdio_through_palisade_mcp(tmp_path):
     assert sorted(names) == sorted(direct), "palisade mcp must list the upstream's tools unprefixed"
     assert echoed == "Echo: over stdio"
     assert summed == "The sum of 19 and 23 is 42."
-    records = read_audit(data_dir / "audit.jsonl", 2)
-    assert [r["tool"]["name"] for r in records] == ["echo", "get-sum"], records
+    records = read_events(data_dir / "audit.jsonl", "call-outcome", 2)
+    assert [r["name"] for r in records] == ["echo", "get-sum"], records
     assert all(r["outcome"]["status"] == "completed" for r in records), records
 
 
@@ -177,5 +169,5 @@ def test_typescript_client_over_http(launcher):
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["echo"] == "Echo: hello from typescript"
     assert seen["tools"] > 1
-    [record] = gateway.audit_records(1)
+    [record] = gateway.call_outcomes(1)
     assert_completed_record(record, "everything", "echo")

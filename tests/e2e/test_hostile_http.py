@@ -48,9 +48,16 @@ def test_wrong_jsonrpc_version_is_an_invalid_request(session):
     assert response["id"] in (41, None), response
 
 
-def test_unknown_method_after_initialize_is_method_not_found(session):
+def test_unknown_method_after_initialize_is_method_not_found(gateway, session):
+    before = len(gateway.events("method-refused", 0))
     response = session.request("no/such-method", {})
     assert error_code(response) == -32601
+    records = gateway.events("method-refused", before + 1)
+    assert len(records) == before + 1, f"no method-refused record: {records}"
+    record = records[before]
+    assert (record["method"], record["reason"], record["session"]) == (
+        "no/such-method", "unknown", session.session_id
+    ), record
 
 
 @pytest.mark.parametrize(
@@ -60,14 +67,17 @@ def test_unknown_method_after_initialize_is_method_not_found(session):
 )
 def test_unknown_tool_is_refused_by_the_gateway_and_audited(gateway, session, name):
     """Refused, as the reference SDKs do, with a tool error naming the tool; never forwarded upstream."""
-    before = len(gateway.audit_records(0))
+    before = len(gateway.call_outcomes(0))
     response = session.request("tools/call", {"name": name, "arguments": {}})
     result = response["result"]
     assert result.get("isError") is True, f"a call to unknown tool `{name}` succeeded: {response}"
     text = " ".join(part.get("text", "") for part in result.get("content", []))
     assert f"Unknown tool: `{name}`" in text, f"the refusal does not come from palisade: {response}"
-    record = gateway.audit_records(before + 1)[before]
+    records = gateway.call_outcomes(before + 1)
+    assert len(records) == before + 1, f"no call-outcome record for the refused call: {records}"
+    record = records[before]
     assert record["outcome"] == {"status": "denied", "stage": "authorize", "code": "unknown-tool"}, record
+    assert record["kind"] == "tool", record
     assert all(s["verdict"] == "not-reached" for s in record["stages"] if s["stage"] == "execute"), record
 
 

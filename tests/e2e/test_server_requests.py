@@ -15,7 +15,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin
+from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, read_events
 
 CLIENT_SECONDS = 60
 
@@ -81,8 +81,8 @@ def test_through_serve(launcher, upstream_kind: str) -> None:
     upstream = everything_stdio() if upstream_kind == "stdio" else {"url": launcher.everything_http()}
     gateway = launcher.gateway({"everything": upstream})
     run_session(streamable_http_client(gateway.url), "everything__")
-    records = gateway.audit_records(3)
-    assert [r["tool"]["name"] for r in records] == [
+    records = gateway.call_outcomes(3)
+    assert [r["name"] for r in records] == [
         "trigger-long-running-operation",
         "trigger-sampling-request",
         "trigger-elicitation-request",
@@ -96,7 +96,12 @@ def test_through_mcp_wrap(tmp_path) -> None:
         env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
     )
     run_session(stdio_client(params), "")
-    assert (tmp_path / "palisade" / "audit.jsonl").read_text().count("\n") == 3
+    records = read_events(tmp_path / "palisade" / "audit.jsonl", "call-outcome", 3)
+    assert [r["name"] for r in records] == [
+        "trigger-long-running-operation",
+        "trigger-sampling-request",
+        "trigger-elicitation-request",
+    ], records
 
 
 ROOT_URI = "file:///srv/palisade-e2e-root"

@@ -30,8 +30,8 @@ def test_upstream_that_never_answers_times_out_and_is_cancelled(launcher, tmp_pa
 
     # The session and the upstream still work.
     assert [t["name"] for t in session.request("tools/list")["result"]["tools"]] == ["slow__hang"]
-    record = gateway.audit_records(1)[0]
-    assert record["outcome"] == {"status": "denied", "stage": "execute", "code": "upstream-unavailable"}, record
+    [record] = gateway.call_outcomes(1)
+    assert record["outcome"] == {"status": "timed-out"}, record
     execute = next(s for s in record["stages"] if s["stage"] == "execute")
     assert execute["verdict"] == "failed" and "did not answer in time" in execute["reason"], execute
 
@@ -143,3 +143,5 @@ def test_a_client_that_leaves_mid_call_gets_the_upstream_call_cancelled(launcher
     sent = wait_for_text(cancellations, attempts=50)
     assert sent.strip(), "the upstream was never told the client left"
     assert "result" in session.request("ping")
+    [record] = gateway.call_outcomes(1)
+    assert record["outcome"] == {"status": "cancelled"}, record

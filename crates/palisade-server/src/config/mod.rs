@@ -532,7 +532,10 @@ mod debug_tests {
         for transport in [stdio, http] {
             let text = format!("{transport:?}");
             assert!(!text.contains("hunter2"), "{text}");
-            assert!(text.contains("API_KEY") || text.contains("Authorization"), "{text}");
+            assert!(
+                text.contains("API_KEY") || text.contains("Authorization"),
+                "{text}"
+            );
         }
     }
 }

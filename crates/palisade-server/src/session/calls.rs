@@ -65,7 +65,7 @@ impl Session {
                 return Some(Response::error(Some(id), error));
             }
             Err(Unmade::Unknown { name, why }) => {
-                return Some(self.unknown(kind, id, &name, why).await);
+                return Some(self.unknown(kind, id, ("", &name), &name, why).await);
             }
         };
         let Some(upstream) = self.upstreams.get(parsed.upstream) else {
@@ -79,8 +79,9 @@ impl Session {
             match self.is_listed(parsed.upstream, &parsed.name).await {
                 Some(true) => {}
                 Some(false) => {
-                    let name = format!("{}{}", upstream.spec.prefix, parsed.name);
-                    return Some(self.unknown(kind, id, &name, String::new()).await);
+                    let shown = format!("{}{}", upstream.spec.prefix, parsed.name);
+                    let target = (upstream.spec.name.as_str(), parsed.name.as_str());
+                    return Some(self.unknown(kind, id, target, &shown, String::new()).await);
                 }
                 None => {
                     let failure =
@@ -279,8 +280,17 @@ impl Session {
     /// A call that names nothing an upstream serves, recorded as refused. A
     /// tool is answered, as servers built on the reference SDKs do, with a
     /// tool error the model can read and correct; the rest with -32602.
-    async fn unknown(&self, kind: CallKind, id: RequestId, name: &str, why: String) -> Response {
-        let call = self.unmade_call(kind, "", name);
+    /// `target` is what the record names (server and name, as far as known),
+    /// `name` what the client asked for.
+    async fn unknown(
+        &self,
+        kind: CallKind,
+        id: RequestId,
+        target: (&str, &str),
+        name: &str,
+        why: String,
+    ) -> Response {
+        let call = self.unmade_call(kind, target.0, target.1);
         let what = match kind {
             CallKind::Tool => "tool",
             CallKind::Prompt => "prompt",
@@ -407,8 +417,9 @@ impl Execute for UpstreamCall<'_> {
                 {
                     palisade.insert("stage".into(), json!(Stage::Execute.as_str()));
                 }
+                // The client's message names the upstream; the failure says what happened.
+                let detail = format!("{}: {}", error.message, failure.message);
                 *lock(&self.unavailable) = Some(error);
-                let detail = failure.message;
                 Err(if failure.shut_down {
                     ExecError::SessionEnded
                 } else if !sent {
