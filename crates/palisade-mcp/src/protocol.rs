@@ -1,8 +1,14 @@
 //! MCP protocol revisions, method names and Streamable HTTP header names.
 
-/// The revisions palisade speaks, newest first.
-pub const SUPPORTED_VERSIONS: [&str; 2] = ["2025-11-25", "2025-06-18"];
+/// The revisions palisade speaks with clients, newest first.
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 pub const LATEST_VERSION: &str = "2025-11-25";
+
+/// The revisions palisade accepts from upstreams and bridges to its clients'.
+/// Each newer revision only adds optional fields and methods, so messages
+/// pass between them unchanged; 2024-11-05 over HTTP used the older HTTP+SSE
+/// transport, which palisade does not speak (see [`upstream_supported`]).
+pub const UPSTREAM_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// Picks the revision to answer an `initialize` with: the client's if
 /// palisade speaks it, otherwise the newest palisade speaks (the client then
@@ -15,6 +21,12 @@ pub fn negotiate(requested: Option<&str>) -> &'static str {
 
 pub fn is_supported(version: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&version)
+}
+
+/// Whether palisade can bridge an upstream that answered `initialize` with
+/// `version`, over stdio (`http == false`) or Streamable HTTP.
+pub fn upstream_supported(version: &str, http: bool) -> bool {
+    UPSTREAM_VERSIONS.contains(&version) && !(http && version == "2024-11-05")
 }
 
 /// Method names as constants, for `match` arms on a message's method. Each
@@ -62,7 +74,12 @@ mod tests {
     fn negotiation_prefers_the_clients_supported_revision() {
         assert_eq!(negotiate(Some("2025-06-18")), "2025-06-18");
         assert_eq!(negotiate(Some("2025-11-25")), "2025-11-25");
+        assert_eq!(negotiate(Some("2025-03-26")), "2025-03-26");
         assert_eq!(negotiate(Some("2024-11-05")), LATEST_VERSION);
+        assert!(upstream_supported("2024-11-05", false));
+        assert!(!upstream_supported("2024-11-05", true));
+        assert!(upstream_supported("2025-03-26", true));
+        assert!(!upstream_supported("2024-10-07", false));
         assert_eq!(negotiate(Some("garbage")), LATEST_VERSION);
         assert_eq!(negotiate(None), LATEST_VERSION);
     }

@@ -157,7 +157,7 @@ impl Session {
             Some(Value::Object(params)) => params,
             Some(_) | None => return Err(Unmade::Invalid("`params` must be an object".into())),
         };
-        let mut take_string = |field: &str, what: &str| match rest.remove(field) {
+        let mut take_string = |field: &str, what: &str| match rest.shift_remove(field) {
             Some(Value::String(s)) => Ok(s),
             Some(_) => Err(Unmade::Invalid(format!(
                 "`params.{field}` ({what}) must be a string"
@@ -176,7 +176,7 @@ impl Session {
                     | CallKind::TaskResult => ("the tool's name", Listing::Tools),
                 };
                 let name = take_string("name", what)?;
-                let arguments = match rest.remove("arguments") {
+                let arguments = match rest.shift_remove("arguments") {
                     None | Some(Value::Null) => Value::Null,
                     Some(arguments @ Value::Object(_)) => arguments,
                     Some(_) => {
@@ -211,7 +211,7 @@ impl Session {
                 })
             }
             CallKind::Completion => {
-                let Some(Value::Object(reference)) = rest.remove("ref") else {
+                let Some(Value::Object(reference)) = rest.shift_remove("ref") else {
                     return Err(Unmade::Invalid("`params.ref` must be an object".into()));
                 };
                 let field = |name: &str| reference.get(name).and_then(Value::as_str);
@@ -244,7 +244,7 @@ impl Session {
                 // What is being completed is the call's argument.
                 let mut arguments = Map::new();
                 for field in ["argument", "context"] {
-                    if let Some(value) = rest.remove(field) {
+                    if let Some(value) = rest.shift_remove(field) {
                         arguments.insert(field.into(), value);
                     }
                 }

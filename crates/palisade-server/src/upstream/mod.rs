@@ -383,10 +383,16 @@ impl Upstream {
             .unwrap_or_default()
             .to_owned();
         let version = version.as_str();
-        if !protocol::is_supported(version) {
+        let over_http = matches!(link, Link::Http(_));
+        if !protocol::upstream_supported(version, over_http) {
             return Err(Failure::new(format!(
-                "upstream `{name}` speaks protocol revision `{version}`; palisade speaks {}",
-                protocol::SUPPORTED_VERSIONS.join(", ")
+                "upstream `{name}` speaks protocol revision `{version}`; palisade bridges {}{}",
+                protocol::UPSTREAM_VERSIONS.join(", "),
+                if over_http {
+                    " (2024-11-05 over stdio only)"
+                } else {
+                    ""
+                }
             )));
         }
         if let Link::Http(http) = link {
@@ -537,15 +543,12 @@ impl InFlight {
     }
 }
 
-/// The request an authorized call becomes: the client's other params
-/// (`_meta`, `task`, …) as they were, with the target and the arguments as
-/// the pipeline left them.
+/// The request an authorized call becomes: the target and the arguments as
+/// the pipeline left them, then the client's other params (`_meta`, `task`,
+/// …) as they were, in their order.
 fn call_request(call: &Authorized) -> (&'static str, Value) {
     let head = call.head();
-    let mut params: Map<String, Value> = match &head.params {
-        Some(Value::Object(params)) => params.clone(),
-        Some(_) | None => Map::new(),
-    };
+    let mut params = Map::new();
     let name = json!(head.target.name.as_ref());
     let arguments = call.arguments().clone();
     let method = match head.kind {
@@ -584,6 +587,11 @@ fn call_request(call: &Authorized) -> (&'static str, Value) {
             ClientRequest::TasksResult
         }
     };
+    if let Some(Value::Object(rest)) = &head.params {
+        for (key, value) in rest {
+            params.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
     (method.as_str(), Value::Object(params))
 }
 
