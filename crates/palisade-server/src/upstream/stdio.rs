@@ -52,6 +52,8 @@ impl StdioLink {
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
+        // A gateway that is SIGKILLed must not leave its upstreams running.
+        palisade_sandbox::die_with_parent(cmd.as_std_mut());
         let mut child = cmd.spawn().map_err(|e| {
             Failure::new(format!(
                 "cannot start upstream `{}` (`{command}`): {e}",
