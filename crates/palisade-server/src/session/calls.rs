@@ -41,9 +41,6 @@ enum Unmade {
     Unknown { name: String, why: String },
 }
 
-/// Tasks remembered per session, for routing `tasks/*`; the oldest are forgotten first.
-pub(super) const MAX_TASKS: usize = 1024;
-
 impl Session {
     pub(super) async fn call(
         self: &Arc<Self>,
@@ -258,7 +255,7 @@ impl Session {
             }
             CallKind::TaskResult => {
                 let task = take_string("taskId", "the task's id")?;
-                let known = lock(&self.routing).tasks.get(&task).copied();
+                let known = lock(&self.routing).tasks.get(&task);
                 let Some((upstream, parent)) = known else {
                     let why = format!(
                         "no task `{}` was created in this session",
@@ -357,19 +354,7 @@ impl Session {
         else {
             return;
         };
-        let mut routing = lock(&self.routing);
-        if routing.tasks.len() >= MAX_TASKS
-            && let Some(oldest) = routing.task_order.pop_front()
-        {
-            routing.tasks.remove(&oldest);
-        }
-        if routing
-            .tasks
-            .insert(task.to_owned(), (upstream, call))
-            .is_none()
-        {
-            routing.task_order.push_back(task.to_owned());
-        }
+        lock(&self.routing).tasks.remember(task, upstream, call);
     }
 }
 

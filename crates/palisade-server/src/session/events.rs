@@ -2,14 +2,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use palisade_mcp::jsonrpc::{ErrorObject, INTERNAL_ERROR};
 use palisade_mcp::protocol::method;
 use palisade_mcp::{Message, Notification, Request, RequestId};
 use serde_json::{Value, json};
 
-use super::{Routing, ServerRequest, Session};
+use super::Session;
 use crate::upstream::{Event, EventSink, lock};
 
 /// Hands upstream messages to the session. Messages that arrive while the
@@ -29,9 +29,6 @@ impl Default for SinkState {
         SinkState::Opening(Vec::new())
     }
 }
-
-/// Requests from upstreams a client may leave unanswered at once; more are refused.
-const MAX_SERVER_REQUESTS: usize = 256;
 
 /// Messages kept for a session that is still opening; more are dropped.
 const MAX_EARLY_EVENTS: usize = 256;
@@ -91,34 +88,28 @@ impl Session {
     /// cannot take it: an upstream must never wait on a request nobody carries.
     fn relay_server_request(&self, upstream: usize, request: Request, related: Option<u64>) {
         let ours = self.next_server_request.fetch_add(1, Ordering::Relaxed);
+        // Past its upstream's timeout, a request is given up on.
+        let timeout = self
+            .upstreams
+            .get(upstream)
+            .map_or(Duration::ZERO, |u| u.spec.request_timeout);
         let client_request = {
             let mut routing = lock(&self.routing);
-            if routing.server_requests.len() >= MAX_SERVER_REQUESTS {
-                // The upstream gave up on those it sent longer ago than its
-                // own request timeout; the client's answer would find nobody.
-                let now = Instant::now();
-                let upstreams = &self.upstreams;
-                routing.server_requests.retain(|_, waiting| {
-                    upstreams.get(waiting.upstream).is_some_and(|u| {
-                        now.saturating_duration_since(waiting.since) < u.spec.request_timeout
-                    })
-                });
-            }
-            if routing.server_requests.len() >= MAX_SERVER_REQUESTS {
-                drop(routing);
-                return self.refuse_server_request(
-                    upstream,
-                    request.id,
-                    "too many requests are waiting for the client",
-                );
-            }
-            let waiting = ServerRequest {
+            let waiting = routing.server_requests.insert(
+                ours,
                 upstream,
-                id: request.id.clone(),
-                since: Instant::now(),
-            };
-            routing.server_requests.insert(ours, waiting);
-            related_client_request(&routing, upstream, related)
+                request.id.clone(),
+                Instant::now(),
+                timeout,
+            );
+            waiting.then(|| routing.flights.related(upstream, related))
+        };
+        let Some(client_request) = client_request else {
+            return self.refuse_server_request(
+                upstream,
+                request.id,
+                "too many requests are waiting for the client",
+            );
         };
         let theirs = request.id.clone();
         let forwarded = Request {
@@ -126,7 +117,7 @@ impl Session {
             ..request
         };
         if !self.send_to_client(Message::Request(forwarded), client_request.as_ref()) {
-            lock(&self.routing).server_requests.remove(&ours);
+            lock(&self.routing).server_requests.take(ours);
             self.refuse_server_request(
                 upstream,
                 theirs,
@@ -161,15 +152,8 @@ impl Session {
                         .params
                         .as_ref()
                         .and_then(|p| p.get("progressToken"));
-                    let owner = routing
-                        .flights
-                        .iter()
-                        .find(|(_, f)| {
-                            f.upstream == upstream
-                                && token.is_some()
-                                && f.progress_token.as_ref() == token
-                        })
-                        .map(|(id, _)| id.clone());
+                    let owner =
+                        token.and_then(|t| routing.flights.owner_of_progress_token(upstream, t));
                     match owner {
                         Some(owner) => Some(owner),
                         None => return,
@@ -182,51 +166,25 @@ impl Session {
                         .as_ref()
                         .and_then(|p| p.get("requestId"))
                         .cloned();
-                    let ours = routing
-                        .server_requests
-                        .iter()
-                        .find(|(_, w)| w.upstream == upstream && Some(w.id.to_value()) == theirs)
-                        .map(|(ours, _)| *ours);
+                    let ours = theirs.and_then(|t| routing.server_requests.find(upstream, &t));
                     let (Some(ours), Some(Value::Object(params))) =
                         (ours, notification.params.as_mut())
                     else {
                         return;
                     };
-                    routing.server_requests.remove(&ours);
+                    routing.server_requests.take(ours);
                     params.insert("requestId".into(), json!(ours));
                     None
                 }
                 method::TOOLS_LIST_CHANGED => {
-                    routing.listed_tools.remove(&upstream);
+                    routing.catalog.forget_tools(upstream);
                     None
                 }
                 method::PROMPTS_LIST_CHANGED | method::RESOURCES_LIST_CHANGED => None,
-                _ => related_client_request(&routing, upstream, related),
+                _ => routing.flights.related(upstream, related),
             }
         };
         // A notification the client cannot take now is lost; the outbox logs it.
         self.send_to_client(Message::Notification(notification), client_request.as_ref());
-    }
-}
-
-/// The client request an upstream's own message belongs to: the one the
-/// transport named, or the only one in flight to that upstream.
-fn related_client_request(
-    routing: &Routing,
-    upstream: usize,
-    related: Option<u64>,
-) -> Option<RequestId> {
-    let mut candidates = routing
-        .flights
-        .iter()
-        .filter(|(_, f)| f.upstream == upstream);
-    match related {
-        Some(upstream_id) => candidates
-            .find(|(_, f)| f.upstream_id == Some(upstream_id))
-            .map(|(id, _)| id.clone()),
-        None => match (candidates.next(), candidates.next()) {
-            (Some((id, _)), None) => Some(id.clone()),
-            _ => None,
-        },
     }
 }

@@ -1,13 +1,11 @@
 //! Listings: tools, prompts, resources and templates of every upstream, renamed and merged.
 
-use std::collections::HashSet;
-
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol::method;
 use palisade_mcp::{RequestId, Response};
 use serde_json::{Map, Value, json};
 
-use super::{Answer, Outgoing, Refusal, Routing, Session};
+use super::{Answer, Outgoing, Refusal, Session};
 use crate::gateway::Mode;
 use crate::upstream::{Failure, lock};
 
@@ -119,7 +117,7 @@ impl Session {
             return Some(Vec::new());
         }
         let mut items = Vec::new();
-        let mut names = HashSet::new();
+        let mut names = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_UPSTREAM_PAGES {
             let params = cursor.take().map(|c| json!({ "cursor": c }));
@@ -172,7 +170,8 @@ impl Session {
             }
         }
         if let Listing::Tools = listing {
-            lock(&self.routing).listed_tools.insert(index, names);
+            let left_out = lock(&self.routing).catalog.learn_tools(index, names);
+            self.log_left_out(index, left_out, "tool names");
         }
         Some(items)
     }
@@ -186,32 +185,34 @@ impl Session {
         let Some(Value::Array(items)) = result.get_mut(listing.field()) else {
             return;
         };
-        let mut routing = lock(&self.routing);
-        for item in items.iter_mut() {
-            match listing {
-                Listing::Tools | Listing::Prompts => {
+        match listing {
+            Listing::Tools | Listing::Prompts => {
+                for item in items.iter_mut() {
                     if let Some(Value::String(name)) = item.get_mut("name") {
                         name.insert_str(0, &prefix);
                     }
                 }
-                Listing::Resources => {
-                    if let Some(uri) = item.get("uri").and_then(Value::as_str) {
-                        routing.resources.insert(uri.to_owned(), index);
-                    }
-                }
-                Listing::Templates => {
-                    if let Some(template) = item.get("uriTemplate").and_then(Value::as_str) {
-                        let fixed = template.split('{').next().unwrap_or_default().to_owned();
-                        if !routing
-                            .templates
-                            .iter()
-                            .any(|(p, i)| *p == fixed && *i == index)
-                        {
-                            routing.templates.push((fixed, index));
-                        }
-                    }
-                }
             }
+            Listing::Resources => {
+                let uris = items.iter().filter_map(|i| i.get("uri")?.as_str());
+                let left_out = lock(&self.routing).catalog.learn_resources(index, uris);
+                self.log_left_out(index, left_out, "resource URIs");
+            }
+            Listing::Templates => {
+                let templates = items.iter().filter_map(|i| i.get("uriTemplate")?.as_str());
+                let left_out = lock(&self.routing)
+                    .catalog
+                    .learn_templates(index, templates);
+                self.log_left_out(index, left_out, "resource templates");
+            }
+        }
+    }
+
+    /// Logs what a listing had past the catalog's bounds, which is not routed.
+    fn log_left_out(&self, index: usize, left_out: usize, what: &str) {
+        if left_out > 0 {
+            let upstream = self.upstreams.get(index).map(|u| u.spec.name.as_str());
+            tracing::warn!(session = %self.id, upstream = upstream.unwrap_or_default(), "{left_out} {what} past the session's bound were not learnt");
         }
     }
 
@@ -219,16 +220,11 @@ impl Session {
     /// has none (the client may call without listing first). `None` when the
     /// listing cannot be read: then nothing is known to be callable.
     pub(super) async fn is_listed(&self, index: usize, tool: &str) -> Option<bool> {
-        let known = |routing: &Routing| {
-            routing
-                .listed_tools
-                .get(&index)
-                .map(|names| names.contains(tool))
-        };
-        if let Some(listed) = known(&lock(&self.routing)) {
+        let known = lock(&self.routing).catalog.is_listed(index, tool);
+        if let Some(listed) = known {
             return Some(listed);
         }
         self.list_one(Listing::Tools, index).await?;
-        known(&lock(&self.routing))
+        lock(&self.routing).catalog.is_listed(index, tool)
     }
 }

@@ -9,21 +9,22 @@
 //! - `listing`: merged listings, and which tools each upstream lists;
 //! - `routing`: which upstream a name or a URI belongs to;
 //! - `calls`: tool calls, resource reads, prompts, completions and task results, through the pipeline;
-//! - `events`: what upstreams send on their own (requests, notifications).
+//! - `events`: what upstreams send on their own (requests, notifications);
+//! - `tables`: what the session keeps track of, each table with its bound.
 
 mod calls;
 mod events;
 mod listing;
 mod routing;
+mod tables;
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use palisade_core::{
-    AuditEvent, Bounded, CallId, CallKind, MethodRefusal, Principal, Redacted, SessionEnd,
-    SessionFacts, SessionId,
+    AuditEvent, Bounded, CallKind, MethodRefusal, Principal, Redacted, SessionEnd, SessionFacts,
+    SessionId,
 };
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};
 use palisade_mcp::{
@@ -39,6 +40,7 @@ use crate::upstream::{Failure, Upstream, lock};
 
 pub(crate) use events::SessionSink;
 use listing::Listing;
+use tables::{Catalog, Flights, RequestIds, ServerRequests, Tasks};
 
 /// Where messages to the client go. `related` names the client request a
 /// message belongs to, so HTTP can put it on that request's stream. Takes
@@ -48,42 +50,29 @@ pub trait Outbox: Send + Sync {
     fn send(&self, message: Redacted<Message>, related: Option<&RequestId>) -> bool;
 }
 
-/// A client request being worked on upstream.
-struct Flight {
-    upstream: usize,
-    upstream_id: Option<u64>,
-    progress_token: Option<Value>,
-    cancel: Option<oneshot::Sender<()>>,
-}
-
-#[derive(Default)]
+/// What a session keeps track of, under one lock that is never held across an await.
+#[derive(Debug, Default)]
 struct Routing {
-    flights: HashMap<RequestId, Flight>,
-    /// Requests upstreams sent to the client: palisade's id → (upstream, their id).
-    server_requests: HashMap<u64, ServerRequest>,
-    /// Resource URIs (and template prefixes) learned from listings → upstream.
-    resources: HashMap<String, usize>,
-    templates: Vec<(String, usize)>,
-    /// Each upstream's tool names (its own, unprefixed) from its latest full
-    /// listing; forgotten when it says its list changed.
-    listed_tools: HashMap<usize, HashSet<String>>,
     /// Ids of the client's requests in progress.
-    in_use: HashSet<RequestId>,
-    /// Requests in progress that the client cancelled before they reached an
-    /// upstream: they must not reach it afterwards.
-    cancelled_early: HashSet<RequestId>,
-    /// Tasks created through this session → (upstream, the call that created it).
-    tasks: HashMap<String, (usize, CallId)>,
-    /// Their ids, oldest first, to bound `tasks` (at most `calls::MAX_TASKS`).
-    task_order: VecDeque<String>,
+    request_ids: RequestIds,
+    /// Those of them being worked on upstream.
+    flights: Flights,
+    /// Requests upstreams sent to the client, waiting for its answer.
+    server_requests: ServerRequests,
+    /// What upstreams listed: tools, resources, templates.
+    catalog: Catalog,
+    /// Tasks created through this session.
+    tasks: Tasks,
 }
 
-/// A request an upstream sent the client, waiting for the client's answer.
-struct ServerRequest {
-    upstream: usize,
-    /// The upstream's own id for it.
-    id: RequestId,
-    since: Instant,
+impl Routing {
+    /// Stops the client's request `id`: signals it if it is in flight, else,
+    /// if it is still on its way (listing, pipeline), stops it at the door.
+    fn cancel(&mut self, id: &RequestId) {
+        if !self.flights.cancel(id) {
+            self.request_ids.cancel_early(id);
+        }
+    }
 }
 
 /// Holds a request id for as long as its request is in progress.
@@ -94,7 +83,7 @@ struct InUse<'s> {
 
 impl<'s> InUse<'s> {
     fn claim(session: &'s Session, id: &RequestId) -> Option<Self> {
-        let fresh = lock(&session.routing).in_use.insert(id.clone());
+        let fresh = lock(&session.routing).request_ids.claim(id);
         fresh.then(|| InUse {
             session,
             id: id.clone(),
@@ -104,9 +93,7 @@ impl<'s> InUse<'s> {
 
 impl Drop for InUse<'_> {
     fn drop(&mut self) {
-        let mut routing = lock(&self.session.routing);
-        routing.in_use.remove(&self.id);
-        routing.cancelled_early.remove(&self.id);
+        lock(&self.session.routing).request_ids.release(&self.id);
     }
 }
 
@@ -360,9 +347,9 @@ impl Session {
             Some(RequestId::Number(n)) => n.as_u64(),
             Some(RequestId::String(_)) | None => None,
         };
-        let target = key.and_then(|k| lock(&self.routing).server_requests.remove(&k));
+        let target = key.and_then(|k| lock(&self.routing).server_requests.take(k));
         match target {
-            Some(ServerRequest { upstream, id, .. }) => {
+            Some((upstream, id)) => {
                 if let Some(upstream) = self.upstreams.get(upstream) {
                     upstream.respond(id, response.outcome).await;
                 }
@@ -373,16 +360,7 @@ impl Session {
 
     /// Stops a client request: tells its upstream, and drops the answer.
     pub fn cancel(&self, client_id: &RequestId) {
-        let mut routing = lock(&self.routing);
-        let routing = &mut *routing;
-        if let Some(flight) = routing.flights.get_mut(client_id) {
-            if let Some(cancel) = flight.cancel.take() {
-                let _ = cancel.send(());
-            }
-        } else if routing.in_use.contains(client_id) {
-            // Still on its way (listing, pipeline): stop it at the door.
-            routing.cancelled_early.insert(client_id.clone());
-        }
+        lock(&self.routing).cancel(client_id);
     }
 
     fn single_upstream(&self) -> Option<usize> {
@@ -429,15 +407,11 @@ impl Session {
         let (cancel, cancelled) = oneshot::channel();
         let registered = {
             let mut routing = lock(&self.routing);
-            let cancelled_early = routing.cancelled_early.contains(client_id);
+            let cancelled_early = routing.request_ids.is_cancelled_early(client_id);
             if !cancelled_early {
-                let flight = Flight {
-                    upstream: index,
-                    upstream_id: None,
-                    progress_token,
-                    cancel: Some(cancel),
-                };
-                routing.flights.insert(client_id.clone(), flight);
+                routing
+                    .flights
+                    .insert(client_id.clone(), index, progress_token, cancel);
             }
             !cancelled_early
         };
@@ -473,9 +447,9 @@ impl Session {
             Err(failure) => return Some(Err(self.unavailable(upstream, failure, false))),
         };
         let upstream_id = flight.id;
-        if let Some(f) = lock(&self.routing).flights.get_mut(client_id) {
-            f.upstream_id = Some(upstream_id);
-        }
+        lock(&self.routing)
+            .flights
+            .set_upstream_id(client_id, upstream_id);
         tokio::select! {
             answer = flight.wait(upstream.spec.request_timeout) => match answer {
                 Ok(response) => Some(response.outcome.map_err(Refusal::Upstream)),

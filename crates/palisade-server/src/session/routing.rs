@@ -27,17 +27,8 @@ impl Session {
         if let Some(index) = self.single_upstream() {
             return Ok(index);
         }
-        let routing = lock(&self.routing);
-        if let Some(index) = routing.resources.get(uri) {
-            return Ok(*index);
-        }
-        let by_template = routing
-            .templates
-            .iter()
-            .filter(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len());
-        if let Some((_, index)) = by_template {
-            return Ok(*index);
+        if let Some(index) = lock(&self.routing).catalog.route_uri(uri) {
+            return Ok(index);
         }
         let serving: Vec<usize> = (0..self.upstreams.len())
             .filter(|i| {
@@ -66,7 +57,7 @@ impl Session {
         lock(&self.routing)
             .tasks
             .get(task)
-            .map(|(upstream, _)| *upstream)
+            .map(|(upstream, _creator)| upstream)
             .ok_or_else(|| {
                 ErrorObject::new(
                     INVALID_PARAMS,
