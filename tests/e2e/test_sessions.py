@@ -6,9 +6,10 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 
-from support import RawSession, http_request, palisade_bin, python_stdio
+from support import RawSession, http_request, palisade_bin, python_stdio, retry_until
 
 
 def alive(pid: int) -> bool:
@@ -53,25 +54,89 @@ def test_each_session_has_its_own_upstream_and_delete_ends_it(launcher, tmp_path
     assert whoami(second) == b
 
 
-def test_sessions_beyond_the_cap_are_refused(launcher, tmp_path):
+INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}}
+
+
+def wait_until(check, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+def test_at_the_cap_the_least_recently_used_idle_session_makes_room(launcher, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
     gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))}, server={"max_sessions": 2})
-    kept = [RawSession(gateway.base), RawSession(gateway.base)]
-    for session in kept:
-        session.initialize()
+    oldest, newer = RawSession(gateway.base), RawSession(gateway.base)
+    oldest.initialize()
+    first_pid = whoami(oldest)
+    newer.initialize()
+    whoami(newer)  # used after `oldest`: `oldest` is the least recently used
     extra = RawSession(gateway.base)
-    reply = extra.post(
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}},
-        session=False,
-    )
-    assert reply.status == 503, reply
-    assert len(list(pids.iterdir())) == 2, "a refused session still started an upstream"
-    # Ending a session makes room.
-    assert http_request(gateway.base, "DELETE", "/mcp", headers=kept[0].headers()).status == 200
     extra.initialize()
     assert whoami(extra) > 0
+    gone = oldest.post({"jsonrpc": "2.0", "id": 9, "method": "ping"})
+    assert gone.status == 404, gone
+    assert newer.request("ping")["result"] == {}
+    assert wait_until(lambda: not alive(first_pid)), "the evicted session's upstream was left running"
+    [closed] = gateway.events("session-closed", 1)
+    assert closed["session"] == oldest.session_id and closed["reason"] == "evicted", closed
+
+
+def test_at_the_cap_with_every_session_working_a_new_one_is_refused(launcher, tmp_path):
+    cancellations = tmp_path / "cancellations.jsonl"
+    gateway = launcher.gateway({"slow": python_stdio("hanging_server.py", str(cancellations))}, server={"max_sessions": 1})
+    busy = RawSession(gateway.base)
+    busy.initialize()
+    call = threading.Thread(
+        target=lambda: busy.post({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                                  "params": {"name": "slow__hang", "arguments": {}}}),
+        daemon=True,
+    )
+    call.start()
+    extra = RawSession(gateway.base)
+    replies = retry_until(lambda: extra.post(INITIALIZE, session=False), lambda r: r.status == 503, attempts=50, pause=0.1)
+    assert replies[-1].status == 503, replies[-1]
+    assert busy.request("ping")["result"] == {}, "the working session was evicted"
+
+
+def test_sessions_start_only_the_upstreams_they_use(launcher, tmp_path):
+    pids_a, pids_b = tmp_path / "a", tmp_path / "b"
+    pids_a.mkdir()
+    pids_b.mkdir()
+    gateway = launcher.gateway({
+        "a": python_stdio("pid_server.py", str(pids_a)),
+        "b": python_stdio("pid_server.py", str(pids_b)),
+    })
+    first = RawSession(gateway.base)
+    first.initialize()  # the first session meets every upstream: palisade learns what each offers
+    assert wait_until(lambda: len(list(pids_a.iterdir())) == 1 and len(list(pids_b.iterdir())) == 1)
+    second = RawSession(gateway.base)
+    capabilities = second.initialize()["capabilities"]
+    assert "tools" in capabilities, capabilities
+    time.sleep(0.5)
+    assert len(list(pids_a.iterdir())) == 1 and len(list(pids_b.iterdir())) == 1, "a new session started upstreams it did not use"
+    response = second.request("tools/call", {"name": "a__whoami", "arguments": {}})
+    assert "result" in response, response
+    assert len(list(pids_a.iterdir())) == 2, "the upstream a session used did not start"
+    assert len(list(pids_b.iterdir())) == 1, "an upstream the session did not use started"
+    names = [t["name"] for t in second.request("tools/list")["result"]["tools"]]
+    assert names == ["a__whoami", "b__whoami"], names
+
+
+def test_a_killed_gateway_leaves_no_upstream_behind(launcher, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    session = RawSession(gateway.base)
+    session.initialize()
+    pid = whoami(session)
+    gateway.proc.popen.kill()  # SIGKILL: palisade gets no chance to clean up
+    gateway.proc.popen.wait(timeout=10)
+    assert wait_until(lambda: not alive(pid)), "a SIGKILLed palisade left its upstream running"
 
 
 def test_gateway_shutdown_leaves_no_upstream_behind(launcher, tmp_path):

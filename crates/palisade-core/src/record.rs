@@ -185,6 +185,9 @@ pub enum SessionEnd {
     Shutdown,
     /// The session never started: its (wrapped) upstream could not.
     NotStarted,
+    /// Closed to make room for a new one at `server.max_sessions`: it was
+    /// the least recently used of those with nothing in progress.
+    Evicted,
 }
 
 /// Why a request was refused before it could reach any upstream.

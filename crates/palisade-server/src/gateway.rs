@@ -1,7 +1,7 @@
 //! The gateway: validated config, the pipeline, and how a client session is opened.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionEnd, SessionId};
@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, Config};
 use crate::denial::{AUDIT_UNAVAILABLE, UPSTREAM_UNAVAILABLE};
 use crate::session::{Outbox, Session, SessionSink};
-use crate::upstream::{EventSink, LinkContext, Upstream};
+use crate::upstream::{EventSink, LinkContext, Upstream, lock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -55,6 +55,8 @@ pub struct Gateway {
     next_call: AtomicU64,
     /// Work spawned on behalf of sessions; drained at shutdown.
     tasks: TaskTracker,
+    /// Each upstream's `initialize` result, once a session has connected it.
+    learnt: Mutex<Vec<Option<Value>>>,
 }
 
 impl Gateway {
@@ -98,7 +100,8 @@ impl Gateway {
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        let upstreams = config.upstreams.iter().cloned().map(Arc::new).collect();
+        let upstreams: Vec<_> = config.upstreams.iter().cloned().map(Arc::new).collect();
+        let upstream_count = upstreams.len();
         Ok(Arc::new(Self {
             config,
             mode,
@@ -106,6 +109,7 @@ impl Gateway {
             pipeline,
             http,
             next_call: AtomicU64::new(random_u64()),
+            learnt: Mutex::new(vec![None; upstream_count]),
             tasks,
         }))
     }
@@ -202,11 +206,35 @@ impl Gateway {
                     request_timeout: spec.request_timeout,
                     seam: self.seam().clone(),
                 };
-                Arc::new(Upstream::new(Arc::clone(spec), ctx, client_init.clone()))
+                let learnt = lock(&self.learnt).get(index).cloned().flatten();
+                Arc::new(Upstream::new(
+                    Arc::clone(spec),
+                    ctx,
+                    client_init.clone(),
+                    learnt,
+                ))
             })
             .collect();
 
-        let connected = futures_util::future::join_all(upstreams.iter().map(|u| u.connect())).await;
+        // Aggregating, an upstream whose capabilities palisade already knows
+        // (from an earlier session) starts on this session's first use of
+        // it, not now: a session costs only the upstreams it uses. Wrapping,
+        // the one upstream answers the client's `initialize` itself.
+        let lazy = |u: &Upstream| self.mode == Mode::Aggregate && u.init_result().is_some();
+        let connected = futures_util::future::join_all(
+            upstreams
+                .iter()
+                .map(|u| async move { if lazy(u) { Ok(()) } else { u.connect().await } }),
+        )
+        .await;
+        {
+            let mut learnt = lock(&self.learnt);
+            for (slot, upstream) in learnt.iter_mut().zip(&upstreams) {
+                if slot.is_none() {
+                    *slot = upstream.init_result();
+                }
+            }
+        }
         for (upstream, result) in upstreams.iter().zip(&connected) {
             if let Err(failure) = result {
                 tracing::warn!(upstream = %upstream.spec.name, "{}", failure.message);

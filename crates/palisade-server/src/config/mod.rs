@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_SESSIONS: usize = 128;
-const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(3600);
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(600);
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Variables every spawned upstream gets from palisade's environment, so

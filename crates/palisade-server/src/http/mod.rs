@@ -51,7 +51,28 @@ struct Entry {
     _slot: OwnedSemaphorePermit,
 }
 
+impl Server {
+    /// Takes out of the table the session unused for longest among those
+    /// with nothing in progress (no request, no open GET stream), if any.
+    fn evict_least_recently_used(&self) -> Option<Arc<Entry>> {
+        let mut sessions = lock(&self.sessions);
+        let victim = sessions
+            .iter()
+            .filter(|(_, entry)| entry.is_idle())
+            .max_by_key(|(_, entry)| entry.session.idle_for())
+            .map(|(id, _)| id.clone())?;
+        sessions.remove(&victim)
+    }
+}
+
 impl Entry {
+    fn is_idle(&self) -> bool {
+        let listening = lock(&self.outbox.standalone)
+            .as_ref()
+            .is_some_and(|stream| !stream.is_closed());
+        !listening && !self.session.is_working()
+    }
+
     /// Ends the session and its streams: the client's open SSE responses
     /// finish instead of keeping their connections (and a shutdown) waiting.
     async fn close(&self, reason: SessionEnd) {

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use futures_util::stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use palisade_core::Principal;
+use palisade_core::{Principal, SessionEnd};
 use palisade_mcp::jsonrpc::INVALID_REQUEST;
 use palisade_mcp::protocol::{header, method};
 use palisade_mcp::{Message, RequestId, Response};
@@ -108,13 +108,23 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
     };
     // Taken before any upstream starts, so concurrent initializes cannot
     // overshoot the cap.
-    let Ok(slot) = Arc::clone(&server.slots).try_acquire_owned() else {
+    let mut slot = Arc::clone(&server.slots).try_acquire_owned();
+    if slot.is_err()
+        && let Some(evicted) = server.evict_least_recently_used()
+    {
+        tracing::info!(session = %evicted.session.id, "closing the least recently used idle session to make room");
+        evicted.close(SessionEnd::Evicted).await;
+        // Its place under the cap is given back when its entry goes.
+        drop(evicted);
+        slot = Arc::clone(&server.slots).try_acquire_owned();
+    }
+    let Ok(slot) = slot else {
         return rpc_error(
             server,
             StatusCode::SERVICE_UNAVAILABLE,
             Some(request.id),
             INVALID_REQUEST,
-            "too many sessions; end one or try later",
+            "too many sessions, and every one is working; end one or try later",
         );
     };
     let outbox = Arc::new(HttpOutbox::default());

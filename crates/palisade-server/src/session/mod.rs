@@ -143,6 +143,11 @@ impl Session {
         })
     }
 
+    /// Whether a request of the client's is in progress.
+    pub fn is_working(&self) -> bool {
+        !lock(&self.routing).request_ids.is_empty()
+    }
+
     pub fn idle_for(&self) -> std::time::Duration {
         lock(&self.last_seen).elapsed()
     }

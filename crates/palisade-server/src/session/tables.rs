@@ -47,6 +47,11 @@ impl RequestIds {
         self.in_use.insert(id.clone())
     }
 
+    /// Whether no request is in progress.
+    pub(super) fn is_empty(&self) -> bool {
+        self.in_use.is_empty()
+    }
+
     /// The request `id` ended: its id is free, its early cancellation forgotten.
     pub(super) fn release(&mut self, id: &RequestId) {
         self.in_use.remove(id);

@@ -219,7 +219,14 @@ pub(crate) struct InFlight {
 }
 
 impl Upstream {
-    pub fn new(spec: Arc<config::Upstream>, ctx: LinkContext, client_init: Value) -> Self {
+    /// `learnt`: the `initialize` result another session got from this
+    /// upstream, standing in for its capabilities until this one connects.
+    pub fn new(
+        spec: Arc<config::Upstream>,
+        ctx: LinkContext,
+        client_init: Value,
+        learnt: Option<Value>,
+    ) -> Self {
         Self {
             spec,
             ctx,
@@ -231,7 +238,7 @@ impl Upstream {
             link: Mutex::new(None),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            init_result: Mutex::new(None),
+            init_result: Mutex::new(learnt),
         }
     }
 
