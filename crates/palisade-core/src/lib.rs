@@ -18,7 +18,8 @@ pub use call::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{CallContext, Obligation, Reservation, SessionFacts, Taint, Usage};
 pub use record::{
-    AuditEvent, Bounded, CallRecord, MethodRefusal, Outcome, SessionEnd, StageRecord, StageVerdict,
+    AuditEvent, Bounded, CallRecord, ListingFinding, MethodRefusal, Outcome, SessionEnd,
+    StageRecord, StageVerdict,
 };
 pub use redact::{AuditLine, Redactable, Redacted, RedactionSeam, Redactor};
 pub use stage::{InboundDecision, LimitDecision, Stage, StageError, StageFuture};

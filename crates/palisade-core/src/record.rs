@@ -198,6 +198,42 @@ pub enum MethodRefusal {
     Unknown,
 }
 
+/// What palisade found in a name (or URI) an upstream listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListingFinding {
+    /// ESC, BEL, newlines and the like.
+    ControlCharacters,
+    /// Zero-width, bidirectional and other characters that print as nothing.
+    InvisibleCharacters,
+    /// Another name of the same upstream differs from it only in case.
+    CaseCollision,
+    /// Outside the specification's tool-name rules (ASCII letters, digits,
+    /// `_`, `-`, `.`; 1 to 128 characters); hidden only under `server.strict_names`.
+    Nonstandard,
+    /// The item has no name (or URI) at all.
+    Unnamed,
+    /// A URI or template that an upstream earlier in the configuration claims.
+    ClaimedByAnother,
+    /// The listing is longer or larger than palisade keeps.
+    OverBound,
+}
+
+impl ListingFinding {
+    /// Whether the item is hidden, or only reported.
+    pub fn hides(self, strict: bool) -> bool {
+        match self {
+            ListingFinding::Nonstandard => strict,
+            ListingFinding::ControlCharacters
+            | ListingFinding::InvisibleCharacters
+            | ListingFinding::CaseCollision
+            | ListingFinding::Unnamed
+            | ListingFinding::ClaimedByAnother
+            | ListingFinding::OverBound => true,
+        }
+    }
+}
+
 /// Every kind of audit record. Each line of the log is one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -222,6 +258,20 @@ pub enum AuditEvent<'a> {
         session: SessionId,
         principal: Principal,
         reason: SessionEnd,
+    },
+    /// Something an upstream listed was hidden from the client, or is reported.
+    ListingNotice {
+        time: String,
+        session: SessionId,
+        principal: Principal,
+        upstream: Bounded,
+        listing: &'static str,
+        name: Bounded,
+        finding: ListingFinding,
+        hidden: bool,
+        /// For a refused claim: the upstream that owns it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        owner: Option<Bounded>,
     },
     MethodRefused {
         time: String,

@@ -42,7 +42,7 @@ struct Effective<'a> {
     data_dir: &'a Path,
     server: &'a Server,
     pipeline: &'a PipelineConfig,
-    upstreams: BTreeMap<&'a str, EffectiveUpstream<'a>>,
+    upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
 }
 
 #[derive(Serialize)]

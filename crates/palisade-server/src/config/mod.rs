@@ -75,6 +75,9 @@ pub struct Server {
     /// Longest a client may take to send one request body.
     #[serde(serialize_with = "as_humantime")]
     pub body_timeout: Duration,
+    /// Hide tool and prompt names outside the specification's rules, not
+    /// only report them.
+    pub strict_names: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -2,6 +2,8 @@
 //! turned into the validated form by `validate`.
 
 use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -15,7 +17,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) pipeline: RawPipeline,
     #[serde(default)]
-    pub(super) upstreams: BTreeMap<String, RawUpstream>,
+    /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
+    pub(super) upstreams: IndexMap<String, RawUpstream>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +31,7 @@ pub(super) struct RawServer {
     pub(super) max_sessions: Option<usize>,
     pub(super) session_idle_timeout: Option<String>,
     pub(super) body_timeout: Option<String>,
+    pub(super) strict_names: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

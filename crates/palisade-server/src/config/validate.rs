@@ -2,6 +2,8 @@
 //! the field and what was expected when it refuses.
 
 use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -139,6 +141,7 @@ impl Validator<'_> {
                 raw.body_timeout.as_deref(),
                 DEFAULT_BODY_TIMEOUT,
             )?,
+            strict_names: raw.strict_names.unwrap_or(false),
         })
     }
 
@@ -184,7 +187,7 @@ impl Validator<'_> {
         })
     }
 
-    fn upstreams(&self, raw: BTreeMap<String, RawUpstream>) -> Result<Vec<Upstream>, ConfigError> {
+    fn upstreams(&self, raw: IndexMap<String, RawUpstream>) -> Result<Vec<Upstream>, ConfigError> {
         let mut upstreams = Vec::with_capacity(raw.len());
         let single = raw.len() == 1;
         for (name, upstream) in raw {

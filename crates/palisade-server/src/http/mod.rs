@@ -109,7 +109,12 @@ pub async fn serve(
         sessions: Mutex::new(HashMap::new()),
         slots,
     });
-    server.gateway.spawn(reap_idle(Arc::downgrade(&server)));
+    // Housekeeping, not a call's work: stopped, not drained, at shutdown.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the reaper is aborted when serving ends"
+    )]
+    let reaper = tokio::spawn(reap_idle(Arc::downgrade(&server)));
     let app = Router::new()
         .route(
             &path,
@@ -147,6 +152,7 @@ pub async fn serve(
     };
     let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
     close_all(entries, SessionEnd::Shutdown).await;
+    reaper.abort();
     server.gateway.drain().await;
     result
 }

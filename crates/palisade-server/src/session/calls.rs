@@ -31,6 +31,8 @@ struct Parsed {
     /// The rest of the request's params (`_meta`, `task`, …).
     rest: Map<String, Value>,
     parent: Option<CallId>,
+    /// The listing the target must be shown in to be called, and its name there.
+    listed_as: Option<(Listing, String)>,
 }
 
 /// Why a request could not become a call.
@@ -69,20 +71,23 @@ impl Session {
             let error = ErrorObject::new(INVALID_PARAMS, "no such upstream");
             return Some(Response::error(Some(id), error));
         };
-        if kind == CallKind::Tool {
-            // Only tools the upstream lists can be called: a hidden tool
-            // would escape everything palisade learns from listings (and,
-            // later, pins).
-            match self.is_listed(parsed.upstream, &parsed.name).await {
+        if let Some((listing, listed_name)) = &parsed.listed_as {
+            // Only tools and prompts the upstream lists, and palisade shows,
+            // can be called: a hidden one would escape everything palisade
+            // learns from listings (and, later, pins).
+            match self.is_listed(*listing, parsed.upstream, listed_name).await {
                 Some(true) => {}
                 Some(false) => {
-                    let shown = format!("{}{}", upstream.spec.prefix, parsed.name);
+                    let shown = format!("{}{}", upstream.spec.prefix, listed_name);
                     let target = (upstream.spec.name.as_str(), parsed.name.as_str());
                     return Some(self.unknown(kind, id, target, &shown, String::new()).await);
                 }
                 None => {
-                    let failure =
-                        Failure::new(format!("cannot list the tools of `{}`", upstream.spec.name));
+                    let failure = Failure::new(format!(
+                        "cannot list the {} of `{}`",
+                        listing.field(),
+                        upstream.spec.name
+                    ));
                     let call = self.unmade_call(kind, &upstream.spec.name, &parsed.name);
                     let outcome = Outcome::UpstreamUnavailable {
                         detail: Bounded::new(failure.message.as_str()),
@@ -191,11 +196,12 @@ impl Session {
                     arguments,
                     rest,
                     parent: None,
+                    listed_as: Some((listing, inner.to_owned())),
                 })
             }
             CallKind::Resource => {
                 let uri = take_string("uri", "the resource's URI")?;
-                let upstream = self.route_uri(&uri).map_err(|e| Unmade::Unknown {
+                let upstream = self.route_uri(&uri).await.map_err(|e| Unmade::Unknown {
                     name: uri.clone(),
                     why: e.message,
                 })?;
@@ -205,6 +211,7 @@ impl Session {
                     arguments: Value::Null,
                     rest,
                     parent: None,
+                    listed_as: None,
                 })
             }
             CallKind::Completion => {
@@ -212,7 +219,7 @@ impl Session {
                     return Err(Unmade::Invalid("`params.ref` must be an object".into()));
                 };
                 let field = |name: &str| reference.get(name).and_then(Value::as_str);
-                let (upstream, name) = match field("type") {
+                let (upstream, name, listed_as) = match field("type") {
                     Some("ref/prompt") => {
                         let prompt = field("name").ok_or_else(|| {
                             Unmade::Invalid("`params.ref.name` must be a string".into())
@@ -220,17 +227,18 @@ impl Session {
                         let (upstream, inner) = self
                             .resolve(prompt)
                             .ok_or_else(|| unknown(Listing::Prompts, prompt))?;
-                        (upstream, format!("ref/prompt:{inner}"))
+                        let listed_as = Some((Listing::Prompts, inner.to_owned()));
+                        (upstream, format!("ref/prompt:{inner}"), listed_as)
                     }
                     Some("ref/resource") => {
                         let uri = field("uri").ok_or_else(|| {
                             Unmade::Invalid("`params.ref.uri` must be a string".into())
                         })?;
-                        let upstream = self.route_uri(uri).map_err(|e| Unmade::Unknown {
+                        let upstream = self.route_uri(uri).await.map_err(|e| Unmade::Unknown {
                             name: uri.to_owned(),
                             why: e.message,
                         })?;
-                        (upstream, format!("ref/resource:{uri}"))
+                        (upstream, format!("ref/resource:{uri}"), None)
                     }
                     Some(_) | None => {
                         return Err(Unmade::Invalid(
@@ -251,6 +259,7 @@ impl Session {
                     arguments: Value::Object(arguments),
                     rest,
                     parent: None,
+                    listed_as,
                 })
             }
             CallKind::TaskResult => {
@@ -269,6 +278,7 @@ impl Session {
                     arguments: Value::Null,
                     rest,
                     parent: Some(parent),
+                    listed_as: None,
                 })
             }
         }

@@ -10,6 +10,7 @@ use palisade_mcp::{Message, Notification, Request, RequestId};
 use serde_json::{Value, json};
 
 use super::Session;
+use super::listing::Listing;
 use crate::upstream::{Event, EventSink, lock};
 
 /// Hands upstream messages to the session. Messages that arrive while the
@@ -177,10 +178,19 @@ impl Session {
                     None
                 }
                 method::TOOLS_LIST_CHANGED => {
-                    routing.catalog.forget_tools(upstream);
+                    routing.catalog.forget(upstream, &[Listing::Tools]);
                     None
                 }
-                method::PROMPTS_LIST_CHANGED | method::RESOURCES_LIST_CHANGED => None,
+                method::PROMPTS_LIST_CHANGED => {
+                    routing.catalog.forget(upstream, &[Listing::Prompts]);
+                    None
+                }
+                method::RESOURCES_LIST_CHANGED => {
+                    routing
+                        .catalog
+                        .forget(upstream, &[Listing::Resources, Listing::Templates]);
+                    None
+                }
                 _ => routing.flights.related(upstream, related),
             }
         };

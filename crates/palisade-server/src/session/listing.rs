@@ -1,16 +1,19 @@
-//! Listings: tools, prompts, resources and templates of every upstream, renamed and merged.
+//! Listings: tools, prompts, resources and templates of every upstream, read once, judged, renamed and merged.
 
-use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
+use std::sync::Arc;
+
+use palisade_core::{AuditEvent, Bounded, ListingFinding};
+use palisade_mcp::Response;
+use palisade_mcp::jsonrpc::{ErrorObject, INTERNAL_ERROR, INVALID_PARAMS};
 use palisade_mcp::protocol::method;
-use palisade_mcp::{RequestId, Response};
 use serde_json::{Map, Value, json};
 
-use super::{Answer, Outgoing, Refusal, Session};
-use crate::gateway::Mode;
+use super::catalog::{self, Listed, MAX_BYTES, MAX_ITEMS, Noticed};
+use super::{Answer, Session, printable_name};
 use crate::upstream::{Failure, lock};
 
 /// Which listing, and how its items are named.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Listing {
     Tools,
     Prompts,
@@ -27,7 +30,7 @@ impl Listing {
             Listing::Templates => method::RESOURCES_TEMPLATES_LIST,
         }
     }
-    fn field(self) -> &'static str {
+    pub(super) fn field(self) -> &'static str {
         match self {
             Listing::Tools => "tools",
             Listing::Prompts => "prompts",
@@ -35,7 +38,7 @@ impl Listing {
             Listing::Templates => "resourceTemplates",
         }
     }
-    fn capability(self) -> &'static str {
+    pub(super) fn capability(self) -> &'static str {
         match self {
             Listing::Tools => "tools",
             Listing::Prompts => "prompts",
@@ -50,50 +53,63 @@ const PAGE_SIZE: usize = 1000;
 const MAX_LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Pages read from one upstream for one listing, against a server whose cursors never end.
 const MAX_UPSTREAM_PAGES: usize = 100;
+/// Findings recorded per listing read; past this, one count says how many more.
+const MAX_NOTICES: usize = 100;
+
+/// Why an upstream's listing is not in the catalog.
+enum Unlisted {
+    /// The upstream could not be read; logged.
+    Failed,
+    /// It lists more, or more bytes, than palisade keeps; logged and recorded.
+    TooLarge(String),
+}
 
 impl Session {
     // ---------------------------------------------------------------- listings
 
-    /// A listing. Wrapping one server, its own pages pass through. Aggregating,
-    /// every upstream is read in full (following its cursors), the items are
-    /// renamed and merged in config order, and palisade pages the result: the
-    /// cursor is `o:<offset>`.
-    pub(super) async fn list(
-        &self,
-        id: &RequestId,
-        listing: Listing,
-        params: Option<Value>,
-    ) -> Option<Answer> {
-        if self.gateway.mode == Mode::Wrap
-            && let Some(index) = self.single_upstream()
-        {
-            let answer = self
-                .relay(index, id, Outgoing::Request(listing.method(), params))
-                .await?;
-            return Some(answer.map_err(Refusal::into_error));
-        }
+    /// A listing: every upstream's (read once per session and kept until it
+    /// says its list changed), renamed, with what must not be shown left
+    /// out, merged in config order and paged by palisade: the cursor is
+    /// `o:<offset>`. Wrapping one server is the same with no prefix.
+    pub(super) async fn list(&self, listing: Listing, params: Option<Value>) -> Answer {
         let offset = match params.as_ref().and_then(|p| p.get("cursor")) {
             None | Some(Value::Null) => 0,
             Some(Value::String(c)) => {
                 match c.strip_prefix("o:").and_then(|o| o.parse::<usize>().ok()) {
                     Some(offset) => offset,
-                    None => return Some(Err(ErrorObject::new(INVALID_PARAMS, "invalid cursor"))),
+                    None => return Err(ErrorObject::new(INVALID_PARAMS, "invalid cursor")),
                 }
             }
             Some(_) => {
-                return Some(Err(ErrorObject::new(
+                return Err(ErrorObject::new(
                     INVALID_PARAMS,
                     "`params.cursor` must be a string",
-                )));
+                ));
             }
         };
-        let pages = futures_util::future::join_all(
-            (0..self.upstreams.len()).map(|index| self.list_one(listing, index)),
+        let listed = futures_util::future::join_all(
+            (0..self.upstreams.len()).map(|index| self.listed(listing, index)),
         )
         .await;
-        let merged: Vec<Value> = pages.into_iter().flatten().flatten().collect();
-        let page: Vec<Value> = merged
+        let mut refused = Vec::new();
+        let mut lists = Vec::new();
+        for (index, result) in listed.into_iter().enumerate() {
+            match result {
+                Ok(list) => lists.push(list),
+                Err(Unlisted::TooLarge(why)) => refused.push((index, why)),
+                Err(Unlisted::Failed) => {}
+            }
+        }
+        // One upstream that lists too much is left out, not everyone's listing.
+        if lists.is_empty()
+            && let Some((_, why)) = refused.first()
+        {
+            return Err(ErrorObject::new(INTERNAL_ERROR, why.clone()));
+        }
+        let total: usize = lists.iter().map(|l| l.items.len()).sum();
+        let page: Vec<Value> = lists
             .iter()
+            .flat_map(|l| l.items.iter())
             .skip(offset)
             .take(PAGE_SIZE)
             .cloned()
@@ -101,23 +117,44 @@ impl Session {
         let mut result = Map::new();
         result.insert(listing.field().into(), Value::Array(page));
         let next = offset.saturating_add(PAGE_SIZE);
-        if next < merged.len() {
+        if next < total {
             result.insert("nextCursor".into(), json!(format!("o:{next}")));
         }
-        Some(Ok(Value::Object(result)))
+        Ok(Value::Object(result))
     }
 
-    /// Every item one upstream lists, renamed; `None` when its listing failed
-    /// (logged), which a merged listing leaves out rather than failing whole.
-    pub(super) async fn list_one(&self, listing: Listing, index: usize) -> Option<Vec<Value>> {
-        let upstream = self.upstreams.get(index)?;
+    /// Upstream `index`'s listing, from the catalog or read now (once: a
+    /// second reader waits for the first).
+    async fn listed(&self, listing: Listing, index: usize) -> Result<Arc<Listed>, Unlisted> {
+        let upstream = self.upstreams.get(index).ok_or(Unlisted::Failed)?;
         let offers =
             upstream.init_result().is_none() || upstream.capability(listing.capability()).is_some();
         if !offers {
-            return Some(Vec::new());
+            return Ok(Arc::new(Listed::default()));
         }
+        let _reading = match self.readers.get(index) {
+            Some(reader) => Some(reader.lock().await),
+            None => None,
+        };
+        if let Some(listed) = lock(&self.routing).catalog.get(index, listing) {
+            return Ok(listed);
+        }
+        let raw = self.read_listing(listing, index).await?;
+        let strict = self.gateway.config.server.strict_names;
+        let (listed, noticed) = catalog::build(listing, &upstream.spec.prefix, raw, strict);
+        self.report(listing, index, &noticed).await;
+        lock(&self.routing).catalog.store(index, listing, listed);
+        lock(&self.routing)
+            .catalog
+            .get(index, listing)
+            .ok_or(Unlisted::Failed)
+    }
+
+    /// Every item upstream `index` lists, following its cursors, within the bounds.
+    async fn read_listing(&self, listing: Listing, index: usize) -> Result<Vec<Value>, Unlisted> {
+        let upstream = self.upstreams.get(index).ok_or(Unlisted::Failed)?;
         let mut items = Vec::new();
-        let mut names = Vec::new();
+        let mut bytes = 0usize;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_UPSTREAM_PAGES {
             let params = cursor.take().map(|c| json!({ "cursor": c }));
@@ -143,88 +180,100 @@ impl Session {
                     ..
                 }) => {
                     tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}: {}", listing.method(), error.message);
-                    return None;
+                    return Err(Unlisted::Failed);
                 }
                 Err(failure) => {
                     tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}: {}", listing.method(), failure.message);
-                    return None;
+                    return Err(Unlisted::Failed);
                 }
             };
-            if let (Listing::Tools, Some(Value::Array(tools))) =
-                (listing, result.get(listing.field()))
-            {
-                names.extend(
-                    tools
-                        .iter()
-                        .filter_map(|t| t.get("name")?.as_str())
-                        .map(str::to_owned),
-                );
-            }
-            self.rename_page(listing, index, &mut result);
             if let Some(Value::Array(page)) = result.get_mut(listing.field()).map(Value::take) {
-                items.extend(page);
+                for item in page {
+                    bytes = bytes.saturating_add(serde_json::to_vec(&item).map_or(0, |b| b.len()));
+                    items.push(item);
+                    if items.len() > MAX_ITEMS || bytes > MAX_BYTES {
+                        let why = format!(
+                            "upstream `{}` lists more than palisade keeps ({MAX_ITEMS} items or {} MiB per listing): its `{}` is refused",
+                            upstream.spec.name,
+                            MAX_BYTES / (1024 * 1024),
+                            listing.method()
+                        );
+                        tracing::warn!(session = %self.id, "{why}");
+                        self.notice(listing, index, "", ListingFinding::OverBound, None)
+                            .await;
+                        return Err(Unlisted::TooLarge(why));
+                    }
+                }
             }
             match result.get("nextCursor").and_then(Value::as_str) {
                 Some(next) => cursor = Some(next.to_owned()),
                 None => break,
             }
         }
-        if let Listing::Tools = listing {
-            let left_out = lock(&self.routing).catalog.learn_tools(index, names);
-            self.log_left_out(index, left_out, "tool names");
-        }
-        Some(items)
+        Ok(items)
     }
 
-    pub(super) fn rename_page(&self, listing: Listing, index: usize, result: &mut Value) {
-        let prefix = self
+    /// Logs and records what a listing had that was hidden or is reported.
+    async fn report(&self, listing: Listing, index: usize, noticed: &[Noticed]) {
+        for n in noticed.iter().take(MAX_NOTICES) {
+            self.notice(listing, index, &n.name, n.finding, None).await;
+        }
+        if noticed.len() > MAX_NOTICES {
+            let upstream = self.upstreams.get(index).map(|u| u.spec.name.as_str());
+            tracing::warn!(session = %self.id, upstream = upstream.unwrap_or_default(), "{} more listing findings not recorded", noticed.len() - MAX_NOTICES);
+        }
+    }
+
+    pub(super) async fn notice(
+        &self,
+        listing: Listing,
+        index: usize,
+        name: &str,
+        finding: ListingFinding,
+        owner: Option<usize>,
+    ) {
+        let strict = self.gateway.config.server.strict_names;
+        let upstream = self
             .upstreams
             .get(index)
-            .map(|u| u.spec.prefix.clone())
+            .map(|u| u.spec.name.clone())
             .unwrap_or_default();
-        let Some(Value::Array(items)) = result.get_mut(listing.field()) else {
-            return;
+        let owner = owner
+            .and_then(|o| self.upstreams.get(o))
+            .map(|u| Bounded::new(u.spec.name.as_str()));
+        tracing::warn!(session = %self.id, upstream = %upstream, "{} `{}`: {finding:?}", listing.field(), printable_name(name));
+        let event = AuditEvent::ListingNotice {
+            time: self.gateway.pipeline.now(),
+            session: self.id.clone(),
+            principal: self.principal.clone(),
+            upstream: Bounded::new(upstream),
+            listing: listing.field(),
+            name: Bounded::new(name),
+            finding,
+            hidden: finding.hides(strict),
+            owner,
         };
-        match listing {
-            Listing::Tools | Listing::Prompts => {
-                for item in items.iter_mut() {
-                    if let Some(Value::String(name)) = item.get_mut("name") {
-                        name.insert_str(0, &prefix);
-                    }
-                }
-            }
-            Listing::Resources => {
-                let uris = items.iter().filter_map(|i| i.get("uri")?.as_str());
-                let left_out = lock(&self.routing).catalog.learn_resources(index, uris);
-                self.log_left_out(index, left_out, "resource URIs");
-            }
-            Listing::Templates => {
-                let templates = items.iter().filter_map(|i| i.get("uriTemplate")?.as_str());
-                let left_out = lock(&self.routing)
-                    .catalog
-                    .learn_templates(index, templates);
-                self.log_left_out(index, left_out, "resource templates");
-            }
+        if let Err(failure) = self.gateway.pipeline.record(&event).await {
+            tracing::error!(session = %self.id, "{failure}");
         }
     }
 
-    /// Logs what a listing had past the catalog's bounds, which is not routed.
-    fn log_left_out(&self, index: usize, left_out: usize, what: &str) {
-        if left_out > 0 {
-            let upstream = self.upstreams.get(index).map(|u| u.spec.name.as_str());
-            tracing::warn!(session = %self.id, upstream = upstream.unwrap_or_default(), "{left_out} {what} past the session's bound were not learnt");
-        }
+    /// Reads a listing into the catalog if it is not there; failures are logged.
+    pub(super) async fn listed_or_none(&self, listing: Listing, index: usize) {
+        let _ = self.listed(listing, index).await;
     }
 
-    /// Whether upstream `index` lists `tool`, reading its listing when palisade
-    /// has none (the client may call without listing first). `None` when the
-    /// listing cannot be read: then nothing is known to be callable.
-    pub(super) async fn is_listed(&self, index: usize, tool: &str) -> Option<bool> {
-        let known = lock(&self.routing).catalog.is_listed(index, tool);
-        if let Some(listed) = known {
-            return Some(listed);
-        }
-        self.list_one(Listing::Tools, index).await?;
-        lock(&self.routing).catalog.is_listed(index, tool)
+    /// Whether upstream `index` shows `name` in `listing` (tools, prompts),
+    /// reading its listing when palisade has none (the client may call
+    /// without listing first). `None` when the listing cannot be read: then
+    /// nothing is known to be callable.
+    pub(super) async fn is_listed(
+        &self,
+        listing: Listing,
+        index: usize,
+        name: &str,
+    ) -> Option<bool> {
+        let listed = self.listed(listing, index).await.ok()?;
+        Some(listed.names.contains(name))
     }
 }

@@ -13,6 +13,7 @@
 //! - `tables`: what the session keeps track of, each table with its bound.
 
 mod calls;
+mod catalog;
 mod events;
 mod listing;
 mod routing;
@@ -38,9 +39,10 @@ use crate::denial::UPSTREAM_UNAVAILABLE;
 use crate::gateway::Gateway;
 use crate::upstream::{Failure, Upstream, lock};
 
+use catalog::Catalog;
 pub(crate) use events::SessionSink;
 use listing::Listing;
-use tables::{Catalog, Flights, RequestIds, ServerRequests, Tasks};
+use tables::{Flights, RequestIds, ServerRequests, Tasks};
 
 /// Where messages to the client go. `related` names the client request a
 /// message belongs to, so HTTP can put it on that request's stream. Takes
@@ -108,6 +110,8 @@ pub struct Session {
     last_seen: Mutex<Instant>,
     /// What the layers learnt about this session (taint), shared by its calls.
     facts: Arc<SessionFacts>,
+    /// One per upstream: held while its listing is read, so it is read once.
+    readers: Vec<tokio::sync::Mutex<()>>,
     closed: AtomicBool,
 }
 
@@ -129,6 +133,10 @@ impl Session {
         upstreams: Vec<Arc<Upstream>>,
         outbox: Arc<dyn Outbox>,
     ) -> Arc<Self> {
+        let readers = upstreams
+            .iter()
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect();
         Arc::new(Self {
             id,
             gateway,
@@ -139,6 +147,7 @@ impl Session {
             next_server_request: AtomicU64::new(1),
             last_seen: Mutex::new(Instant::now()),
             facts: SessionFacts::new(),
+            readers,
             closed: AtomicBool::new(false),
         })
     }
@@ -221,12 +230,10 @@ impl Session {
                 INVALID_REQUEST,
                 "the session is already initialized",
             )),
-            ClientRequest::ToolsList => self.list(&id, Listing::Tools, params).await?,
-            ClientRequest::PromptsList => self.list(&id, Listing::Prompts, params).await?,
-            ClientRequest::ResourcesList => self.list(&id, Listing::Resources, params).await?,
-            ClientRequest::ResourcesTemplatesList => {
-                self.list(&id, Listing::Templates, params).await?
-            }
+            ClientRequest::ToolsList => self.list(Listing::Tools, params).await,
+            ClientRequest::PromptsList => self.list(Listing::Prompts, params).await,
+            ClientRequest::ResourcesList => self.list(Listing::Resources, params).await,
+            ClientRequest::ResourcesTemplatesList => self.list(Listing::Templates, params).await,
             ClientRequest::ToolsCall => return self.call(CallKind::Tool, id, params).await,
             ClientRequest::PromptsGet => return self.call(CallKind::Prompt, id, params).await,
             ClientRequest::ResourcesRead => return self.call(CallKind::Resource, id, params).await,
@@ -241,7 +248,11 @@ impl Session {
                     .as_ref()
                     .and_then(|p| p.get("uri"))
                     .and_then(Value::as_str);
-                match uri.map(|uri| self.route_uri(uri)) {
+                let routed = match uri {
+                    Some(uri) => Some(self.route_subscription(uri).await),
+                    None => None,
+                };
+                match routed {
                     Some(Ok(upstream)) => return self.forward(upstream, id, &method, params).await,
                     Some(Err(error)) => Err(error),
                     None => Err(ErrorObject::new(

@@ -3,7 +3,10 @@
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use serde_json::Value;
 
-use super::Session;
+use palisade_core::ListingFinding;
+
+use super::listing::Listing;
+use super::{Session, printable_name};
 use crate::upstream::lock;
 
 impl Session {
@@ -23,12 +26,48 @@ impl Session {
             .map(|(i, rest, _)| (i, rest))
     }
 
-    pub(super) fn route_uri(&self, uri: &str) -> Result<usize, ErrorObject> {
-        if let Some(index) = self.single_upstream() {
-            return Ok(index);
+    /// The upstream that owns `uri`, with every number of upstreams: one
+    /// that listed it, or whose template covers it. Every upstream's resource
+    /// listings are read first (once per session), so that ownership follows
+    /// the configuration's order, not which listing came first; a URI no
+    /// upstream lists is refused.
+    pub(super) async fn route_uri(&self, uri: &str) -> Result<usize, ErrorObject> {
+        let serving = (0..self.upstreams.len()).flat_map(|index| {
+            [Listing::Resources, Listing::Templates].map(|listing| (index, listing))
+        });
+        futures_util::future::join_all(
+            serving.map(|(index, listing)| self.listed_or_none(listing, index)),
+        )
+        .await;
+        let (routes, fresh) = lock(&self.routing).catalog.routes(self.upstreams.len());
+        if fresh {
+            for (claimer, claim, owner) in &routes.refused {
+                self.notice(
+                    Listing::Resources,
+                    *claimer,
+                    claim,
+                    ListingFinding::ClaimedByAnother,
+                    Some(*owner),
+                )
+                .await;
+            }
         }
-        if let Some(index) = lock(&self.routing).catalog.route_uri(uri) {
-            return Ok(index);
+        routes.route(uri).ok_or_else(|| {
+            ErrorObject::new(
+                INVALID_PARAMS,
+                format!("no upstream lists the resource `{}`", printable_name(uri)),
+            )
+        })
+    }
+
+    /// The upstream to subscribe to `uri` with. A subscription reads
+    /// nothing (updates only say that a resource changed), so a URI no
+    /// upstream lists, which servers allow for resources they make later,
+    /// goes to the only upstream that offers resources, if there is one.
+    pub(super) async fn route_subscription(&self, uri: &str) -> Result<usize, ErrorObject> {
+        let owned = self.route_uri(uri).await;
+        if owned.is_ok() {
+            return owned;
         }
         let serving: Vec<usize> = (0..self.upstreams.len())
             .filter(|i| {
@@ -39,10 +78,7 @@ impl Session {
             .collect();
         match serving.as_slice() {
             [only] => Ok(*only),
-            _ => Err(ErrorObject::new(
-                INVALID_PARAMS,
-                format!("no upstream is known to serve `{uri}`; list resources or templates first"),
-            )),
+            _ => owned,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The tables a session keeps (requests in progress, where each went, what upstreams listed, tasks), each holding its own bound.
+//! The tables a session keeps (requests in progress, where each went, requests from upstreams, tasks), each holding its own bound.
 //!
 //! Every table lives in the session's one `Routing` lock and none does I/O:
 //! a caller takes the lock, asks, and lets go before it awaits anything.
@@ -18,12 +18,6 @@ use tokio::sync::oneshot;
 
 /// Requests from upstreams a client may leave unanswered at once; more are refused.
 pub(super) const MAX_SERVER_REQUESTS: usize = 256;
-/// Resource URIs remembered for routing; the URIs of listings past it are not learnt.
-pub(super) const MAX_RESOURCES: usize = 10_000;
-/// Resource template prefixes remembered for routing; those past it are not learnt.
-pub(super) const MAX_TEMPLATES: usize = 1_000;
-/// Tool names remembered per upstream; a tool past it is not known as listed, so it cannot be called.
-pub(super) const MAX_TOOLS_PER_UPSTREAM: usize = 10_000;
 /// Tasks remembered per session, for routing `tasks/*`; the oldest are forgotten first.
 pub(super) const MAX_TASKS: usize = 1024;
 
@@ -236,114 +230,6 @@ impl ServerRequests {
             .iter()
             .find(|(_, w)| w.upstream == upstream && w.theirs.to_value() == *theirs)
             .map(|(ours, _)| *ours)
-    }
-}
-
-// ------------------------------------------------------------------- Catalog
-
-/// What upstreams listed, for routing and for knowing what may be called:
-/// each upstream's tool names (its own, unprefixed) from its latest full
-/// listing, and the resource URIs and template prefixes each serves. Each
-/// is bounded; what lies past a bound is not learnt, and the learning
-/// methods say how much was left out, for the caller to log.
-#[derive(Debug, Default)]
-pub(super) struct Catalog {
-    tools: HashMap<usize, HashSet<String>>,
-    resources: HashMap<String, usize>,
-    /// (fixed prefix, upstream), in the order learnt.
-    templates: Vec<(String, usize)>,
-}
-
-impl Catalog {
-    /// `upstream`'s full tool listing, in place of what it listed before.
-    /// Returns how many names past [`MAX_TOOLS_PER_UPSTREAM`] were left out.
-    pub(super) fn learn_tools(
-        &mut self,
-        upstream: usize,
-        names: impl IntoIterator<Item = String>,
-    ) -> usize {
-        let mut kept = HashSet::new();
-        let mut left_out = 0usize;
-        for name in names {
-            if kept.len() < MAX_TOOLS_PER_UPSTREAM || kept.contains(&name) {
-                kept.insert(name);
-            } else {
-                left_out = left_out.saturating_add(1);
-            }
-        }
-        self.tools.insert(upstream, kept);
-        left_out
-    }
-
-    /// `upstream` said its tool list changed: nothing is known to be listed
-    /// until it is read again.
-    pub(super) fn forget_tools(&mut self, upstream: usize) {
-        self.tools.remove(&upstream);
-    }
-
-    /// Whether `upstream` lists `tool`; `None` when its listing is not known.
-    pub(super) fn is_listed(&self, upstream: usize, tool: &str) -> Option<bool> {
-        self.tools.get(&upstream).map(|names| names.contains(tool))
-    }
-
-    /// Resource URIs `upstream` listed. A URI known already moves to it;
-    /// returns how many new ones past [`MAX_RESOURCES`] were left out.
-    pub(super) fn learn_resources<'u>(
-        &mut self,
-        upstream: usize,
-        uris: impl IntoIterator<Item = &'u str>,
-    ) -> usize {
-        let mut left_out = 0usize;
-        for uri in uris {
-            if let Some(known) = self.resources.get_mut(uri) {
-                *known = upstream;
-            } else if self.resources.len() < MAX_RESOURCES {
-                self.resources.insert(uri.to_owned(), upstream);
-            } else {
-                left_out = left_out.saturating_add(1);
-            }
-        }
-        left_out
-    }
-
-    /// URI templates `upstream` listed; each routes the URIs that start with
-    /// its fixed part (up to the first `{`). Returns how many new ones past
-    /// [`MAX_TEMPLATES`] were left out.
-    pub(super) fn learn_templates<'t>(
-        &mut self,
-        upstream: usize,
-        templates: impl IntoIterator<Item = &'t str>,
-    ) -> usize {
-        let mut left_out = 0usize;
-        for template in templates {
-            let fixed = template.split('{').next().unwrap_or_default();
-            let known = self
-                .templates
-                .iter()
-                .any(|(p, i)| p == fixed && *i == upstream);
-            if known {
-                continue;
-            }
-            if self.templates.len() < MAX_TEMPLATES {
-                self.templates.push((fixed.to_owned(), upstream));
-            } else {
-                left_out = left_out.saturating_add(1);
-            }
-        }
-        left_out
-    }
-
-    /// The upstream that serves `uri`: the one that listed it, else the one
-    /// whose template has the longest non-empty fixed part `uri` starts with.
-    pub(super) fn route_uri(&self, uri: &str) -> Option<usize> {
-        if let Some(upstream) = self.resources.get(uri) {
-            return Some(*upstream);
-        }
-        self.templates
-            .iter()
-            .filter(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, upstream)| *upstream)
     }
 }
 
@@ -603,113 +489,6 @@ mod tests {
         assert_eq!(waiting.take(2), Some((1, id(5))));
         assert_eq!(waiting.take(2), None, "taken once");
         assert_eq!(waiting.find(1, &Value::from(5)), None);
-    }
-
-    // ----------------------------------------------------------- Catalog
-
-    #[test]
-    fn tools_are_listed_per_upstream_until_forgotten() {
-        let mut catalog = Catalog::default();
-        assert_eq!(catalog.is_listed(0, "echo"), None, "never listed");
-        assert_eq!(catalog.learn_tools(0, ["echo".into(), "add".into()]), 0);
-        assert_eq!(catalog.learn_tools(1, ["other".into()]), 0);
-        let check = |catalog: &Catalog, upstream: usize, tool: &str, expected: Option<bool>| {
-            assert_eq!(
-                catalog.is_listed(upstream, tool),
-                expected,
-                "{upstream}: {tool}"
-            );
-        };
-        check(&catalog, 0, "echo", Some(true));
-        check(&catalog, 0, "other", Some(false));
-        check(&catalog, 1, "other", Some(true));
-        check(&catalog, 2, "echo", None);
-        // A new listing replaces the old.
-        assert_eq!(catalog.learn_tools(0, ["add".into()]), 0);
-        check(&catalog, 0, "echo", Some(false));
-        check(&catalog, 0, "add", Some(true));
-        catalog.forget_tools(0);
-        check(&catalog, 0, "add", None);
-        check(&catalog, 1, "other", Some(true));
-    }
-
-    #[test]
-    fn tool_names_past_the_bound_are_not_learnt() {
-        let mut catalog = Catalog::default();
-        let names = (0..MAX_TOOLS_PER_UPSTREAM + 3).map(|n| format!("t{n}"));
-        // Repeats of a kept name are no more names.
-        let names = names.chain(["t0".to_owned(), "t0".to_owned()]);
-        assert_eq!(catalog.learn_tools(0, names), 3);
-        assert_eq!(catalog.is_listed(0, "t0"), Some(true));
-        let last_kept = format!("t{}", MAX_TOOLS_PER_UPSTREAM - 1);
-        assert_eq!(catalog.is_listed(0, &last_kept), Some(true));
-        let first_left = format!("t{MAX_TOOLS_PER_UPSTREAM}");
-        assert_eq!(catalog.is_listed(0, &first_left), Some(false));
-        // The bound is per upstream.
-        assert_eq!(catalog.learn_tools(1, ["x".into()]), 0);
-        assert_eq!(catalog.is_listed(1, "x"), Some(true));
-    }
-
-    #[test]
-    fn uris_route_to_their_lister_then_by_the_longest_template() {
-        let mut catalog = Catalog::default();
-        assert_eq!(catalog.learn_resources(0, ["file:///a", "mem://x"]), 0);
-        assert_eq!(catalog.learn_resources(1, ["mem://x"]), 0);
-        let templates = ["file:///{path}", "file:///logs/{day}", "{whole}"];
-        assert_eq!(catalog.learn_templates(1, templates), 0);
-        assert_eq!(catalog.learn_templates(2, ["file:///logs/deep/{x}"]), 0);
-        let check = |uri: &str, expected: Option<usize>| {
-            assert_eq!(catalog.route_uri(uri), expected, "{uri}");
-        };
-        check("file:///a", Some(0));
-        check("mem://x", Some(1));
-        check("file:///b", Some(1));
-        check("file:///logs/monday", Some(1));
-        check("file:///logs/deep/1", Some(2));
-        check("http://elsewhere", None);
-        check("", None);
-    }
-
-    #[test]
-    fn resources_past_the_bound_are_not_learnt_but_known_ones_still_move() {
-        let mut catalog = Catalog::default();
-        let uris: Vec<String> = (0..MAX_RESOURCES + 2).map(|n| format!("r:{n}")).collect();
-        assert_eq!(
-            catalog.learn_resources(0, uris.iter().map(String::as_str)),
-            2
-        );
-        assert_eq!(catalog.route_uri("r:0"), Some(0));
-        assert_eq!(
-            catalog.route_uri(&format!("r:{}", MAX_RESOURCES - 1)),
-            Some(0)
-        );
-        assert_eq!(catalog.route_uri(&format!("r:{MAX_RESOURCES}")), None);
-        assert_eq!(catalog.learn_resources(1, ["r:0", "r:new"]), 1);
-        assert_eq!(catalog.route_uri("r:0"), Some(1));
-        assert_eq!(catalog.route_uri("r:new"), None);
-    }
-
-    #[test]
-    fn templates_past_the_bound_are_not_learnt_and_repeats_take_no_room() {
-        let mut catalog = Catalog::default();
-        let templates: Vec<String> = (0..MAX_TEMPLATES).map(|n| format!("t{n}:/{{x}}")).collect();
-        assert_eq!(
-            catalog.learn_templates(0, templates.iter().map(String::as_str)),
-            0
-        );
-        // Listed again (a client lists more than once): nothing new.
-        assert_eq!(
-            catalog.learn_templates(0, templates.iter().map(String::as_str)),
-            0
-        );
-        assert_eq!(catalog.learn_templates(0, ["past:/{x}"]), 1);
-        assert_eq!(
-            catalog.learn_templates(1, ["t0:/{x}"]),
-            1,
-            "new for upstream 1"
-        );
-        assert_eq!(catalog.route_uri("t0:/a"), Some(0));
-        assert_eq!(catalog.route_uri("past:/a"), None);
     }
 
     // ------------------------------------------------------------- Tasks
