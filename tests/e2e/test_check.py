@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from support import config_text, everything_stdio, palisade_bin, write_config
+from support import PASS_THROUGH, Proc, config_text, everything_stdio, free_port, palisade_bin, write_config
 
 
 def check(config) -> subprocess.CompletedProcess[str]:
@@ -72,3 +72,135 @@ def test_check_never_prints_credentials(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "sk-test-do-not-print" not in done.stdout + done.stderr
     assert "API_KEY" in done.stdout
+
+
+def test_unknown_field_is_named_by_its_path_with_the_fields_expected(tmp_path):
+    text = config_text(data_dir=tmp_path, upstreams={}).replace("listen =", "lisen =")
+    config = tmp_path / "palisade.toml"
+    config.write_text(text)
+    done = check(config)
+    assert done.returncode != 0, done.stdout
+    line = done.stderr.strip()
+    assert line.startswith(f"palisade: {config}: `server.lisen`: unknown field (line 4, column 1); "), line
+    assert line.endswith("expected one of listen, path, allowed_origins, max_message_bytes, max_sessions, body_timeout, session_idle_timeout"), line
+    assert "TOML parse error" not in line and "|" not in line, "serde's rendering, not palisade's"
+
+
+def test_wrong_types_are_named_by_path_in_plain_words(tmp_path):
+    cases = [
+        ({"server": {"max_sessions": "10"}}, "`server.max_sessions`: expected a whole number, got the string `10`"),
+        (
+            {"upstreams": {"files": {"command": "node", "args": ["a", "b", 3]}}},
+            "`upstreams.files.args[2]`: expected a string, got the whole number `3`",
+        ),
+        (
+            {"upstreams": {"files": {"command": "node", "inherit_env": "yes"}}},
+            "`upstreams.files.inherit_env`: expected true or false, got the string `yes`",
+        ),
+        (
+            {"upstreams": {"files": {"command": "node", "request_timeout": 30}}},
+            '`upstreams.files.request_timeout`: expected a duration in quotes, such as "30s" or "500ms", got the whole number `30`',
+        ),
+    ]
+    for i, (kwargs, expected) in enumerate(cases):
+        config = tmp_path / f"types{i}.toml"
+        config.write_text(config_text(data_dir=tmp_path, upstreams=kwargs.get("upstreams", {}), server=kwargs.get("server")))
+        done = check(config)
+        assert done.returncode != 0, done.stdout
+        assert f"palisade: {config}: {expected} (line " in done.stderr, done.stderr
+        assert "invalid type" not in done.stderr, done.stderr
+
+
+def test_every_missing_pass_through_stage_is_named_at_once_with_the_line_to_add(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    done = check(empty)
+    assert done.returncode != 0, done.stdout
+    assert f"palisade: {empty}: `pipeline.pass_through`: stages " in done.stderr, done.stderr
+    for stage in PASS_THROUGH:
+        assert f"`{stage}`" in done.stderr, done.stderr
+    wanted = "pass_through = [" + ", ".join(f'"{s}"' for s in PASS_THROUGH) + "]"
+    assert done.stderr.endswith(f"add these lines:\n    [pipeline]\n    {wanted}\n"), done.stderr
+
+    partial = tmp_path / "partial.toml"
+    partial.write_text('[pipeline]\npass_through = ["authorize", "redact"]\n')
+    done = check(partial)
+    assert done.returncode != 0, done.stdout
+    listed = ["authorize", "redact"] + [s for s in PASS_THROUGH if s not in ("authorize", "redact")]
+    assert "stages `limits`, `outbound-filter`, `approval`, `inject-secrets`, `inbound-filter` have" in done.stderr
+    assert done.stderr.endswith(
+        "make the line read:\n    pass_through = [" + ", ".join(f'"{s}"' for s in listed) + "]\n"
+    ), done.stderr
+
+    # The line it gives is one palisade accepts.
+    fixed = tmp_path / "fixed.toml"
+    fixed.write_text(f'data_dir = "{tmp_path}"\n[pipeline]\n{wanted}\n')
+    assert check(fixed).returncode == 0
+
+
+def test_a_missing_config_file_states_the_os_error_once(tmp_path):
+    missing = tmp_path / "nope.toml"
+    done = check(missing)
+    assert done.returncode != 0
+    assert done.stderr == f"palisade: cannot read `{missing}`: No such file or directory (os error 2)\n", done.stderr
+
+
+def test_mcp_without_dashes_says_where_the_command_goes():
+    done = subprocess.run([palisade_bin(), "mcp", "npx", "server"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "palisade: put the server command after `--`, so that its flags are not taken for palisade's: "
+        "`palisade mcp -- npx server`\n"
+    ), done.stderr
+    done = subprocess.run(
+        [palisade_bin(), "mcp", "--name", "files", "npx", "-y", "@scope/server files"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "`palisade mcp --name files -- npx -y '@scope/server files'`" in done.stderr, done.stderr
+
+
+def test_every_subcommand_documents_config_in_help():
+    for verb in ("serve", "mcp", "check"):
+        done = subprocess.run([palisade_bin(), verb, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        option = next((line for line in done.stdout.splitlines() if "--config" in line), "")
+        assert "-c, --config <FILE>" in option, done.stdout
+        assert "Without it, the embedded default" in option, done.stdout
+
+
+def test_listen_flag_overrides_the_config_and_stays_on_loopback(tmp_path):
+    config = write_config(tmp_path / "palisade.toml", data_dir=tmp_path, upstreams={})
+    port = free_port()
+    done = subprocess.run(
+        [palisade_bin(), "check", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f'listen = "127.0.0.1:{port}"' in done.stdout, done.stdout
+
+    gateway = Proc(
+        [palisade_bin(), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+        log_dir=tmp_path / "logs",
+        name="palisade",
+    )
+    try:
+        gateway.wait_for(rf"listening on http://127\.0\.0\.1:{port}/mcp")
+    finally:
+        gateway.stop()
+
+    refused = "palisade: `--listen`: `0.0.0.0:9000` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only\n"
+    for verb in ("check", "serve"):
+        done = subprocess.run(
+            [palisade_bin(), verb, "--config", str(config), "--listen", "0.0.0.0:9000"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0, done.stdout
+        assert done.stderr == refused, done.stderr

@@ -1,12 +1,14 @@
 //! `palisade`: the command line. Parses flags, loads the config, hands over to `palisade-server`.
 #![forbid(unsafe_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Parser, Subcommand};
 use palisade_server::config::Upstream;
 use palisade_server::logging::RedactedStderr;
 use palisade_server::{Config, Gateway, Mode};
@@ -19,18 +21,40 @@ struct Cli {
     command: Command,
 }
 
+/// `--config`, the same for every subcommand.
+#[derive(Debug, Args)]
+struct ConfigFile {
+    /// The config file, palisade.toml (reference: docs/configuration.md).
+    /// Without it, the embedded default: listen on 127.0.0.1:8716, data in
+    /// $XDG_DATA_HOME/palisade (else ~/.local/share/palisade), no upstreams,
+    /// every stage without an implementation passed through. `palisade check`
+    /// prints it.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `--listen`, for the subcommands that serve HTTP (or check a config for it).
+#[derive(Debug, Args)]
+struct Listen {
+    /// Listen on IP:PORT instead of the config's `server.listen`; loopback
+    /// only, as in the file. Port 0 picks a free port.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve one Streamable HTTP MCP endpoint that aggregates the configured upstreams.
     Serve {
-        /// palisade.toml; without it, the embedded default (loopback only, no upstreams).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        listen: Listen,
     },
     /// Wrap one stdio MCP server for a local client: `palisade mcp -- npx -y some-server`.
     Mcp {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFile,
         /// The upstream's name in audit records; by default derived from the command.
         #[arg(long)]
         name: Option<String>,
@@ -40,13 +64,27 @@ enum Command {
     },
     /// Validate a config file and print the effective configuration.
     Check {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        listen: Listen,
     },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(fixed) = mcp_without_dashes(&args, &e) {
+                eprintln!(
+                    "palisade: put the server command after `--`, so that its flags are not taken for palisade's: `{fixed}`"
+                );
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -56,11 +94,64 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-    let config = match path {
+/// `palisade mcp npx server` (no `--`): clap refuses `npx` as an unexpected
+/// argument. Gives the command line with `--` before that word, if that one
+/// parses, to show instead of clap's generic error.
+fn mcp_without_dashes(args: &[OsString], error: &clap::Error) -> Option<String> {
+    if args.get(1).map(OsString::as_os_str) != Some(OsStr::new("mcp"))
+        || args.iter().any(|a| a == "--")
+        || error.kind() != ErrorKind::UnknownArgument
+    {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') {
+        // A mistyped flag of palisade's own: clap's error suggests the right one.
+        return None;
+    }
+    let at = args.iter().skip(2).position(|a| a == word.as_str())? + 2;
+    let mut fixed: Vec<OsString> = args.to_vec();
+    fixed.insert(at, "--".into());
+    if !matches!(
+        Cli::try_parse_from(&fixed),
+        Ok(Cli {
+            command: Command::Mcp { .. }
+        })
+    ) {
+        return None;
+    }
+    let words = fixed
+        .iter()
+        .skip(1)
+        .map(|a| shell_word(&a.to_string_lossy()));
+    Some(
+        std::iter::once("palisade".to_owned())
+            .chain(words)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// `word` as a POSIX shell would need it typed.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn load(path: Option<&Path>, listen: Option<&str>) -> anyhow::Result<Config> {
+    let mut config = match path {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default()?,
     };
+    if let Some(listen) = listen {
+        config.override_listen(listen)?;
+    }
     let file = path.map_or_else(|| "(embedded default)".into(), |p| p.display().to_string());
     config.find_commands(&file)?;
     Ok(config)
@@ -87,8 +178,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { config } => {
-            let config = load(config.as_deref())?;
+        Command::Check { config, listen } => {
+            let config = load(config.config.as_deref(), listen.listen.as_deref())?;
             #[expect(
                 clippy::print_stdout,
                 reason = "printing the effective config is what `check` is for"
@@ -113,8 +204,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config } => {
-            let config = load(config.as_deref())?;
+        Command::Serve { config, listen } => {
+            let config = load(config.config.as_deref(), listen.listen.as_deref())?;
             init_logging("warn,palisade_server=info,palisade::upstream=info", &config);
             runtime()?.block_on(serve(config))
         }
@@ -123,7 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             command,
         } => {
-            let mut config = load(config.as_deref())?;
+            let mut config = load(config.config.as_deref(), None)?;
             if !config.upstreams.is_empty() {
                 anyhow::bail!(
                     "`palisade mcp` wraps the command given after `--`; remove [upstreams] from the config or use `palisade serve`"

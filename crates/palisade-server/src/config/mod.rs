@@ -1,14 +1,17 @@
-//! `palisade.toml`: raw structs that reject unknown fields, turned once into a validated `Config`.
+//! `palisade.toml`: read into raw structs that refuse unknown fields, turned once into a validated `Config`.
 //!
 //! The runtime only ever sees `Config`. Every error names the file, the
-//! field and what was expected, and an invalid file refuses to start.
+//! field by its dotted path and what was expected, and an invalid file
+//! refuses to start.
 //!
+//! - `read`: TOML read one field at a time, with plain-words errors;
 //! - `raw`: the file as written;
 //! - `validate`: raw to validated, a section at a time;
 //! - `effective`: the masked form `palisade check` prints.
 
 mod effective;
 mod raw;
+mod read;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,7 @@ use serde::Serialize;
 
 pub use effective::MASKED;
 use raw::{RawConfig, RawPipeline};
+use read::Source;
 use validate::Validator;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8716";
@@ -37,10 +41,12 @@ const BASE_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"]
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read `{file}`: {source}")]
+    /// The OS error is in the message, not a `source`: chained, it would be
+    /// printed twice.
+    #[error("cannot read `{}`: {error}", file.display())]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
@@ -50,6 +56,9 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    /// A command-line flag that overrides a field of the file.
+    #[error("`{flag}`: {message}")]
+    Flag { flag: String, message: String },
 }
 
 /// The validated configuration. Built only by [`Config::load`], [`Config::parse`]
@@ -184,9 +193,9 @@ pub const UNIMPLEMENTED_STAGES: [Stage; 7] = palisade_pipeline::PASSABLE;
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, &path.display().to_string())
     }
@@ -200,10 +209,10 @@ impl Config {
             .map(|s| s.as_str().to_owned())
             .collect();
         let raw = RawConfig {
-            pipeline: RawPipeline {
+            pipeline: Some(RawPipeline {
                 pass_through: Some(names),
                 stage_timeout: None,
-            },
+            }),
             ..RawConfig::default()
         };
         Validator {
@@ -214,11 +223,18 @@ impl Config {
 
     /// Parses and validates config text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let raw = RawConfig::read(&Source { file, text })?;
         Validator { file }.config(raw)
+    }
+
+    /// Replaces `server.listen` with the `--listen` flag's address, under the
+    /// same rules as the file's.
+    pub fn override_listen(&mut self, text: &str) -> Result<(), ConfigError> {
+        self.server.listen = validate::listen(text).map_err(|message| ConfigError::Flag {
+            flag: "--listen".to_owned(),
+            message,
+        })?;
+        Ok(())
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -313,7 +329,9 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         );
         check(
             "[server]\nlisen = \"127.0.0.1:1\"",
-            Some("unknown field `lisen`"),
+            Some(
+                "`server.lisen`: unknown field (line 7, column 1); expected one of listen, path, allowed_origins,",
+            ),
         );
         check("[server]\npath = \"mcp\"", Some("`server.path`"));
         check(
@@ -357,7 +375,9 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         check("[upstreams.a__b]\ncommand = \"x\"", Some("without `__`"));
         check(
             "[upstreams.a]\ncommand = \"x\"\ncolour = 1",
-            Some("unknown field `colour`"),
+            Some(
+                "`upstreams.a.colour`: unknown field (line 8, column 1); expected one of command, args, env,",
+            ),
         );
         check(
             "[upstreams.a]\ncommand = \"x\"\ndefault_effect = \"mild\"",
@@ -414,14 +434,177 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
     }
 
     #[test]
+    fn wrong_types_are_named_by_path_in_plain_words() {
+        let cases = [
+            (
+                "[server]\nmax_sessions = \"10\"",
+                "`server.max_sessions`: expected a whole number, got the string `10` (line 7, column 16)",
+            ),
+            (
+                "[server]\nmax_sessions = -1",
+                "`server.max_sessions`: expected a whole number of 0 or more, got `-1`",
+            ),
+            (
+                "[server]\nallowed_origins = \"http://localhost\"",
+                "`server.allowed_origins`: expected a list of strings, such as [\"a\", \"b\"], got the string `http://localhost`",
+            ),
+            (
+                "[server]\nbody_timeout = 30",
+                "`server.body_timeout`: expected a duration in quotes, such as \"30s\" or \"500ms\", got the whole number `30`",
+            ),
+            (
+                "[upstreams.files]\ncommand = \"x\"\nargs = [\"a\", \"b\", 3]",
+                "`upstreams.files.args[2]`: expected a string, got the whole number `3` (line 8, column 19)",
+            ),
+            (
+                "[upstreams.files]\ncommand = \"x\"\ninherit_env = \"yes\"",
+                "`upstreams.files.inherit_env`: expected true or false, got the string `yes`",
+            ),
+            (
+                "[upstreams.files]\ncommand = \"x\"\nprefix = true",
+                "`upstreams.files.prefix`: expected a string, got `true`",
+            ),
+            (
+                "[upstreams.files]\ncommand = 1.5",
+                "`upstreams.files.command`: expected a string, got the number `1.5`",
+            ),
+            (
+                "[upstreams.files]\ncommand = \"x\"\neffects = { echo = [\"read\"] }",
+                "`upstreams.files.effects.echo`: expected a string, got a list",
+            ),
+            (
+                "[[upstreams]]\ncommand = \"x\"",
+                "`upstreams`: expected [upstreams.NAME] tables, one per name, got a list",
+            ),
+        ];
+        for (extra, expected) in cases {
+            check(extra, Some(expected));
+        }
+        // Keys above any table header.
+        let top_level = [
+            (
+                "server = 1",
+                "p.toml: `server`: expected a [server] table, got the whole number `1` (line 1, column 10)",
+            ),
+            (
+                "upstreams.files = \"x\"",
+                "p.toml: `upstreams.files`: expected a [upstreams.files] table, got the string `x` (line 1, column 19)",
+            ),
+            (
+                "datadir = \"/x\"",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, server, pipeline, upstreams",
+            ),
+        ];
+        for (first, expected) in top_level {
+            let err = Config::parse(&format!("{first}\n{PASS}"), "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, expected);
+        }
+    }
+
+    #[test]
+    fn env_and_header_values_are_not_shown_in_errors() {
+        for (extra, field) in [
+            (
+                "[upstreams.a]\ncommand = \"x\"\nenv = { KEY = 123456 }",
+                "`upstreams.a.env.KEY`: expected a string, got a whole number (",
+            ),
+            (
+                "[upstreams.a]\nurl = \"http://h/mcp\"\nheaders = \"Bearer 123456\"",
+                "`upstreams.a.headers`: expected a table of strings, such as { NAME = \"value\" }, got a string (",
+            ),
+        ] {
+            let err = Config::parse(&format!("{PASS}\n{extra}"), "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{err}");
+            assert!(!err.contains("123456"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let text = format!(
+            "{PASS}stage_timeout = \"2s\"\n[server]\nlisten = \"127.0.0.1:0\"\npath = \"/m\"\nallowed_origins = [\"http://localhost\"]\nmax_message_bytes = 0x10000\nmax_sessions = 3\nbody_timeout = \"1s\"\nsession_idle_timeout = \"1m\"\n[upstreams.a]\ncommand = \"x\"\nargs = [\"y\"]\nenv = {{ K = \"v\" }}\ninherit_env = true\ncwd = \"/tmp\"\nprefix = \"a_\"\nrequest_timeout = \"3s\"\ndefault_effect = \"read\"\neffects = {{ rm = \"irreversible\" }}\nextension_methods = [\"x/y\"]\n[upstreams.b]\nurl = \"http://127.0.0.1:9/mcp\"\nheaders = {{ H = \"v\" }}"
+        );
+        let c = Config::parse(&text, "p.toml").unwrap();
+        assert_eq!(c.server.max_message_bytes, 0x10000);
+        assert_eq!(c.server.max_sessions, 3);
+        assert_eq!(c.server.session_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.pipeline.stage_timeout, Duration::from_secs(2));
+        let a = &c.upstreams[0];
+        assert_eq!(a.extension_methods, ["x/y"]);
+        assert_eq!(a.effect_of("rm"), EffectClass::Irreversible);
+        assert!(matches!(
+            &a.transport,
+            Transport::Stdio { inherit_env: true, cwd: Some(cwd), env, .. }
+                if cwd == Path::new("/tmp") && env.contains_key("K")
+        ));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_gives_its_os_error_once() {
+        let err = Config::load(Path::new("/no/such/dir/palisade.toml")).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("cannot read `/no/such/dir/palisade.toml`: "),
+            "{message}"
+        );
+        assert_eq!(message.matches("os error").count(), 1, "{message}");
+        // A chained source would be printed again by `{:#}`.
+        assert!(std::error::Error::source(&err).is_none(), "{message}");
+    }
+
+    #[test]
+    fn listen_flag_overrides_the_file_under_the_same_rule() {
+        let mut c = Config::parse(
+            &format!("{PASS}\n[server]\nlisten = \"127.0.0.1:1\""),
+            "p.toml",
+        )
+        .unwrap();
+        c.override_listen("[::1]:9000").unwrap();
+        assert_eq!(c.server.listen, "[::1]:9000".parse::<SocketAddr>().unwrap());
+        let err = c.override_listen("0.0.0.0:9000").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "`--listen`: `0.0.0.0:9000` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only"
+        );
+        let err = c.override_listen("localhost:1").unwrap_err().to_string();
+        assert!(
+            err.starts_with("`--listen`: expected an IP address and port"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn pass_through_must_be_explicit() {
+        let all = "pass_through = [\"authorize\", \"limits\", \"outbound-filter\", \"approval\", \"inject-secrets\", \"redact\", \"inbound-filter\"]";
         let err = Config::parse("data_dir = \"/x\"", "p.toml")
             .unwrap_err()
             .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "p.toml: `pipeline.pass_through`: stages `authorize`, `limits`, `outbound-filter`, `approval`, `inject-secrets`, `redact`, `inbound-filter` have no implementation yet, and palisade runs without a stage only where the config says so; to run without them, add these lines:\n    [pipeline]\n    {all}"
+            )
+        );
+        let err = Config::parse("[pipeline]\nstage_timeout = \"1s\"", "p.toml")
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains(
-                "p.toml: `pipeline.pass_through`: stage `authorize` has no implementation yet"
-            ),
+            err.ends_with(&format!("add this line under [pipeline]:\n    {all}")),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[pipeline]\npass_through = [\"authorize\", \"redact\", \"limits\", \"outbound-filter\", \"approval\", \"inbound-filter\"]",
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(": stage `inject-secrets` has no implementation yet,")
+                && err.contains("to run without it, make the line read:\n    pass_through = [\"authorize\", \"redact\", \"limits\", \"outbound-filter\", \"approval\", \"inbound-filter\", \"inject-secrets\"]"),
             "{err}"
         );
         let err = Config::parse(
@@ -448,8 +631,29 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         let err = Config::parse("[server\nlisten=1", "p.toml")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("p.toml: "), "{err}");
-        assert!(err.contains("line 1"), "{err}");
+        assert_eq!(
+            err,
+            "p.toml: invalid TOML at line 1, column 8: unclosed table, expected `]`"
+        );
+        let err = Config::parse("[server]\nlisten = \"a\"\nlisten = \"b\"", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "p.toml: invalid TOML at line 3, column 1: duplicate key"
+        );
+    }
+
+    #[test]
+    fn upstreams_keep_the_files_order() {
+        // The order decides who owns a contested resource: it must be the
+        // operator's, not the alphabet's.
+        let text = format!(
+            "{PASS}\n[upstreams.zeta]\nurl = \"http://127.0.0.1:9/mcp\"\n[upstreams.alpha]\nurl = \"http://127.0.0.1:8/mcp\""
+        );
+        let config = Config::parse(&text, "t.toml").unwrap();
+        let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha"]);
     }
 
     #[test]

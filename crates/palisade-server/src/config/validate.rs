@@ -18,6 +18,22 @@ use super::{
     PipelineConfig, Server, Transport, UNIMPLEMENTED_STAGES, Upstream, default_data_dir,
 };
 
+/// The address to listen on, from `server.listen` or `--listen`: an IP
+/// address and port, on loopback.
+pub(super) fn listen(text: &str) -> Result<SocketAddr, String> {
+    let listen: SocketAddr = text.parse().map_err(|_| {
+        format!("expected an IP address and port such as \"127.0.0.1:8716\", got `{text}`")
+    })?;
+    if !listen.ip().is_loopback() {
+        // Authentication is not built yet: an endpoint reachable from other
+        // machines would let anyone drive every upstream.
+        return Err(format!(
+            "`{listen}` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only"
+        ));
+    }
+    Ok(listen)
+}
+
 /// Turns the raw form into the validated one, a section at a time; `file`
 /// names the config in every error.
 pub(super) struct Validator<'f> {
@@ -81,18 +97,8 @@ impl Validator<'_> {
     }
 
     fn server(&self, raw: RawServer) -> Result<Server, ConfigError> {
-        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            self.err("server.listen", format!("expected an IP address and port such as \"127.0.0.1:8716\", got `{listen_text}`"))
-        })?;
-        if !listen.ip().is_loopback() {
-            // Authentication is not built yet: an endpoint reachable from other
-            // machines would let anyone drive every upstream.
-            return Err(self.err(
-                "server.listen",
-                format!("`{listen}` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only"),
-            ));
-        }
+        let listen = listen(raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))
+            .map_err(|message| self.err("server.listen", message))?;
         let path = raw.path.unwrap_or_else(|| "/mcp".to_owned());
         if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
             return Err(self.err(
@@ -145,7 +151,10 @@ impl Validator<'_> {
         })
     }
 
-    fn pipeline(&self, raw: RawPipeline) -> Result<PipelineConfig, ConfigError> {
+    fn pipeline(&self, raw: Option<RawPipeline>) -> Result<PipelineConfig, ConfigError> {
+        let has_table = raw.is_some();
+        let raw = raw.unwrap_or_default();
+        let listed = raw.pass_through.is_some();
         let mut pass_through = Vec::new();
         for (i, name) in raw.pass_through.unwrap_or_default().iter().enumerate() {
             let field = format!("pipeline.pass_through[{i}]");
@@ -167,15 +176,15 @@ impl Validator<'_> {
             }
             pass_through.push(stage);
         }
-        for stage in UNIMPLEMENTED_STAGES {
-            if !pass_through.contains(&stage) {
-                return Err(self.err(
-                    "pipeline.pass_through",
-                    format!(
-                        "stage `{stage}` has no implementation yet; list it here to run without it"
-                    ),
-                ));
-            }
+        let missing: Vec<Stage> = UNIMPLEMENTED_STAGES
+            .into_iter()
+            .filter(|stage| !pass_through.contains(stage))
+            .collect();
+        if !missing.is_empty() {
+            return Err(self.err(
+                "pipeline.pass_through",
+                missing_stages(&pass_through, &missing, listed, has_table),
+            ));
         }
         Ok(PipelineConfig {
             pass_through,
@@ -379,4 +388,39 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// Every stage that has no implementation and is not passed through, in one
+/// message that ends with the lines that would pass them all through.
+fn missing_stages(listed: &[Stage], missing: &[Stage], has_list: bool, has_table: bool) -> String {
+    let names = |stages: &[Stage]| {
+        stages
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (what, have, them) = if missing.len() == 1 {
+        ("stage", "has", "it")
+    } else {
+        ("stages", "have", "them")
+    };
+    let line = format!(
+        "pass_through = [{}]",
+        listed
+            .iter()
+            .chain(missing)
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let fix = match (has_list, has_table) {
+        (true, _) => format!("make the line read:\n    {line}"),
+        (false, true) => format!("add this line under [pipeline]:\n    {line}"),
+        (false, false) => format!("add these lines:\n    [pipeline]\n    {line}"),
+    };
+    format!(
+        "{what} {} {have} no implementation yet, and palisade runs without a stage only where the config says so; to run without {them}, {fix}",
+        names(missing),
+    )
 }
