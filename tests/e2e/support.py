@@ -570,6 +570,19 @@ class StdioPeer:
         stop_group(self.popen)
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); its state in /proc says it is gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped between the two looks
+        return False
+
+
 def wait_for_text(path: Path, *, attempts: int = 50, pause: float = 0.1) -> str:
     """A file's text once it has some (or "" when it never does)."""
     return retry_until(
