@@ -106,3 +106,18 @@ def test_an_upstream_of_an_unknown_revision_is_refused(launcher, tmp_path):
     session.initialize()
     response = session.request("tools/call", {"name": "odd__hello", "arguments": {}})
     assert response["error"]["code"] == -32015, response
+
+
+def test_a_call_during_an_upstreams_restart_backoff_says_when_to_retry(launcher):
+    gateway = launcher.gateway({"c": python_stdio("always_crashing_server.py")})
+    session = RawSession(gateway.base)
+    session.initialize()
+    errors = []
+    # Each crash doubles the backoff (100 ms, 200 ms, ...): soon a call lands inside it.
+    for _ in range(12):
+        response = session.request("tools/call", {"name": "c__crash", "arguments": {}})
+        errors.append(response["error"])
+        if "retryAfterMs" in response["error"].get("data", {}).get("palisade", {}):
+            break
+    last = errors[-1]
+    assert last["code"] == -32015 and last["data"]["palisade"]["retryAfterMs"] > 0, errors

@@ -76,18 +76,21 @@ impl Session {
             // can be called: a hidden one would escape everything palisade
             // learns from listings (and, later, pins).
             match self.is_listed(*listing, parsed.upstream, listed_name).await {
-                Some(true) => {}
-                Some(false) => {
+                Ok(true) => {}
+                Ok(false) => {
                     let shown = format!("{}{}", upstream.spec.prefix, listed_name);
                     let target = (upstream.spec.name.as_str(), parsed.name.as_str());
                     return Some(self.unknown(kind, id, target, &shown, String::new()).await);
                 }
-                None => {
-                    let failure = Failure::new(format!(
-                        "cannot list the {} of `{}`",
-                        listing.field(),
-                        upstream.spec.name
-                    ));
+                Err(retry_after) => {
+                    let failure = Failure {
+                        retry_after,
+                        ..Failure::new(format!(
+                            "cannot list the {} of `{}`",
+                            listing.field(),
+                            upstream.spec.name
+                        ))
+                    };
                     let call = self.unmade_call(kind, &upstream.spec.name, &parsed.name);
                     let outcome = Outcome::UpstreamUnavailable {
                         detail: Bounded::new(failure.message.as_str()),

@@ -58,8 +58,9 @@ const MAX_NOTICES: usize = 100;
 
 /// Why an upstream's listing is not in the catalog.
 enum Unlisted {
-    /// The upstream could not be read; logged.
-    Failed,
+    /// The upstream could not be read (logged); when it is restarting, how
+    /// long until it can be.
+    Failed(Option<std::time::Duration>),
     /// It lists more, or more bytes, than palisade keeps; logged and recorded.
     TooLarge(String),
 }
@@ -97,7 +98,7 @@ impl Session {
             match result {
                 Ok(list) => lists.push(list),
                 Err(Unlisted::TooLarge(why)) => refused.push((index, why)),
-                Err(Unlisted::Failed) => {}
+                Err(Unlisted::Failed(_)) => {}
             }
         }
         // One upstream that lists too much is left out, not everyone's listing.
@@ -126,7 +127,7 @@ impl Session {
     /// Upstream `index`'s listing, from the catalog or read now (once: a
     /// second reader waits for the first).
     async fn listed(&self, listing: Listing, index: usize) -> Result<Arc<Listed>, Unlisted> {
-        let upstream = self.upstreams.get(index).ok_or(Unlisted::Failed)?;
+        let upstream = self.upstreams.get(index).ok_or(Unlisted::Failed(None))?;
         let offers =
             upstream.init_result().is_none() || upstream.capability(listing.capability()).is_some();
         if !offers {
@@ -147,12 +148,12 @@ impl Session {
         lock(&self.routing)
             .catalog
             .get(index, listing)
-            .ok_or(Unlisted::Failed)
+            .ok_or(Unlisted::Failed(None))
     }
 
     /// Every item upstream `index` lists, following its cursors, within the bounds.
     async fn read_listing(&self, listing: Listing, index: usize) -> Result<Vec<Value>, Unlisted> {
-        let upstream = self.upstreams.get(index).ok_or(Unlisted::Failed)?;
+        let upstream = self.upstreams.get(index).ok_or(Unlisted::Failed(None))?;
         let mut items = Vec::new();
         let mut bytes = 0usize;
         let mut cursor: Option<String> = None;
@@ -180,11 +181,11 @@ impl Session {
                     ..
                 }) => {
                     tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}: {}", listing.method(), error.message);
-                    return Err(Unlisted::Failed);
+                    return Err(Unlisted::Failed(None));
                 }
                 Err(failure) => {
                     tracing::warn!(session = %self.id, upstream = %upstream.spec.name, "{}: {}", listing.method(), failure.message);
-                    return Err(Unlisted::Failed);
+                    return Err(Unlisted::Failed(failure.retry_after));
                 }
             };
             if let Some(Value::Array(page)) = result.get_mut(listing.field()).map(Value::take) {
@@ -265,15 +266,19 @@ impl Session {
 
     /// Whether upstream `index` shows `name` in `listing` (tools, prompts),
     /// reading its listing when palisade has none (the client may call
-    /// without listing first). `None` when the listing cannot be read: then
-    /// nothing is known to be callable.
+    /// without listing first). An error when the listing cannot be read:
+    /// then nothing is known to be callable, and the error says when the
+    /// upstream (restarting) can be tried again.
     pub(super) async fn is_listed(
         &self,
         listing: Listing,
         index: usize,
         name: &str,
-    ) -> Option<bool> {
-        let listed = self.listed(listing, index).await.ok()?;
-        Some(listed.names.contains(name))
+    ) -> Result<bool, Option<std::time::Duration>> {
+        match self.listed(listing, index).await {
+            Ok(listed) => Ok(listed.names.contains(name)),
+            Err(Unlisted::Failed(retry_after)) => Err(retry_after),
+            Err(Unlisted::TooLarge(_)) => Err(None),
+        }
     }
 }
