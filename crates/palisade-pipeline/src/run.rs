@@ -95,9 +95,10 @@ impl ExecError {
             ExecError::TimedOut { .. } => Outcome::TimedOut,
             ExecError::Cancelled => Outcome::Cancelled,
             ExecError::SessionEnded => Outcome::SessionEnded,
-            ExecError::Refused { detail } => Outcome::Withheld {
+            // The executor refused before sending: nothing ran.
+            ExecError::Refused { .. } => Outcome::Denied {
                 stage: Stage::Execute,
-                detail: Bounded::new(detail.as_str()),
+                code: ReasonCode::StageFailed,
             },
         }
     }

@@ -1610,7 +1610,8 @@ async fn each_way_a_call_can_end_has_its_own_outcome() {
             Answer::Fail(ExecError::Refused {
                 detail: "permit mismatch".into(),
             }),
-            json!({"status": "withheld", "stage": "execute", "detail": "permit mismatch"}),
+            // Refused before sending: nothing ran, so nothing is withheld.
+            json!({"status": "denied", "stage": "execute", "code": "stage-failed"}),
             "execute=failed",
         ),
         (
