@@ -34,6 +34,15 @@ const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_SESSIONS: usize = 128;
 const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(600);
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Half the default connection cap: one address cannot take the whole table.
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open files kept out of `max_connections`' reach: the listener, the
+/// runtime, the audit log, stdio, upstream pipes and sockets, and the few
+/// connections the listener holds while it closes the ones it evicts.
+const RESERVED_FILES: u64 = 64;
 
 /// Variables every spawned upstream gets from palisade's environment, so
 /// that interpreters and package runners work; everything else is opt-in.
@@ -87,6 +96,17 @@ pub struct Server {
     /// Hide tool and prompt names outside the specification's rules, not
     /// only report them.
     pub strict_names: bool,
+    /// Connections held open at once, below the open-file limit.
+    pub max_connections: usize,
+    /// Connections held open at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Longest a client may take to send a request head, from the moment it
+    /// connects or starts one on a kept-alive connection.
+    #[serde(serialize_with = "as_humantime")]
+    pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may wait for its next request.
+    #[serde(serialize_with = "as_humantime")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,6 +237,7 @@ impl Config {
         };
         Validator {
             file: "(embedded default)",
+            open_files: open_files_limit(),
         }
         .config(raw)
     }
@@ -224,7 +245,11 @@ impl Config {
     /// Parses and validates config text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         let raw = RawConfig::read(&Source { file, text })?;
-        Validator { file }.config(raw)
+        Validator {
+            file,
+            open_files: open_files_limit(),
+        }
+        .config(raw)
     }
 
     /// Replaces `server.listen` with the `--listen` flag's address, under the
@@ -279,6 +304,11 @@ pub fn find_program(command: &str, cwd: Option<&Path>) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(command))
         .find(|candidate| executable(candidate))
+}
+
+/// This process's soft limit on open files (`RLIMIT_NOFILE`); `None` when unlimited.
+fn open_files_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 fn default_data_dir() -> Option<PathBuf> {
@@ -399,6 +429,86 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         check(
             "[upstreams.a]\ncommand = \"x\"\nprefix = \"t_\"\n[upstreams.b]\ncommand = \"y\"\nprefix = \"t_b_\"",
             Some("`upstreams.b.prefix`"),
+        );
+    }
+
+    fn parse_with_open_files(extra: &str, open_files: Option<u64>) -> Result<Config, String> {
+        let text = format!("{PASS}\n{extra}");
+        let raw = RawConfig::read(&Source {
+            file: "p.toml",
+            text: &text,
+        })
+        .unwrap();
+        Validator {
+            file: "p.toml",
+            open_files,
+        }
+        .config(raw)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn connection_caps_fit_the_open_file_limit() {
+        let server = |extra: &str, limit| parse_with_open_files(extra, limit).map(|c| c.server);
+        // Left out: the defaults, shrunk to fit a low limit.
+        let s = server("", Some(1024)).unwrap();
+        assert_eq!(
+            (s.max_connections, s.max_connections_per_client),
+            (512, 256)
+        );
+        let s = server("", None).unwrap();
+        assert_eq!(
+            (s.max_connections, s.max_connections_per_client),
+            (512, 256)
+        );
+        let s = server("", Some(200)).unwrap();
+        assert_eq!(
+            (s.max_connections, s.max_connections_per_client),
+            (136, 136)
+        );
+        let err = server("", Some(64)).unwrap_err();
+        assert!(
+            err.contains("`server.max_connections`: the open-file limit is 64"),
+            "{err}"
+        );
+        // Set: it must fit.
+        let s = server("[server]\nmax_connections = 960", Some(1024)).unwrap();
+        assert_eq!(s.max_connections, 960);
+        let err = server("[server]\nmax_connections = 961", Some(1024)).unwrap_err();
+        assert!(
+            err.contains("`server.max_connections`: 961 does not fit the open-file limit of 1024: at most 960"),
+            "{err}"
+        );
+        assert!(server("[server]\nmax_connections = 100000", None).is_ok());
+        let err = server("[server]\nmax_connections = 0", None).unwrap_err();
+        assert!(err.contains("must be at least 1"), "{err}");
+        let err = server(
+            "[server]\nmax_connections = 20\nmax_connections_per_client = 21",
+            Some(1024),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "`server.max_connections_per_client`: 21 is more than `server.max_connections` (20)"
+            ),
+            "{err}"
+        );
+        let s = server("[server]\nmax_connections = 20", Some(1024)).unwrap();
+        assert_eq!(s.max_connections_per_client, 20);
+    }
+
+    #[test]
+    fn listener_timeouts() {
+        let s = Config::parse(PASS, "p.toml").unwrap().server;
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        check(
+            "[server]\nheader_read_timeout = \"0s\"",
+            Some("`server.header_read_timeout`: must be greater than zero"),
+        );
+        check(
+            "[server]\nidle_timeout = \"later\"",
+            Some("`server.idle_timeout`: expected a duration"),
         );
     }
 

@@ -29,6 +29,10 @@ pub(super) struct RawServer {
     pub(super) session_idle_timeout: Option<String>,
     pub(super) body_timeout: Option<String>,
     pub(super) strict_names: Option<bool>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) max_connections_per_client: Option<usize>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +92,10 @@ impl RawServer {
             body_timeout: f.duration("body_timeout")?,
             session_idle_timeout: f.duration("session_idle_timeout")?,
             strict_names: f.boolean("strict_names")?,
+            max_connections: f.whole("max_connections")?,
+            max_connections_per_client: f.whole("max_connections_per_client")?,
+            header_read_timeout: f.duration("header_read_timeout")?,
+            idle_timeout: f.duration("idle_timeout")?,
         };
         f.finish()?;
         Ok(raw)

@@ -13,9 +13,11 @@ use palisade_mcp::{ClientNotification, ClientRequest};
 
 use super::raw::{RawConfig, RawPipeline, RawServer, RawUpstream};
 use super::{
-    Config, ConfigError, DEFAULT_BODY_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SESSION_IDLE, DEFAULT_STAGE_TIMEOUT,
-    PipelineConfig, Server, Transport, UNIMPLEMENTED_STAGES, Upstream, default_data_dir,
+    Config, ConfigError, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SESSION_IDLE,
+    DEFAULT_STAGE_TIMEOUT, PipelineConfig, RESERVED_FILES, Server, Transport, UNIMPLEMENTED_STAGES,
+    Upstream, default_data_dir,
 };
 
 /// The address to listen on, from `server.listen` or `--listen`: an IP
@@ -38,6 +40,9 @@ pub(super) fn listen(text: &str) -> Result<SocketAddr, String> {
 /// names the config in every error.
 pub(super) struct Validator<'f> {
     pub(super) file: &'f str,
+    /// The process's soft limit on open files, which `server.max_connections`
+    /// must stay below; `None` when unlimited.
+    pub(super) open_files: Option<u64>,
 }
 
 impl Validator<'_> {
@@ -131,6 +136,8 @@ impl Validator<'_> {
         if max_sessions == 0 {
             return Err(self.err("server.max_sessions", "must be at least 1"));
         }
+        let (max_connections, max_connections_per_client) =
+            self.connections(raw.max_connections, raw.max_connections_per_client)?;
         Ok(Server {
             listen,
             path,
@@ -148,7 +155,73 @@ impl Validator<'_> {
                 DEFAULT_BODY_TIMEOUT,
             )?,
             strict_names: raw.strict_names.unwrap_or(false),
+            max_connections,
+            max_connections_per_client,
+            header_read_timeout: self.duration(
+                "server.header_read_timeout",
+                raw.header_read_timeout.as_deref(),
+                DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
+            idle_timeout: self.duration(
+                "server.idle_timeout",
+                raw.idle_timeout.as_deref(),
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
         })
+    }
+
+    /// The connection caps. Every connection is an open file, so the cap
+    /// stays [`RESERVED_FILES`] below the process's limit: at the limit,
+    /// `accept` fails and the backlog holds everyone, attacker or not. Left
+    /// out, the caps shrink to fit a low limit; set, they must fit it.
+    fn connections(
+        &self,
+        max: Option<usize>,
+        per_client: Option<usize>,
+    ) -> Result<(usize, usize), ConfigError> {
+        let room = self.open_files.map(|limit| {
+            usize::try_from(limit.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX)
+        });
+        let too_low = |limit: u64| {
+            format!(
+                "the open-file limit is {limit}, which leaves no room for connections beside the {RESERVED_FILES} files palisade keeps for itself; raise it (`ulimit -n`)"
+            )
+        };
+        let max = match (max, room) {
+            (Some(0), _) => return Err(self.err("server.max_connections", "must be at least 1")),
+            (Some(max), Some(room)) if max > room => {
+                let limit = self.open_files.unwrap_or_default();
+                return Err(self.err(
+                    "server.max_connections",
+                    format!(
+                        "{max} does not fit the open-file limit of {limit}: at most {room}, keeping {RESERVED_FILES} files for palisade itself; raise the limit (`ulimit -n`) or lower this"
+                    ),
+                ));
+            }
+            (Some(max), _) => max,
+            (None, Some(0)) => {
+                return Err(self.err(
+                    "server.max_connections",
+                    too_low(self.open_files.unwrap_or_default()),
+                ));
+            }
+            (None, Some(room)) => DEFAULT_MAX_CONNECTIONS.min(room),
+            (None, None) => DEFAULT_MAX_CONNECTIONS,
+        };
+        let per_client = match per_client {
+            Some(0) => {
+                return Err(self.err("server.max_connections_per_client", "must be at least 1"));
+            }
+            Some(n) if n > max => {
+                return Err(self.err(
+                    "server.max_connections_per_client",
+                    format!("{n} is more than `server.max_connections` ({max})"),
+                ));
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_CONNECTIONS_PER_CLIENT.min(max),
+        };
+        Ok((max, per_client))
     }
 
     fn pipeline(&self, raw: Option<RawPipeline>) -> Result<PipelineConfig, ConfigError> {

@@ -4,12 +4,16 @@
 //! away, and becomes an SSE stream as soon as anything else (progress, a
 //! sampling request, a log message) has to reach the client first.
 //!
+//! - `listener`: the accept loop, and each connection served by hyper;
+//! - `connections`: the caps on connections, and the deadlines of idle ones;
 //! - `guards`: what a request must pass before it reaches a session;
 //! - `post`: POST, a client's message and the answer to it;
 //! - `streams`: SSE framing, GET (the server's stream), DELETE and `/healthz`;
 //! - `outbox`: where a session's messages to the client go.
 
+mod connections;
 mod guards;
+mod listener;
 mod outbox;
 mod post;
 mod streams;
@@ -28,7 +32,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use palisade_core::{Redacted, SessionEnd};
 use palisade_mcp::Message;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::gateway::Gateway;
 use crate::session::Session;
@@ -124,37 +128,20 @@ pub async fn serve(
         )
         .route("/healthz", get(streams::health))
         .with_state(Arc::clone(&server));
-    let (closed, all_closed) = oneshot::channel::<()>();
-    let closing = {
-        let server = Arc::clone(&server);
-        async move {
-            shutdown.await;
-            // Sessions first: that ends their streams, so the connections
-            // carrying them can finish.
-            let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
-            close_all(entries, SessionEnd::Shutdown).await;
-            let _ = closed.send(());
-        }
-    };
-    let graceful = axum::serve(listener, app).with_graceful_shutdown(closing);
-    let grace_over = async {
-        match all_closed.await {
-            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let result = tokio::select! {
-        result = graceful.into_future() => result,
-        () = grace_over => {
-            tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
-            Ok(())
-        }
-    };
+    let open = listener::Listener::new(listener, &server, app)
+        .accept_until(shutdown)
+        .await;
+    // Sessions first: that ends their streams, so the connections carrying
+    // them can finish.
+    let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
+    close_all(entries, SessionEnd::Shutdown).await;
+    open.close(SHUTDOWN_GRACE).await;
+    // Any session opened while the connections finished.
     let entries = lock(&server.sessions).drain().map(|(_, e)| e).collect();
     close_all(entries, SessionEnd::Shutdown).await;
     reaper.abort();
     server.gateway.drain().await;
-    result
+    Ok(())
 }
 
 async fn reap_idle(server: std::sync::Weak<Server>) {
