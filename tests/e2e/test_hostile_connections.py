@@ -1,5 +1,5 @@
 """Hostile connections to `palisade serve`: floods of idle and trickling sockets, one address hogging
-connections.
+connections, and requests naming a host that is not palisade's (DNS rebinding).
 
 Every socket here is on loopback; every loop is bounded, and each test takes seconds.
 """
@@ -12,7 +12,9 @@ import socket
 import threading
 import time
 
-from support import RawSession, everything_stdio, http_request, palisade_bin, write_config
+import pytest
+
+from support import Launcher, RawSession, everything_stdio, http_request, palisade_bin, write_config
 
 # Well within what a client should wait for while the gateway is under attack.
 SERVED_WITHIN = 5.0
@@ -253,3 +255,103 @@ def test_one_client_address_is_held_to_its_share(launcher):
     finally:
         for sock in busy + idle:
             sock.close()
+
+
+# ---------------------------------------------------------------------------
+# DNS rebinding: the Host header
+
+
+EVIL = "evil.attacker.com"
+
+
+@pytest.fixture(scope="module")
+def rebinding_gateway(module_launcher: Launcher):
+    return module_launcher.gateway({"everything": everything_stdio()})
+
+
+def assert_misdirected(reply) -> None:
+    assert reply.status == 421, reply
+    assert reply.headers.get("content-type") == "application/json", reply
+    message = json.loads(reply.body)
+    assert message["jsonrpc"] == "2.0" and isinstance(message["error"]["code"], int), message
+    assert "everything" not in reply.body.decode(), reply
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "with_session"),
+    [
+        ("GET", "/healthz", False),
+        ("GET", "/mcp", True),
+        ("POST", "/mcp", False),
+        ("POST", "/mcp", True),
+        ("DELETE", "/mcp", True),
+        ("GET", "/no-such-path", False),
+    ],
+    ids=["healthz", "get-stream", "post-initialize", "post-in-session", "delete", "unknown-path"],
+)
+def test_a_foreign_host_is_refused_on_every_route(rebinding_gateway, method, path, with_session):
+    gateway = rebinding_gateway
+    session = RawSession(gateway.base)
+    if with_session:
+        session.initialize()
+    headers = session.headers(extra={"Host": f"{EVIL}:{gateway.port}"})
+    body = None
+    if method == "POST":
+        message = (
+            {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+            if with_session
+            else {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}}
+        )
+        body = json.dumps(message).encode()
+    if method == "GET" and path == "/mcp":
+        headers["Accept"] = "text/event-stream"
+    before = json.loads(http_request(gateway.base, "GET", "/healthz").body)["sessions"]
+    reply = http_request(gateway.base, method, path, body=body, headers=headers, seconds=10)
+    assert_misdirected(reply)
+    after = json.loads(http_request(gateway.base, "GET", "/healthz").body)["sessions"]
+    assert after == before, "a request naming a foreign host opened or ended a session"
+    if with_session:
+        assert "result" in session.request("ping"), "the session did not survive"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST", "[::1]"])
+def test_loopback_hosts_are_served(rebinding_gateway, host):
+    gateway = rebinding_gateway
+    for value in (host, f"{host}:{gateway.port}"):
+        reply = http_request(gateway.base, "GET", "/healthz", headers={"Host": value})
+        assert reply.status == 200, (value, reply)
+
+
+def test_a_listed_host_name_is_served(launcher):
+    """A name in `allowed_hosts` (a reverse proxy's, say) is served on every route; others still are not."""
+    gateway = launcher.gateway({"everything": everything_stdio()}, server={"allowed_hosts": ["palisade.test"]})
+    for value in ("palisade.test", f"PALISADE.test:{gateway.port}"):
+        reply = http_request(gateway.base, "GET", "/healthz", headers={"Host": value})
+        assert reply.status == 200, (value, reply)
+    session = RawSession(gateway.base)
+    session.initialize()
+    listed = session.post(
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, extra={"Host": f"palisade.test:{gateway.port}"}
+    )
+    assert listed.status == 200 and "result" in listed.response(), listed
+    assert_misdirected(http_request(gateway.base, "GET", "/healthz", headers={"Host": "other.test"}))
+
+
+def test_a_request_without_one_host_of_ours_is_refused(rebinding_gateway):
+    port = rebinding_gateway.port
+    for missing in (
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /healthz HTTP/1.0\r\n\r\n",
+    ):
+        with connect(port) as sock:
+            sock.sendall(missing)
+            reply = sock.recv(65536)
+        assert reply.split(b"\r\n")[0] in (b"HTTP/1.1 400 Bad Request", b"HTTP/1.0 400 Bad Request"), reply
+        assert b"Host" in reply and b'"error"' in reply, reply
+    twice = raw_get(port, "/healthz", host="127.0.0.1", extra=f"Host: {EVIL}\r\n")
+    assert twice.startswith(b"HTTP/1.1 400"), twice
+    # A request in absolute form names its host in the target too.
+    absolute = raw_get(port, f"http://{EVIL}:{port}/healthz", host=f"127.0.0.1:{port}")
+    assert absolute.startswith(b"HTTP/1.1 421"), absolute
+    assert b"everything" not in absolute, absolute

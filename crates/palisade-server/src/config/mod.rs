@@ -96,6 +96,9 @@ pub struct Server {
     /// Hide tool and prompt names outside the specification's rules, not
     /// only report them.
     pub strict_names: bool,
+    /// Host names (lowercase, no port) served besides the loopback ones;
+    /// any other `Host` is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     /// Connections held open at once, below the open-file limit.
     pub max_connections: usize,
     /// Connections held open at once from one client address.
@@ -498,10 +501,11 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
     }
 
     #[test]
-    fn listener_timeouts() {
+    fn listener_timeouts_and_hosts() {
         let s = Config::parse(PASS, "p.toml").unwrap().server;
         assert_eq!(s.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert!(s.allowed_hosts.is_empty());
         check(
             "[server]\nheader_read_timeout = \"0s\"",
             Some("`server.header_read_timeout`: must be greater than zero"),
@@ -510,6 +514,27 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             "[server]\nidle_timeout = \"later\"",
             Some("`server.idle_timeout`: expected a duration"),
         );
+        let text = format!(
+            "{PASS}\n[server]\nallowed_hosts = [\"MCP.Internal\", \"10.0.0.7\", \"[fd00::1]\", \"mcp.internal\"]"
+        );
+        let hosts = Config::parse(&text, "p.toml").unwrap().server.allowed_hosts;
+        assert_eq!(hosts, ["mcp.internal", "10.0.0.7", "[fd00::1]"]);
+        for bad in [
+            "http://mcp.internal",
+            "mcp.internal:8716",
+            "*",
+            "",
+            "a..b",
+            "-a.b",
+            "[::1",
+            "a b",
+            "fd00::1",
+        ] {
+            check(
+                &format!("[server]\nallowed_hosts = [\"x\", {bad:?}]"),
+                Some("`server.allowed_hosts[1]`: expected a host name"),
+            );
+        }
     }
 
     #[test]

@@ -136,6 +136,7 @@ impl Validator<'_> {
         if max_sessions == 0 {
             return Err(self.err("server.max_sessions", "must be at least 1"));
         }
+        let allowed_hosts = self.allowed_hosts(raw.allowed_hosts.unwrap_or_default())?;
         let (max_connections, max_connections_per_client) =
             self.connections(raw.max_connections, raw.max_connections_per_client)?;
         Ok(Server {
@@ -155,6 +156,7 @@ impl Validator<'_> {
                 DEFAULT_BODY_TIMEOUT,
             )?,
             strict_names: raw.strict_names.unwrap_or(false),
+            allowed_hosts,
             max_connections,
             max_connections_per_client,
             header_read_timeout: self.duration(
@@ -168,6 +170,25 @@ impl Validator<'_> {
                 DEFAULT_IDLE_TIMEOUT,
             )?,
         })
+    }
+
+    /// Host names as a client would write them in `Host`, without a port:
+    /// a DNS name, an IPv4 address or a bracketed IPv6 one. Kept lowercase.
+    fn allowed_hosts(&self, raw: Vec<String>) -> Result<Vec<String>, ConfigError> {
+        let mut hosts = Vec::with_capacity(raw.len());
+        for (i, host) in raw.into_iter().enumerate() {
+            let host = host.to_ascii_lowercase();
+            if !is_host_name(&host) {
+                return Err(self.err(
+                    format!("server.allowed_hosts[{i}]"),
+                    format!("expected a host name without scheme or port, such as \"mcp.internal\", got `{host}`"),
+                ));
+            }
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        Ok(hosts)
     }
 
     /// The connection caps. Every connection is an open file, so the cap
@@ -496,4 +517,26 @@ fn missing_stages(listed: &[Stage], missing: &[Stage], has_list: bool, has_table
         "{what} {} {have} no implementation yet, and palisade runs without a stage only where the config says so; to run without {them}, {fix}",
         names(missing),
     )
+}
+
+/// A DNS name (labels of letters, digits and `-`), an IPv4 address, or an
+/// IPv6 address in brackets: what may stand before the port in `Host`.
+fn is_host_name(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

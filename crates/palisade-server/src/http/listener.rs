@@ -1,5 +1,6 @@
 //! The accept loop: each TCP connection served over HTTP/1.1 by hyper in a
-//! task of its own, under the caps and deadlines of `connections`.
+//! task of its own, under the caps and deadlines of `connections`, every
+//! request checked for its host before the router sees it.
 
 use std::convert::Infallible;
 use std::io;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Server;
 use super::connections::{Busy, Conn, Connections, Limits, Refusal, Slot};
+use super::guards::check_host;
 
 /// How long the accept loop pauses when `accept` itself fails (out of
 /// descriptors, say), so that connections can finish and give theirs back.
@@ -39,6 +41,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) struct Listener {
     listener: TcpListener,
+    server: Arc<Server>,
     router: Router,
     connections: Arc<Connections>,
     open: Open,
@@ -55,7 +58,7 @@ pub(super) struct Open {
 }
 
 impl Listener {
-    pub(super) fn new(listener: TcpListener, server: &Server, router: Router) -> Self {
+    pub(super) fn new(listener: TcpListener, server: Arc<Server>, router: Router) -> Self {
         let config = &server.gateway.config.server;
         let limits = Limits {
             max: config.max_connections,
@@ -63,11 +66,12 @@ impl Listener {
             header_read: config.header_read_timeout,
             idle: config.idle_timeout,
         };
-        let refusal = refusal(server);
+        let refusal = refusal(&server);
         Listener {
             listener,
             router,
             connections: Arc::new(Connections::new(limits)),
+            server,
             open: Open {
                 tasks: JoinSet::new(),
                 stop: CancellationToken::new(),
@@ -110,7 +114,13 @@ impl Listener {
         match self.admit(peer.ip()).await {
             Ok(slot) => {
                 let limits = self.connections.limits();
-                let served = connection(stream, slot, limits, self.router.clone());
+                let served = connection(
+                    stream,
+                    slot,
+                    limits,
+                    Arc::clone(&self.server),
+                    self.router.clone(),
+                );
                 self.open.tasks.spawn(served);
             }
             Err(refusal) => {
@@ -240,13 +250,20 @@ fn turn_away(stream: &TcpStream, refusal: &[u8]) {
 
 /// Serves one connection until it ends, is evicted, outlives a deadline, or
 /// is told to stop at shutdown.
-async fn connection(stream: TcpStream, slot: Slot, limits: Limits, router: Router) {
+async fn connection(
+    stream: TcpStream,
+    slot: Slot,
+    limits: Limits,
+    server: Arc<Server>,
+    router: Router,
+) {
     let conn = Arc::clone(slot.conn());
     let io = TokioIo::new(Watched {
         stream,
         conn: Arc::clone(&conn),
     });
     let gate = Gate {
+        server,
         router: TowerToHyperService::new(router),
         conn: Arc::clone(&conn),
     };
@@ -281,9 +298,10 @@ async fn connection(stream: TcpStream, slot: Slot, limits: Limits, router: Route
     drop(slot);
 }
 
-/// The hyper service of one connection: marks it busy for each request, and
-/// hands the request to the router.
+/// The hyper service of one connection: marks it busy for each request,
+/// refuses a foreign host, and hands the rest to the router.
 struct Gate {
+    server: Arc<Server>,
     router: TowerToHyperService<Router>,
     conn: Arc<Conn>,
 }
@@ -297,11 +315,18 @@ impl hyper::service::Service<Request<Incoming>> for Gate {
 
     fn call(&self, request: Request<Incoming>) -> Answer {
         let busy = self.conn.begin();
-        let answer = self.router.call(request);
+        let allowed = &self.server.gateway.config.server.allowed_hosts;
+        let routed = match check_host(allowed, request.headers(), request.uri()) {
+            Ok(()) => Ok(self.router.call(request)),
+            Err(refused) => Err(refused.respond(&self.server)),
+        };
         Box::pin(async move {
-            let response = match answer.await {
-                Ok(response) => response,
-                Err(never) => match never {},
+            let response = match routed {
+                Ok(answer) => match answer.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                Err(refused) => refused,
             };
             Ok(response.map(|body| Body::new(Tracked { body, _busy: busy })))
         })

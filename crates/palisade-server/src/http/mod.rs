@@ -128,7 +128,7 @@ pub async fn serve(
         )
         .route("/healthz", get(streams::health))
         .with_state(Arc::clone(&server));
-    let open = listener::Listener::new(listener, &server, app)
+    let open = listener::Listener::new(listener, Arc::clone(&server), app)
         .accept_until(shutdown)
         .await;
     // Sessions first: that ends their streams, so the connections carrying
