@@ -127,13 +127,19 @@ impl Connections {
                 }
             }
         }
-        if from_client >= self.limits.per_client {
+        let made_room = if from_client >= self.limits.per_client {
             if !table.evict_one(Some(client)) {
                 return Err(Refusal::ClientFull);
             }
-        } else if open >= self.limits.max && !table.evict_one(None) {
-            return Err(Refusal::Full);
-        }
+            Some(Refusal::ClientFull)
+        } else if open >= self.limits.max {
+            if !table.evict_one(None) {
+                return Err(Refusal::Full);
+            }
+            Some(Refusal::Full)
+        } else {
+            None
+        };
         table.next_id = table.next_id.wrapping_add(1);
         let conn = Arc::new(Conn {
             id: table.next_id,
@@ -152,6 +158,7 @@ impl Connections {
         Ok(Slot {
             connections: Arc::clone(self),
             conn,
+            made_room,
         })
     }
 
@@ -198,11 +205,17 @@ impl Table {
 pub(super) struct Slot {
     connections: Arc<Connections>,
     conn: Arc<Conn>,
+    /// The cap that was reached, if an idle connection was closed for this one.
+    made_room: Option<Refusal>,
 }
 
 impl Slot {
     pub(super) fn conn(&self) -> &Arc<Conn> {
         &self.conn
+    }
+
+    pub(super) fn made_room(&self) -> Option<Refusal> {
+        self.made_room
     }
 }
 
@@ -337,7 +350,9 @@ mod tests {
         tokio::time::advance(Duration::from_millis(10)).await;
         let late_silent = table.admit(B, &shutdown).unwrap();
         // Full. A connection that never sent a request goes first, the oldest of them.
+        assert_eq!(late_silent.made_room(), None);
         let fourth = table.admit(B, &shutdown).unwrap();
+        assert_eq!(fourth.made_room(), Some(Refusal::Full));
         assert!(evicted(&silent) && !evicted(&late_silent) && !evicted(&served));
         let fifth = table.admit(B, &shutdown).unwrap();
         assert!(evicted(&late_silent) && !evicted(&served));
@@ -366,6 +381,7 @@ mod tests {
         let other = table.admit(B, &shutdown).unwrap();
         // A third from A closes A's oldest idle one, never B's.
         let third = table.admit(A, &shutdown).unwrap();
+        assert_eq!(third.made_room(), Some(Refusal::ClientFull));
         assert!(evicted(&first) && !evicted(&second) && !evicted(&other));
         drop(first);
         let _busy = (second.conn().begin(), third.conn().begin());

@@ -114,6 +114,18 @@ impl Listener {
         match self.admit(peer.ip()).await {
             Ok(slot) => {
                 let limits = self.connections.limits();
+                match slot.made_room() {
+                    Some(Refusal::ClientFull) => self.warn(&format!(
+                        "{} reached `server.max_connections_per_client` ({}): closed its idlest connection to take a new one",
+                        peer.ip(),
+                        limits.per_client
+                    )),
+                    Some(Refusal::Full | Refusal::Closing) => self.warn(&format!(
+                        "reached `server.max_connections` ({}): closed the idlest connection to take a new one",
+                        limits.max
+                    )),
+                    None => {}
+                }
                 let served = connection(
                     stream,
                     slot,
