@@ -256,30 +256,22 @@ impl Pipeline {
         // [6] The outcome, whatever happened. An answer whose record cannot
         // be kept is not returned: the intent line already says the call ran.
         let written = guard.write_outcome(outcome, latency, taint).await;
-        match (ran, written) {
-            (Ran::Answered(executed), Ok(())) => CallResult::Returned(executed),
-            (Ran::Answered(_), Err(why)) => {
-                tracing::error!("cannot record a call's outcome: {why}");
-                CallResult::Withheld {
+        if let Err(why) = &written {
+            tracing::error!("cannot record a call's outcome: {why}");
+        }
+        match ran {
+            Ran::Answered(executed) => match written {
+                Ok(()) => CallResult::Returned(executed),
+                Err(why) => CallResult::Withheld {
                     stage: Stage::Audit,
                     reason: Reason::new(ReasonCode::AuditUnavailable, why),
-                }
-            }
-            (ran, written) => {
-                if let Err(why) = written {
-                    tracing::error!("cannot record a call's outcome: {why}");
-                }
-                match ran {
-                    Ran::Stopped(Stopped { stage, reason }) => {
-                        CallResult::Refused { stage, reason }
-                    }
-                    Ran::Unfinished(e) => CallResult::Unfinished(e),
-                    Ran::Withheld(Stopped { stage, reason }) => {
-                        CallResult::Withheld { stage, reason }
-                    }
-                    Ran::Answered(executed) => CallResult::Returned(executed),
-                }
-            }
+                },
+            },
+            // A call that did not answer is told so whether or not its
+            // outcome could be recorded: there is no result to hold back.
+            Ran::Stopped(Stopped { stage, reason }) => CallResult::Refused { stage, reason },
+            Ran::Unfinished(e) => CallResult::Unfinished(e),
+            Ran::Withheld(Stopped { stage, reason }) => CallResult::Withheld { stage, reason },
         }
     }
 
