@@ -6,11 +6,13 @@
 //!   benchmark measures ([`upstream`]);
 //! - `mcp-load`: a load generator that opens an MCP session, sends `tools/call`
 //!   and reports latency percentiles and throughput ([`load`], [`stats`]), and
-//!   renders the comparison table ([`table`]).
+//!   renders the comparison tables ([`table`], and [`gateways`] for gateways
+//!   side by side).
 //!
 //! `scripts/bench-gateway` drives both; `docs/benchmarks.md` records results.
 #![forbid(unsafe_code)]
 
+pub mod gateways;
 pub mod load;
 pub mod stats;
 pub mod table;

@@ -3,7 +3,8 @@
 //! Prints one JSON line per run (`calls`, `errors`, `p50_us`, `p99_us`,
 //! `calls_per_s`, …) and exits 1 if any call failed, after printing the
 //! first failure to stderr. `mcp-load table` turns tab-separated runs into
-//! the markdown table `scripts/bench-gateway` prints.
+//! the markdown table `scripts/bench-gateway` prints, and `mcp-load gateways`
+//! the table of gateways side by side with their peak memory.
 #![forbid(unsafe_code)]
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use palisade_bench::load::{self, CallPlan, Report};
-use palisade_bench::table;
+use palisade_bench::{gateways, table};
 
 #[derive(Debug, Parser)]
 #[command(about = "Time MCP tools/call over Streamable HTTP or stdio")]
@@ -48,6 +49,13 @@ enum Mode {
     },
     /// Read `scenario<TAB>baseline<TAB>summary` lines on stdin, print a markdown table.
     Table,
+    /// Read `gateway<TAB>c=N<TAB>summary` and `gateway<TAB>peak-rss<TAB>{...}`
+    /// lines on stdin, print the gateways side by side and against one of them.
+    Gateways {
+        /// The gateway the others are divided by (default: the first).
+        #[arg(long)]
+        reference: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +112,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut input = String::new();
             std::io::stdin().read_to_string(&mut input)?;
             print!("{}", table::render(&table::parse_rows(&input)?));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Mode::Gateways { reference } => {
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input)?;
+            let comparison = gateways::parse(&input)?;
+            print!("{}", gateways::render(&comparison, reference.as_deref())?);
             return Ok(ExitCode::SUCCESS);
         }
     }
