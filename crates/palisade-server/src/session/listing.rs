@@ -133,10 +133,15 @@ impl Session {
         if !offers {
             return Ok(Arc::new(Listed::default()));
         }
+        // The common case, every call after the first: no waiting at all.
+        if let Some(listed) = lock(&self.routing).catalog.get(index, listing) {
+            return Ok(listed);
+        }
         let _reading = match self.readers.get(index) {
             Some(reader) => Some(reader.lock().await),
             None => None,
         };
+        // Another request may have read it while this one waited.
         if let Some(listed) = lock(&self.routing).catalog.get(index, listing) {
             return Ok(listed);
         }
