@@ -405,11 +405,10 @@ impl Execute for UpstreamCall<'_> {
             Some(Ok(result)) => Ok(Executed::Result(result)),
             Some(Err(Refusal::Upstream(error))) => Ok(Executed::RpcError(error_value(error))),
             Some(Err(Refusal::Unavailable {
-                error,
+                mut error,
                 failure,
                 sent,
             })) => {
-                let mut error = error;
                 if let Some(Value::Object(palisade)) =
                     error.data.as_mut().and_then(|d| d.get_mut("palisade"))
                 {
