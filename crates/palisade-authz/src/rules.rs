@@ -52,11 +52,7 @@ impl Authorize for EffectRules {
                 }
             );
             Ok(match self.rule(effect) {
-                Rule::Allow => Authorization::Allow {
-                    permit: Permit::issue(call),
-                    obligations: Vec::new(),
-                    findings: Vec::new(),
-                },
+                Rule::Allow => Authorization::allow(call),
                 Rule::RequireApproval => Authorization::NeedsApproval {
                     pending: Box::new(
                         Permit::issue(call)

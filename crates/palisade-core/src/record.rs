@@ -151,9 +151,10 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    pub fn new(time: String, head: &CallHead, digest: ArgumentDigest) -> Self {
+    /// A record of `head`; its `time` is set when a line of it is written.
+    pub fn new(head: &CallHead, digest: ArgumentDigest) -> Self {
         Self {
-            time,
+            time: String::new(),
             call: head.id,
             parent: head.parent,
             principal: head.principal.clone(),

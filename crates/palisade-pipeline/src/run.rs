@@ -330,7 +330,7 @@ impl Pipeline {
             tasks: self.tasks.clone(),
             timeout: self.stage_timeout,
         };
-        OutcomeGuard::new(CallRecord::new(self.now(), head, call.digest()), writer)
+        OutcomeGuard::new(CallRecord::new(head, call.digest()), writer)
     }
 
     async fn stages<E: Execute>(

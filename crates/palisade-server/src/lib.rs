@@ -7,7 +7,8 @@
 //! - [`http`]: the Streamable HTTP listener;
 //! - [`stdio`]: the stdio server for `palisade mcp`;
 //! - [`denial`]: how a denial reads to the agent;
-//! - [`logging`]: log lines through the redaction seam.
+//! - [`logging`]: log lines through the redaction seam;
+//! - `printable`: text from outside made fit to show.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod denial;
 pub mod gateway;
 pub mod http;
 pub mod logging;
+mod printable;
 pub mod session;
 pub mod stdio;
 mod upstream;

@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 
 use crate::denial::UPSTREAM_UNAVAILABLE;
 use crate::gateway::Gateway;
+pub(crate) use crate::printable::printable_name;
 use crate::upstream::{Failure, Upstream, lock};
 
 use catalog::Catalog;
@@ -563,27 +564,6 @@ impl Refusal {
             Refusal::Upstream(error) | Refusal::Unavailable { error, .. } => error,
         }
     }
-}
-
-/// A name from outside, fit for an error message or a log line: control
-/// characters escaped, cut at 200 characters.
-pub(crate) fn printable_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .take(200)
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
-    if name.chars().nth(200).is_some() {
-        out.push('…');
-    }
-    out
 }
 
 pub(super) fn error_value(error: ErrorObject) -> Value {

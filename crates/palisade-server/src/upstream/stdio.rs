@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::{Failure, LinkContext, Pending, dispatch};
 use crate::config::Transport;
+use crate::printable::escape_controls;
 
 pub(super) struct StdioLink {
     pub pending: Arc<Pending>,
@@ -211,7 +212,9 @@ async fn relay_stderr(stderr: ChildStderr, seam: RedactionSeam, name: Arc<str>) 
     let mut lines = LineReader::new(BufReader::new(stderr), MAX_STDERR_LINE);
     while let Some(line) = lines.next_line().await {
         let text = match line {
-            Ok(line) => printable(&String::from_utf8_lossy(&line)),
+            Ok(line) => {
+                escape_controls(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']))
+            }
             Err(FrameError::TooLarge { limit }) => {
                 format!("(a line over {limit} bytes, not shown)")
             }
@@ -219,34 +222,5 @@ async fn relay_stderr(stderr: ChildStderr, seam: RedactionSeam, name: Arc<str>) 
         };
         let text = seam.text(&text);
         tracing::info!(target: "palisade::upstream", "upstream `{name}` stderr: {}", text.get());
-    }
-}
-
-/// The text with every control character escaped (`\u{1b}`).
-fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.trim_end_matches(['\r', '\n']).chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(printable("plain text"), "plain text");
-        assert_eq!(printable("\u{1b}[31mred\u{7}\r\n"), "\\u{1b}[31mred\\u{7}");
-        assert!(
-            !printable("a\u{1b}b\u{9b}c\rd")
-                .chars()
-                .any(char::is_control)
-        );
     }
 }
