@@ -14,14 +14,109 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Who is calling. Until authentication lands, every HTTP caller is
-/// `anonymous` and every stdio caller `local`.
+/// Who is calling: an authenticated identity, the credential it proved it
+/// with, and, for a task token, the task's scope.
+///
+/// Serialized (in audit records) as its id alone; [`Principal::credential`]
+/// says how it authenticated. Two principals are equal when everything but
+/// the scope's internals is: the same id, kind, roles, tenant, credential and
+/// task-token id.
+#[derive(Clone)]
+pub struct Principal(Arc<Identity>);
+
+/// What authentication established about a caller.
+#[derive(Debug)]
+pub struct Identity {
+    pub id: Arc<str>,
+    pub kind: PrincipalKind,
+    /// Roles, as the credential or the identity provider grants them.
+    pub roles: Vec<Arc<str>>,
+    pub tenant: Option<Arc<str>>,
+    pub credential: Credential,
+    /// The narrower scope of a task token, checked on every call.
+    pub task: Option<Arc<dyn TaskScope>>,
+}
+
+/// A person, or a program acting on its own account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalKind {
+    User,
+    Service,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+        }
+    }
+}
+
+/// How a caller proved who it is. Holds ids, never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Principal(Arc<str>);
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum Credential {
+    /// Nothing: an anonymous caller, served on loopback only.
+    None,
+    /// The operating-system user running a local stdio client.
+    LocalUser,
+    /// An API key, by its public id.
+    ApiKey { key: Arc<str> },
+    /// An OIDC / JWT bearer token from this issuer.
+    Jwt { issuer: Arc<str> },
+    /// A task token, by its id.
+    TaskToken { token: Arc<str> },
+}
+
+impl Credential {
+    pub fn method(&self) -> &'static str {
+        match self {
+            Credential::None => "none",
+            Credential::LocalUser => "local-user",
+            Credential::ApiKey { .. } => "api-key",
+            Credential::Jwt { .. } => "jwt",
+            Credential::TaskToken { .. } => "task-token",
+        }
+    }
+}
+
+/// The scope of a task token: checked on every call the holder makes, on
+/// top of (never instead of) the policies that judge its principal.
+pub trait TaskScope: Send + Sync + fmt::Debug {
+    /// The token's id: what `palisade token revoke` names.
+    fn id(&self) -> &str;
+    /// The tools and effect classes the token was minted for, as policies
+    /// see them (`context.task.scopes`).
+    fn scopes(&self) -> &[Arc<str>];
+    /// Whether the token (every block of it, attenuations included) allows
+    /// this call at `now`; the error says which check refused it.
+    fn permits(
+        &self,
+        target: &Target,
+        kind: CallKind,
+        effect: EffectClass,
+        now: std::time::SystemTime,
+    ) -> Result<(), String>;
+}
 
 impl Principal {
+    pub fn from_identity(identity: Identity) -> Self {
+        Self(Arc::new(identity))
+    }
+
+    /// A service principal with no roles, known by its id alone (tests,
+    /// benchmarks, and the pass-through paths).
     pub fn new(id: impl Into<Arc<str>>) -> Self {
-        Self(id.into())
+        Self::from_identity(Identity {
+            id: id.into(),
+            kind: PrincipalKind::Service,
+            roles: Vec::new(),
+            tenant: None,
+            credential: Credential::None,
+            task: None,
+        })
     }
 
     /// The principal of a caller that presented no credential.
@@ -29,14 +124,94 @@ impl Principal {
         Self::new("anonymous")
     }
 
+    /// The operating-system user `user` of a local stdio client.
+    pub fn local_user(user: impl Into<Arc<str>>) -> Self {
+        Self::from_identity(Identity {
+            id: user.into(),
+            kind: PrincipalKind::User,
+            roles: Vec::new(),
+            tenant: None,
+            credential: Credential::LocalUser,
+            task: None,
+        })
+    }
+
     pub fn as_str(&self) -> &str {
+        &self.0.id
+    }
+
+    pub fn identity(&self) -> &Identity {
         &self.0
+    }
+
+    pub fn kind(&self) -> PrincipalKind {
+        self.0.kind
+    }
+
+    pub fn roles(&self) -> &[Arc<str>] {
+        &self.0.roles
+    }
+
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.tenant.as_deref()
+    }
+
+    pub fn credential(&self) -> &Credential {
+        &self.0.credential
+    }
+
+    pub fn task(&self) -> Option<&dyn TaskScope> {
+        self.0.task.as_deref()
+    }
+}
+
+impl PartialEq for Principal {
+    fn eq(&self, other: &Self) -> bool {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return true;
+        }
+        let (a, b) = (&*self.0, &*other.0);
+        a.id == b.id
+            && a.kind == b.kind
+            && a.roles == b.roles
+            && a.tenant == b.tenant
+            && a.credential == b.credential
+            && a.task.as_ref().map(|t| t.id()) == b.task.as_ref().map(|t| t.id())
+    }
+}
+
+impl Eq for Principal {}
+
+impl std::hash::Hash for Principal {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+        self.0.credential.hash(state);
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.0;
+        f.debug_struct("Principal")
+            .field("id", &i.id)
+            .field("kind", &i.kind)
+            .field("roles", &i.roles)
+            .field("tenant", &i.tenant)
+            .field("credential", &i.credential)
+            .field("task", &i.task.as_ref().map(|t| t.id().to_owned()))
+            .finish()
+    }
+}
+
+impl Serialize for Principal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.id)
     }
 }
 
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.id)
     }
 }
 

@@ -13,7 +13,8 @@ pub mod stage;
 pub mod verdict;
 
 pub use call::{
-    ArgumentDigest, Call, CallHead, CallId, CallKind, EffectClass, Principal, SessionId, Target,
+    ArgumentDigest, Call, CallHead, CallId, CallKind, Credential, EffectClass, Identity, Principal,
+    PrincipalKind, SessionId, Target, TaskScope,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{CallContext, Obligation, Reservation, SessionFacts, Taint, Usage};
