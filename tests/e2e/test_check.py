@@ -196,7 +196,7 @@ def test_listen_flag_overrides_the_config_and_stays_on_loopback(tmp_path):
     finally:
         gateway.stop()
 
-    refused = "palisade: `--listen`: `0.0.0.0:9000` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only\n"
+    refused = "palisade: `--listen`: `0.0.0.0:9000` is not a loopback address, and anonymous callers are served; configure `[auth]` (API keys or `[auth.jwt]`) with `anonymous = false` to listen beyond loopback\n"
     for verb in ("check", "serve"):
         done = subprocess.run(
             [palisade_bin(), verb, "--config", str(config), "--listen", "0.0.0.0:9000"],

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Config, PipelineConfig, Server, Transport, as_humantime};
+use super::{
+    Approvals, Auth, Authz, Config, PipelineConfig, Server, Storage, Transport, as_humantime,
+};
 
 /// What `palisade check` prints instead of an environment or header value:
 /// those are where API keys live, and check output ends up in CI logs.
@@ -40,7 +42,12 @@ impl Config {
 #[derive(Serialize)]
 struct Effective<'a> {
     data_dir: &'a Path,
+    environment: &'a str,
+    storage: Storage,
     server: &'a Server,
+    auth: &'a Auth,
+    authz: &'a Authz,
+    approvals: &'a Approvals,
     pipeline: &'a PipelineConfig,
     upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
 }
@@ -62,7 +69,14 @@ impl<'a> From<&'a Config> for Effective<'a> {
     fn from(c: &'a Config) -> Self {
         Effective {
             data_dir: &c.data_dir,
+            environment: &c.environment,
+            storage: Storage {
+                url: mask_password(&c.storage.url),
+            },
             server: &c.server,
+            auth: &c.auth,
+            authz: &c.authz,
+            approvals: &c.approvals,
             pipeline: &c.pipeline,
             upstreams: c
                 .upstreams
@@ -87,5 +101,21 @@ impl<'a> From<&'a Config> for Effective<'a> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A database URL with its password, if any, replaced by [`MASKED`].
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:{MASKED}@{host}{tail}"),
+        None => url.to_owned(),
     }
 }

@@ -9,6 +9,7 @@
 //! - `validate`: raw to validated, a section at a time;
 //! - `effective`: the masked form `palisade check` prints.
 
+mod access;
 mod effective;
 mod raw;
 mod read;
@@ -22,6 +23,9 @@ use std::time::Duration;
 use palisade_core::{EffectClass, Stage};
 use serde::Serialize;
 
+pub use access::{
+    Approvals, Auth, Authz, ConstraintConfig, ConstraintKind, Jwt, Storage, Tls,
+};
 pub use effective::MASKED;
 use raw::{RawConfig, RawPipeline};
 use read::Source;
@@ -75,7 +79,14 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The environment this gateway serves (`prod`, `staging`): task tokens
+    /// minted for another are refused.
+    pub environment: String,
+    pub storage: Storage,
     pub server: Server,
+    pub auth: Auth,
+    pub authz: Authz,
+    pub approvals: Approvals,
     pub pipeline: PipelineConfig,
     pub upstreams: Vec<Upstream>,
 }
@@ -110,6 +121,11 @@ pub struct Server {
     /// Longest a kept-alive connection may wait for its next request.
     #[serde(serialize_with = "as_humantime")]
     pub idle_timeout: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// Listen beyond loopback without TLS: a TLS-terminating proxy is in
+    /// front. Reported at start.
+    pub plaintext_beyond_loopback: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,7 +236,15 @@ impl Config {
             file: path.to_owned(),
             error,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let base_dir = path.parent().map(Path::to_owned);
+        let file = path.display().to_string();
+        let raw = RawConfig::read(&Source { file: &file, text: &text })?;
+        Validator {
+            file: &file,
+            open_files: open_files_limit(),
+            base_dir,
+        }
+        .config(raw)
     }
 
     /// The configuration used when no file is given: loopback only, state in
@@ -241,6 +265,7 @@ impl Config {
         Validator {
             file: "(embedded default)",
             open_files: open_files_limit(),
+            base_dir: None,
         }
         .config(raw)
     }
@@ -251,6 +276,7 @@ impl Config {
         Validator {
             file,
             open_files: open_files_limit(),
+            base_dir: None,
         }
         .config(raw)
     }
@@ -258,11 +284,36 @@ impl Config {
     /// Replaces `server.listen` with the `--listen` flag's address, under the
     /// same rules as the file's.
     pub fn override_listen(&mut self, text: &str) -> Result<(), ConfigError> {
-        self.server.listen = validate::listen(text).map_err(|message| ConfigError::Flag {
+        let flag = |message: String| ConfigError::Flag {
             flag: "--listen".to_owned(),
             message,
-        })?;
+        };
+        let listen = validate::listen(text).map_err(flag)?;
+        let validator = Validator {
+            file: "--listen",
+            open_files: None,
+            base_dir: None,
+        };
+        validator
+            .exposure(
+                listen,
+                &self.auth,
+                self.server.tls.as_ref(),
+                self.server.plaintext_beyond_loopback,
+            )
+            .map_err(|e| match e {
+                ConfigError::Invalid { message, .. } => flag(message),
+                other @ (ConfigError::Read { .. }
+                | ConfigError::Syntax { .. }
+                | ConfigError::Flag { .. }) => other,
+            })?;
+        self.server.listen = listen;
         Ok(())
+    }
+
+    /// Where the embedded state store lives, for `storage.url = "sqlite"`.
+    pub fn state_path(&self) -> PathBuf {
+        self.data_dir.join("state.db")
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -354,8 +405,59 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         check("[server]\nlisten = \"[::1]:9000\"", None);
         check(
             "[server]\nlisten = \"0.0.0.0:9000\"",
-            Some("`server.listen`: `0.0.0.0:9000` is not a loopback address"),
+            Some("`server.listen`: `0.0.0.0:9000` is not a loopback address, and anonymous callers are served"),
         );
+        check(
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[auth]\nanonymous = false",
+            Some("bearer credentials need TLS there"),
+        );
+        check(
+            "[server]\nlisten = \"0.0.0.0:9000\"\nplaintext_beyond_loopback = true\n[auth]\nanonymous = false",
+            None,
+        );
+        check(
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[auth]\nanonymous = true",
+            Some("anonymous callers are served"),
+        );
+        check("[storage]\nurl = \"mysql://x\"", Some("`storage.url`"));
+        check(
+            "[storage]\nurl = \"postgres://u:hunter2@127.0.0.1/db\"",
+            None,
+        );
+        check(
+            "[auth.jwt]\nissuer = \"https://idp\"\njwks = \"http://idp.example.com/jwks\"",
+            Some("`auth.jwt.jwks`: an http:// JWKS URL is allowed on loopback only"),
+        );
+        check(
+            "[auth.jwt]\nissuer = \"https://idp\"\njwks = \"k.json\"\nalgorithms = \"HS\"",
+            Some("`auth.jwt.algorithms`: expected one family"),
+        );
+        check(
+            "[auth.jwt]\njwks = \"k.json\"",
+            Some("`auth.jwt.issuer`: required"),
+        );
+        check(
+            "[authz.constraints.workspace]\nkind = \"paths\"\ntools = [\"files__write_file\"]\narguments = [\"path\"]\nallow = [\"/tmp\"]",
+            None,
+        );
+        check(
+            "[authz.constraints.workspace]\nkind = \"globs\"",
+            Some("`authz.constraints.workspace.kind`: expected one of paths"),
+        );
+        check(
+            "[authz.constraints.shell]\nkind = \"commands\"\ntools = [\"sh__run\"]\narguments = [\"command\"]",
+            Some("`authz.constraints.shell.allow`: required"),
+        );
+        check(
+            "[authz.constraints.cloud]\nkind = \"read-only\"\ntools = [\"c__call\"]\narguments = [\"op\"]\nresolve_symlinks = false",
+            Some("`authz.constraints.cloud.resolve_symlinks`: applies to `paths` constraints only"),
+        );
+        check(
+            "[authz.constraints.bad-name]\nkind = \"paths\"",
+            Some("a constraint name is letters"),
+        );
+        check("[approvals]\nhold = \"0s\"\nttl = \"10m\"", None);
+        check("[approvals]\nttl = \"0s\"", Some("`approvals.ttl`: must be greater than zero"));
         check(
             "[server]\nlisten = \"localhost\"",
             Some("`server.listen`: expected an IP address and port"),
@@ -445,6 +547,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         Validator {
             file: "p.toml",
             open_files,
+            base_dir: None,
         }
         .config(raw)
         .map_err(|e| e.to_string())
@@ -627,7 +730,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, server, pipeline, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, pipeline, upstreams",
             ),
         ];
         for (first, expected) in top_level {
@@ -703,7 +806,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         let err = c.override_listen("0.0.0.0:9000").unwrap_err().to_string();
         assert_eq!(
             err,
-            "`--listen`: `0.0.0.0:9000` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only"
+            "`--listen`: `0.0.0.0:9000` is not a loopback address, and anonymous callers are served; configure `[auth]` (API keys or `[auth.jwt]`) with `anonymous = false` to listen beyond loopback"
         );
         let err = c.override_listen("localhost:1").unwrap_err().to_string();
         assert!(

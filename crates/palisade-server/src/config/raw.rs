@@ -12,7 +12,13 @@ use super::read::{Fields, Secret, Source};
 #[derive(Debug, Default)]
 pub(super) struct RawConfig {
     pub(super) data_dir: Option<PathBuf>,
+    pub(super) environment: Option<String>,
+    pub(super) storage: Option<RawStorage>,
     pub(super) server: RawServer,
+    /// `None` when the file has no `[auth]` table.
+    pub(super) auth: Option<RawAuth>,
+    pub(super) authz: Option<RawAuthz>,
+    pub(super) approvals: Option<RawApprovals>,
     /// `None` when the file has no `[pipeline]` table.
     pub(super) pipeline: Option<RawPipeline>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
@@ -34,6 +40,71 @@ pub(super) struct RawServer {
     pub(super) max_connections_per_client: Option<usize>,
     pub(super) header_read_timeout: Option<String>,
     pub(super) idle_timeout: Option<String>,
+    pub(super) plaintext_beyond_loopback: Option<bool>,
+    pub(super) tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawTls {
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawStorage {
+    pub(super) url: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawAuth {
+    pub(super) anonymous: Option<bool>,
+    pub(super) resource: Option<String>,
+    pub(super) authorization_servers: Option<Vec<String>>,
+    pub(super) scopes_supported: Option<Vec<String>>,
+    pub(super) admin_role: Option<String>,
+    pub(super) jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawJwt {
+    pub(super) issuer: Option<String>,
+    pub(super) audience: Option<String>,
+    pub(super) jwks: Option<String>,
+    pub(super) algorithms: Option<String>,
+    pub(super) principal_claim: Option<String>,
+    pub(super) roles_claim: Option<String>,
+    pub(super) tenant_claim: Option<String>,
+    pub(super) kind: Option<String>,
+    pub(super) required_scopes: Option<Vec<String>>,
+    pub(super) leeway: Option<String>,
+    pub(super) refresh: Option<String>,
+    pub(super) max_stale: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawAuthz {
+    pub(super) policies: Option<Vec<String>>,
+    pub(super) irreversible_needs_approval: Option<bool>,
+    /// In the file's order.
+    pub(super) constraints: IndexMap<String, RawConstraint>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawConstraint {
+    pub(super) kind: Option<String>,
+    pub(super) tools: Option<Vec<String>>,
+    pub(super) arguments: Option<Vec<String>>,
+    pub(super) allow: Option<Vec<String>>,
+    pub(super) resolve_symlinks: Option<bool>,
+    pub(super) read: Option<Vec<String>>,
+    pub(super) write_roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawApprovals {
+    pub(super) hold: Option<String>,
+    pub(super) ttl: Option<String>,
+    pub(super) approver_role: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -66,10 +137,15 @@ impl RawConfig {
         let mut f = source.parse()?;
         let raw = RawConfig {
             data_dir: f.path("data_dir")?,
+            environment: f.string("environment")?,
+            storage: f.table("storage")?.map(RawStorage::read).transpose()?,
             server: match f.table("server")? {
                 Some(t) => RawServer::read(t)?,
                 None => RawServer::default(),
             },
+            auth: f.table("auth")?.map(RawAuth::read).transpose()?,
+            authz: f.table("authz")?.map(RawAuthz::read).transpose()?,
+            approvals: f.table("approvals")?.map(RawApprovals::read).transpose()?,
             pipeline: f.table("pipeline")?.map(RawPipeline::read).transpose()?,
             upstreams: f
                 .named_tables("upstreams")?
@@ -98,6 +174,110 @@ impl RawServer {
             max_connections_per_client: f.whole("max_connections_per_client")?,
             header_read_timeout: f.duration("header_read_timeout")?,
             idle_timeout: f.duration("idle_timeout")?,
+            plaintext_beyond_loopback: f.boolean("plaintext_beyond_loopback")?,
+            tls: f.table("tls")?.map(RawTls::read).transpose()?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawTls {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawTls {
+            cert: f.path("cert")?,
+            key: f.path("key")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawStorage {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        // The URL may carry a database password: shown masked in errors.
+        let raw = RawStorage {
+            url: f.secret_string("url")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawAuth {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawAuth {
+            anonymous: f.boolean("anonymous")?,
+            resource: f.string("resource")?,
+            authorization_servers: f.strings("authorization_servers")?,
+            scopes_supported: f.strings("scopes_supported")?,
+            admin_role: f.string("admin_role")?,
+            jwt: f.table("jwt")?.map(RawJwt::read).transpose()?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawJwt {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawJwt {
+            issuer: f.string("issuer")?,
+            audience: f.string("audience")?,
+            jwks: f.string("jwks")?,
+            algorithms: f.string("algorithms")?,
+            principal_claim: f.string("principal_claim")?,
+            roles_claim: f.string("roles_claim")?,
+            tenant_claim: f.string("tenant_claim")?,
+            kind: f.string("kind")?,
+            required_scopes: f.strings("required_scopes")?,
+            leeway: f.duration("leeway")?,
+            refresh: f.duration("refresh")?,
+            max_stale: f.duration("max_stale")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawAuthz {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawAuthz {
+            policies: f.strings("policies")?,
+            irreversible_needs_approval: f.boolean("irreversible_needs_approval")?,
+            constraints: f
+                .named_tables("constraints")?
+                .into_iter()
+                .map(|(name, t)| Ok((name, RawConstraint::read(t)?)))
+                .collect::<Result<_, ConfigError>>()?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawConstraint {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawConstraint {
+            kind: f.string("kind")?,
+            tools: f.strings("tools")?,
+            arguments: f.strings("arguments")?,
+            allow: f.strings("allow")?,
+            resolve_symlinks: f.boolean("resolve_symlinks")?,
+            read: f.strings("read")?,
+            write_roles: f.strings("write_roles")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawApprovals {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawApprovals {
+            hold: f.duration("hold")?,
+            ttl: f.duration("ttl")?,
+            approver_role: f.string("approver_role")?,
         };
         f.finish()?;
         Ok(raw)

@@ -223,6 +223,16 @@ impl<'s, 't> Fields<'s, 't> {
             .transpose()
     }
 
+    /// A string whose value is never shown in an error (a URL with a password).
+    pub(super) fn secret_string(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<String>, ConfigError> {
+        self.take(key)
+            .map(|(field, value)| self.source.string(&field, value, "a string", Secret::Hidden))
+            .transpose()
+    }
+
     /// A duration, written as text; what it says is checked in `validate`.
     pub(super) fn duration(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
         self.take(key)

@@ -21,19 +21,12 @@ use super::{
 };
 
 /// The address to listen on, from `server.listen` or `--listen`: an IP
-/// address and port, on loopback.
+/// address and port. Whether it may be beyond loopback is
+/// `Validator::exposure`'s question.
 pub(super) fn listen(text: &str) -> Result<SocketAddr, String> {
-    let listen: SocketAddr = text.parse().map_err(|_| {
+    text.parse().map_err(|_| {
         format!("expected an IP address and port such as \"127.0.0.1:8716\", got `{text}`")
-    })?;
-    if !listen.ip().is_loopback() {
-        // Authentication is not built yet: an endpoint reachable from other
-        // machines would let anyone drive every upstream.
-        return Err(format!(
-            "`{listen}` is not a loopback address; palisade has no client authentication yet, so it listens on loopback only"
-        ));
-    }
-    Ok(listen)
+    })
 }
 
 /// Turns the raw form into the validated one, a section at a time; `file`
@@ -43,10 +36,13 @@ pub(super) struct Validator<'f> {
     /// The process's soft limit on open files, which `server.max_connections`
     /// must stay below; `None` when unlimited.
     pub(super) open_files: Option<u64>,
+    /// The config file's directory, which relative policy and certificate
+    /// paths are read from.
+    pub(super) base_dir: Option<PathBuf>,
 }
 
 impl Validator<'_> {
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
             field: field.into(),
@@ -54,7 +50,7 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         field: &str,
         raw: Option<&str>,
@@ -73,14 +69,46 @@ impl Validator<'_> {
         Ok(d)
     }
 
+    /// A duration that may be zero (`"0s"`: not at all).
+    pub(super) fn duration_or_zero(
+        &self,
+        field: &str,
+        raw: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(raw) = raw else { return Ok(default) };
+        humantime::parse_duration(raw).map_err(|e| {
+            self.err(
+                field,
+                format!("expected a duration such as \"30s\" or \"0s\", got `{raw}` ({e})"),
+            )
+        })
+    }
+
     pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let data_dir = self.data_dir(raw.data_dir)?;
+        let environment = self.environment(raw.environment)?;
+        let storage = self.storage(raw.storage)?;
         let server = self.server(raw.server)?;
+        let auth = self.auth(raw.auth)?;
+        self.exposure(
+            server.listen,
+            &auth,
+            server.tls.as_ref(),
+            server.plaintext_beyond_loopback,
+        )?;
+        let authz = self.authz(raw.authz)?;
+        let approvals = self.approvals(raw.approvals)?;
         let pipeline = self.pipeline(raw.pipeline)?;
         let upstreams = self.upstreams(raw.upstreams)?;
         Ok(Config {
             data_dir,
+            environment,
+            storage,
             server,
+            auth,
+            authz,
+            approvals,
             pipeline,
             upstreams,
         })
@@ -139,7 +167,10 @@ impl Validator<'_> {
         let allowed_hosts = self.allowed_hosts(raw.allowed_hosts.unwrap_or_default())?;
         let (max_connections, max_connections_per_client) =
             self.connections(raw.max_connections, raw.max_connections_per_client)?;
+        let tls = self.tls(raw.tls)?;
         Ok(Server {
+            tls,
+            plaintext_beyond_loopback: raw.plaintext_beyond_loopback.unwrap_or(false),
             listen,
             path,
             allowed_origins,
