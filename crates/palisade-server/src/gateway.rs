@@ -48,6 +48,7 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Gateway {
     pub config: Config,
+    pub access: Arc<crate::access::Access>,
     pub mode: Mode,
     pub upstreams: Vec<Arc<config::Upstream>>,
     pub pipeline: Pipeline,
@@ -103,6 +104,7 @@ impl Gateway {
         let upstreams: Vec<_> = config.upstreams.iter().cloned().map(Arc::new).collect();
         let upstream_count = upstreams.len();
         Ok(Arc::new(Self {
+            access: crate::access::Access::new(&config),
             config,
             mode,
             upstreams,

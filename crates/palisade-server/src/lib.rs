@@ -1,6 +1,7 @@
 //! palisade's runtime: the MCP gateway, as a stdio wrapper and as a Streamable HTTP aggregator.
 //!
 //! - [`config`]: `palisade.toml`, raw and validated;
+//! - [`access`]: layer 1 as the transports ask it (who is calling);
 //! - [`gateway`]: shared state and session opening;
 //! - [`session`]: routing between one client and its upstreams;
 //! - `upstream`: connections to upstream servers (stdio processes, remote HTTP);
@@ -11,6 +12,7 @@
 //! - `printable`: text from outside made fit to show.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod config;
 pub mod denial;
 pub mod gateway;

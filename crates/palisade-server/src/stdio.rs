@@ -36,9 +36,11 @@ impl Outbox for StdoutOutbox {
     }
 }
 
-/// Serves one client on `input`/`output` until the input ends or `shutdown` resolves.
+/// Serves one client, `principal`, on `input`/`output` until the input ends
+/// or `shutdown` resolves.
 pub async fn serve<R, W>(
     gateway: Arc<Gateway>,
+    principal: Principal,
     input: R,
     mut output: W,
     shutdown: impl Future<Output = ()>,
@@ -106,7 +108,7 @@ pub async fn serve<R, W>(
         match (message, &session) {
             (Message::Request(request), None) if request.method == method::INITIALIZE => {
                 let answer = gateway
-                    .open_session(request.params, Arc::clone(&outbox), Principal::new("local"))
+                    .open_session(request.params, Arc::clone(&outbox), principal.clone())
                     .await;
                 let response = match answer {
                     Ok((opened, result)) => {

@@ -313,8 +313,20 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 async fn wrap(config: Config) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::start(config, Mode::Wrap).await?;
+    let principal = gateway
+        .access
+        .local_principal()
+        .await
+        .map_err(|failure| anyhow::anyhow!("PALISADE_TOKEN: {}", failure.description))?;
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    palisade_server::stdio::serve(gateway, stdin, tokio::io::stdout(), shutdown_signal()).await;
+    palisade_server::stdio::serve(
+        gateway,
+        principal,
+        stdin,
+        tokio::io::stdout(),
+        shutdown_signal(),
+    )
+    .await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@
 //! - `streams`: SSE framing, GET (the server's stream), DELETE and `/healthz`;
 //! - `outbox`: where a session's messages to the client go.
 
+mod auth;
 mod connections;
 mod guards;
 mod listener;
@@ -98,6 +99,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub async fn bind(gateway: &Gateway) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(gateway.config.server.listen).await?;
     let addr = listener.local_addr()?;
+    let scheme = if gateway.config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    gateway
+        .access
+        .listening(scheme, addr, &gateway.config.server.path);
     Ok((listener, addr))
 }
 
@@ -127,6 +136,14 @@ pub async fn serve(
                 .delete(streams::end_session),
         )
         .route("/healthz", get(streams::health))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(auth::resource_metadata),
+        )
+        .route(
+            &format!("/.well-known/oauth-protected-resource{path}"),
+            get(auth::resource_metadata),
+        )
         .with_state(Arc::clone(&server));
     let open = listener::Listener::new(listener, Arc::clone(&server), app)
         .accept_until(shutdown)

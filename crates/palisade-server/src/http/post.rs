@@ -16,6 +16,7 @@ use palisade_mcp::protocol::{header, method};
 use palisade_mcp::{Message, RequestId, Response};
 use tokio::sync::mpsc;
 
+use super::auth::{authenticate, challenge, same_principal};
 use super::guards::{accepts, check_content_type, check_origin, refuse, rpc_error, session_of};
 use super::outbox::HttpOutbox;
 use super::streams::{KEEPALIVE_FRAME, frame, next_or_keepalive, sse_response};
@@ -80,15 +81,22 @@ pub(super) async fn post_message(
             return message_response(StatusCode::BAD_REQUEST, &message);
         }
     };
+    let principal = match authenticate(&server, &headers).await {
+        Ok(principal) => principal,
+        Err(refused) => return refused,
+    };
     if let Message::Request(request) = &message
         && request.method == method::INITIALIZE
     {
-        return initialize(&server, message).await;
+        return initialize(&server, message, principal).await;
     }
     let entry = match session_of(&server, &headers) {
         Ok(entry) => entry,
         Err(refused) => return refused.respond(&server),
     };
+    if let Err(failure) = same_principal(entry.session.principal(), &principal) {
+        return challenge(&server, &failure);
+    }
     match message {
         Message::Notification(notification) => {
             entry.session.handle_notification(notification).await;
@@ -102,7 +110,7 @@ pub(super) async fn post_message(
     }
 }
 
-async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
+async fn initialize(server: &Arc<Server>, message: Message, principal: Principal) -> HttpResponse {
     let Message::Request(request) = message else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -133,7 +141,7 @@ async fn initialize(server: &Arc<Server>, message: Message) -> HttpResponse {
         .open_session(
             request.params,
             Arc::clone(&outbox) as Arc<dyn Outbox>,
-            Principal::anonymous(),
+            principal,
         )
         .await;
     let (session, result) = match opened {

@@ -17,6 +17,7 @@ use palisade_mcp::{Message, sse};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::auth::{authenticate, challenge, same_principal};
 use super::guards::{accepts, check_origin, refuse, session_of};
 use super::{STREAM_QUEUE, Server, json_response};
 use crate::upstream::lock;
@@ -69,10 +70,17 @@ pub(super) async fn open_stream(
             "Accept must include text/event-stream",
         );
     }
+    let principal = match authenticate(&server, &headers).await {
+        Ok(principal) => principal,
+        Err(refused) => return refused,
+    };
     let entry = match session_of(&server, &headers) {
         Ok(entry) => entry,
         Err(refused) => return refused.respond(&server),
     };
+    if let Err(failure) = same_principal(entry.session.principal(), &principal) {
+        return challenge(&server, &failure);
+    }
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     {
         let mut standalone = lock(&entry.outbox.standalone);
@@ -105,10 +113,17 @@ pub(super) async fn end_session(
     if let Err(refused) = check_origin(&server, &headers) {
         return refused.respond(&server);
     }
+    let principal = match authenticate(&server, &headers).await {
+        Ok(principal) => principal,
+        Err(refused) => return refused,
+    };
     let entry = match session_of(&server, &headers) {
         Ok(entry) => entry,
         Err(refused) => return refused.respond(&server),
     };
+    if let Err(failure) = same_principal(entry.session.principal(), &principal) {
+        return challenge(&server, &failure);
+    }
     lock(&server.sessions).remove(entry.session.id.as_str());
     entry.close(SessionEnd::Deleted).await;
     StatusCode::OK.into_response()

@@ -153,6 +153,11 @@ impl Session {
         })
     }
 
+    /// The principal that opened this session.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// Whether a request of the client's is in progress.
     pub fn is_working(&self) -> bool {
         !lock(&self.routing).request_ids.is_empty()

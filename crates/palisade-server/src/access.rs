@@ -1,0 +1,158 @@
+//! Layer 1 as the server holds it: the authenticator every transport asks,
+//! the resource identity bearer tokens must name, and how a failed
+//! authentication is answered.
+
+use std::sync::{Arc, OnceLock};
+
+use http::StatusCode;
+use palisade_core::Principal;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+
+/// Why a caller was not let in: the HTTP status, the RFC 6750 error code,
+/// a description safe to show (never any part of the credential).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    pub status: StatusCode,
+    /// `invalid_request`, `invalid_token` or `insufficient_scope`; `None`
+    /// when no credential was presented (RFC 6750 §3.1: no error code).
+    pub code: Option<&'static str>,
+    pub description: String,
+    /// The scope that would have sufficed, for `insufficient_scope`.
+    pub scope: Option<String>,
+}
+
+impl AuthFailure {
+    pub fn missing() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: None,
+            description: "authentication required: send `Authorization: Bearer <API key, task token or OIDC token>`".into(),
+            scope: None,
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: Some("invalid_request"),
+            description: description.into(),
+            scope: None,
+        }
+    }
+
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: Some("invalid_token"),
+            description: description.into(),
+            scope: None,
+        }
+    }
+
+    pub fn forbidden(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: Some("insufficient_scope"),
+            description: description.into(),
+            scope: None,
+        }
+    }
+}
+
+/// What every transport asks before serving a caller.
+#[derive(Debug)]
+pub struct Access {
+    anonymous: bool,
+    /// This gateway's resource identifier, fixed once the listener's
+    /// address is known (a configured `auth.resource` wins).
+    resource: OnceLock<String>,
+    configured_resource: Option<String>,
+}
+
+impl Access {
+    pub fn new(config: &Config) -> Arc<Self> {
+        Arc::new(Self {
+            anonymous: config.auth.anonymous,
+            resource: OnceLock::new(),
+            configured_resource: config.auth.resource.clone(),
+        })
+    }
+
+    /// Authenticates a bearer credential, or its absence.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthFailure> {
+        match bearer {
+            None if self.anonymous => Ok(Principal::anonymous()),
+            None => Err(AuthFailure::missing()),
+            Some(_) => Err(AuthFailure::invalid_token(
+                "this gateway accepts no bearer credentials yet",
+            )),
+        }
+    }
+
+    /// Who a local stdio client is: the holder of `PALISADE_TOKEN` (an API
+    /// key or a task token) if it is set, else the operating-system user.
+    pub async fn local_principal(&self) -> Result<Principal, AuthFailure> {
+        match std::env::var("PALISADE_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => self.authenticate(Some(token.trim())).await,
+            Ok(_) | Err(_) => Ok(Principal::local_user(os_user())),
+        }
+    }
+
+    /// Records the address the listener got, for the default resource identifier.
+    pub fn listening(&self, scheme: &str, addr: std::net::SocketAddr, path: &str) {
+        let derived = format!("{scheme}://{addr}{path}");
+        let _ = self
+            .resource
+            .set(self.configured_resource.clone().unwrap_or(derived));
+    }
+
+    pub fn resource(&self, config: &Config) -> String {
+        self.resource.get().cloned().unwrap_or_else(|| {
+            self.configured_resource
+                .clone()
+                .unwrap_or_else(|| format!("http://{}{}", config.server.listen, config.server.path))
+        })
+    }
+
+    /// RFC 9728 §3: the metadata's URL is the resource's, with
+    /// `/.well-known/oauth-protected-resource` inserted before its path.
+    pub fn metadata_url(&self, config: &Config) -> String {
+        let resource = self.resource(config);
+        let (scheme, rest) = resource.split_once("://").unwrap_or(("http", &resource));
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        format!("{scheme}://{authority}/.well-known/oauth-protected-resource{path}")
+    }
+
+    pub fn resource_metadata(&self, config: &Config) -> Value {
+        let mut document = json!({
+            "resource": self.resource(config),
+            "bearer_methods_supported": ["header"],
+            "resource_name": "palisade",
+        });
+        if let Some(object) = document.as_object_mut() {
+            if !config.auth.authorization_servers.is_empty() {
+                object.insert(
+                    "authorization_servers".into(),
+                    json!(config.auth.authorization_servers),
+                );
+            }
+            if !config.auth.scopes_supported.is_empty() {
+                object.insert(
+                    "scopes_supported".into(),
+                    json!(config.auth.scopes_supported),
+                );
+            }
+        }
+        document
+    }
+}
+
+/// The name of the user running palisade: `USER`, else `uid:N`.
+fn os_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 256)
+        .unwrap_or_else(|| format!("uid:{}", rustix::process::getuid().as_raw()))
+}
