@@ -281,6 +281,31 @@ pub enum AuditEvent<'a> {
         method: Bounded,
         reason: MethodRefusal,
     },
+    /// A caller presented a credential that did not authenticate, or none
+    /// where one is required. Never holds the credential itself.
+    AuthenticationFailed {
+        time: String,
+        /// `http` or `stdio`.
+        transport: &'static str,
+        /// What was presented: `none`, `api-key`, `task-token`, `jwt`, `unknown`.
+        credential: &'static str,
+        /// The RFC 6750 error code, where there is one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<&'static str>,
+        reason: Bounded,
+    },
+    /// A human approved or refused a held call.
+    ApprovalDecided {
+        time: String,
+        request: Bounded,
+        /// Who decided.
+        principal: Principal,
+        /// Who asked.
+        requester: Bounded,
+        decision: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<Bounded>,
+    },
 }
 
 #[cfg(test)]

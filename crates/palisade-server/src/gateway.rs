@@ -29,6 +29,8 @@ pub enum StartError {
     Pipeline(#[from] palisade_pipeline::BuildError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot write the audit log `{path}`: {failure}")]
     AuditWrite {
         path: std::path::PathBuf,
@@ -49,6 +51,8 @@ pub enum Mode {
 pub struct Gateway {
     pub config: Config,
     pub access: Arc<crate::access::Access>,
+    /// The listener's certificate, when `[server.tls]` is set.
+    pub tls: Option<crate::tls::Certificates>,
     pub mode: Mode,
     pub upstreams: Vec<Arc<config::Upstream>>,
     pub pipeline: Pipeline,
@@ -103,8 +107,15 @@ impl Gateway {
             .build()?;
         let upstreams: Vec<_> = config.upstreams.iter().cloned().map(Arc::new).collect();
         let upstream_count = upstreams.len();
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::Certificates::load)
+            .transpose()?;
         Ok(Arc::new(Self {
             access: crate::access::Access::new(&config),
+            tls,
             config,
             mode,
             upstreams,
@@ -127,6 +138,21 @@ impl Gateway {
     /// The redaction seam everything leaving palisade passes.
     pub fn seam(&self) -> &RedactionSeam {
         self.pipeline.seam()
+    }
+
+    /// Reads again what an operator may change while palisade runs (the TLS
+    /// certificate; the policies). Each part is replaced only by a version
+    /// that loads: on an error the one in force stays, and the error is
+    /// returned to be reported.
+    pub fn reload(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("reloaded the TLS certificate"),
+                Err(e) => failures.push(format!("{e}; the certificate in force stays")),
+            }
+        }
+        failures
     }
 
     /// Runs `work` as a task the gateway waits for at shutdown.

@@ -21,6 +21,7 @@ pub mod logging;
 mod printable;
 pub mod session;
 pub mod stdio;
+pub mod tls;
 mod upstream;
 
 pub use config::{Config, ConfigError};

@@ -1,6 +1,8 @@
 //! `palisade`: the command line. Parses flags, loads the config, hands over to `palisade-server`.
 #![forbid(unsafe_code)]
 
+mod approvals;
+
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,13 @@ enum Command {
         /// The server command and its arguments, after `--`.
         #[arg(required = true, last = true, num_args = 1..)]
         command: Vec<String>,
+    },
+    /// Approve or deny held calls on a running `palisade serve` (credential: PALISADE_TOKEN).
+    Approvals {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        args: approvals::ApprovalsArgs,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -204,6 +213,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Approvals { config, args } => {
+            let config = load(config.config.as_deref(), None)?;
+            let scheme = if config.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let url = format!("{scheme}://{}", config.server.listen);
+            runtime()?.block_on(approvals::run(args, url))
+        }
         Command::Serve { config, listen } => {
             let config = load(config.config.as_deref(), listen.listen.as_deref())?;
             init_logging("warn,palisade_server=info,palisade::upstream=info", &config);
@@ -301,14 +320,49 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             passed.join(", ")
         );
     }
+    if !addr.ip().is_loopback() && gateway.tls.is_none() {
+        tracing::warn!(
+            "serving plaintext HTTP beyond loopback (`server.plaintext_beyond_loopback`): bearer credentials are readable on the network unless a TLS-terminating proxy is in front"
+        );
+    }
+    let scheme = if gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    reload_on_hangup(&gateway);
     eprintln!(
-        "palisade: listening on http://{addr}{}; data in {}, audit log {}",
+        "palisade: listening on {scheme}://{addr}{}; data in {}, audit log {}",
         gateway.config.server.path,
         gateway.config.data_dir.display(),
         gateway.config.audit_path().display()
     );
     palisade_server::http::serve(gateway, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP reloads the certificate and the policies, each kept as it was if
+/// the new one does not load.
+fn reload_on_hangup(gateway: &std::sync::Arc<Gateway>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload by restarting");
+            return;
+        };
+        let weak = std::sync::Arc::downgrade(gateway);
+        gateway.spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                for failure in gateway.reload() {
+                    tracing::error!("reload: {failure}");
+                }
+            }
+        });
+    }
 }
 
 async fn wrap(config: Config) -> anyhow::Result<ExitCode> {

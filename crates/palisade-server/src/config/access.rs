@@ -154,7 +154,9 @@ impl Validator<'_> {
     }
 
     pub(super) fn storage(&self, raw: Option<RawStorage>) -> Result<Storage, ConfigError> {
-        let url = raw.and_then(|r| r.url).unwrap_or_else(|| "sqlite".to_owned());
+        let url = raw
+            .and_then(|r| r.url)
+            .unwrap_or_else(|| "sqlite".to_owned());
         let known = url == "sqlite"
             || url.starts_with("sqlite:")
             || url.starts_with("postgres://")

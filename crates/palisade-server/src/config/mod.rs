@@ -23,9 +23,7 @@ use std::time::Duration;
 use palisade_core::{EffectClass, Stage};
 use serde::Serialize;
 
-pub use access::{
-    Approvals, Auth, Authz, ConstraintConfig, ConstraintKind, Jwt, Storage, Tls,
-};
+pub use access::{Approvals, Auth, Authz, ConstraintConfig, ConstraintKind, Jwt, Storage, Tls};
 pub use effective::MASKED;
 use raw::{RawConfig, RawPipeline};
 use read::Source;
@@ -238,7 +236,10 @@ impl Config {
         })?;
         let base_dir = path.parent().map(Path::to_owned);
         let file = path.display().to_string();
-        let raw = RawConfig::read(&Source { file: &file, text: &text })?;
+        let raw = RawConfig::read(&Source {
+            file: &file,
+            text: &text,
+        })?;
         Validator {
             file: &file,
             open_files: open_files_limit(),
@@ -405,7 +406,9 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         check("[server]\nlisten = \"[::1]:9000\"", None);
         check(
             "[server]\nlisten = \"0.0.0.0:9000\"",
-            Some("`server.listen`: `0.0.0.0:9000` is not a loopback address, and anonymous callers are served"),
+            Some(
+                "`server.listen`: `0.0.0.0:9000` is not a loopback address, and anonymous callers are served",
+            ),
         );
         check(
             "[server]\nlisten = \"0.0.0.0:9000\"\n[auth]\nanonymous = false",
@@ -457,7 +460,10 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             Some("a constraint name is letters"),
         );
         check("[approvals]\nhold = \"0s\"\nttl = \"10m\"", None);
-        check("[approvals]\nttl = \"0s\"", Some("`approvals.ttl`: must be greater than zero"));
+        check(
+            "[approvals]\nttl = \"0s\"",
+            Some("`approvals.ttl`: must be greater than zero"),
+        );
         check(
             "[server]\nlisten = \"localhost\"",
             Some("`server.listen`: expected an IP address and port"),

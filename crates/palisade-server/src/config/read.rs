@@ -229,7 +229,10 @@ impl<'s, 't> Fields<'s, 't> {
         key: &'static str,
     ) -> Result<Option<String>, ConfigError> {
         self.take(key)
-            .map(|(field, value)| self.source.string(&field, value, "a string", Secret::Hidden))
+            .map(|(field, value)| {
+                self.source
+                    .string(&field, value, "a string", Secret::Hidden)
+            })
             .transpose()
     }
 

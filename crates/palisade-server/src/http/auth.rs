@@ -38,7 +38,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthFailure> {
     }
     let credential = credential.trim();
     if credential.is_empty() {
-        return Err(AuthFailure::invalid_request("the bearer credential is empty"));
+        return Err(AuthFailure::invalid_request(
+            "the bearer credential is empty",
+        ));
     }
     Ok(Some(credential))
 }

@@ -261,7 +261,8 @@ fn turn_away(stream: &TcpStream, refusal: &[u8]) {
 }
 
 /// Serves one connection until it ends, is evicted, outlives a deadline, or
-/// is told to stop at shutdown.
+/// is told to stop at shutdown. Over TLS, the handshake must finish within
+/// the header-read deadline, like a request head.
 async fn connection(
     stream: TcpStream,
     slot: Slot,
@@ -270,15 +271,35 @@ async fn connection(
     router: Router,
 ) {
     let conn = Arc::clone(slot.conn());
-    let io = TokioIo::new(Watched {
+    let watched = Watched {
         stream,
         conn: Arc::clone(&conn),
-    });
+    };
+    let tls = server.gateway.tls.as_ref().map(|c| c.acceptor());
     let gate = Gate {
         server,
         router: TowerToHyperService::new(router),
         conn: Arc::clone(&conn),
     };
+    match tls {
+        None => drive(TokioIo::new(watched), gate, &conn, limits).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.header_read, acceptor.accept(watched)).await {
+                Ok(Ok(stream)) => drive(TokioIo::new(stream), gate, &conn, limits).await,
+                Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(
+                    "closing a connection that did not finish its TLS handshake in time"
+                ),
+            }
+        }
+    }
+    drop(slot);
+}
+
+async fn drive<I>(io: I, gate: Gate, conn: &Conn, limits: Limits)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let mut builder = http1::Builder::new();
     // `connections` keeps the deadlines: hyper's would also close a
     // kept-alive connection after the header-read time.
@@ -307,7 +328,6 @@ async fn connection(
             }
         }
     }
-    drop(slot);
 }
 
 /// The hyper service of one connection: marks it busy for each request,
