@@ -251,6 +251,21 @@ async fn an_approved_call_runs_once_and_its_replay_needs_a_new_approval() {
 
     let decided = gate.approve(&id, &alice(), "ok this once").await.unwrap();
     assert_eq!(decided.state, ApprovalState::Approved);
+    // Decided once: a second decision, either way, is refused.
+    for second in [
+        gate.approve(&id, &person("bob", &["approver"], None), "me too")
+            .await,
+        gate.deny(&id, &person("bob", &["approver"], None), "no")
+            .await,
+    ] {
+        assert!(matches!(
+            second,
+            Err(ApprovalError::NotPending {
+                state: ApprovalState::Approved,
+                ..
+            })
+        ));
+    }
     let by = decided.decision.unwrap();
     assert_eq!(
         (by.by.as_str(), by.reason.as_str()),
