@@ -6,7 +6,7 @@
 //! and task credentials grow here.
 #![forbid(unsafe_code)]
 
-mod approvals;
+pub mod approvals;
 mod permit;
 mod rules;
 
@@ -15,10 +15,10 @@ use std::fmt;
 use palisade_core::stage::StageFuture;
 use palisade_core::{Call, CallContext, Finding, Obligation, Reason};
 
-pub use approvals::OneTimeApprovals;
+pub use approvals::{OneTimeApprovals, StoredApprovals};
 pub use permit::{
-    Approval, ApprovalMismatch, ApprovalRequest, Authorized, PendingApproval, Permit,
-    PermitMismatch, RequestDigest,
+    APPROVER_ROLE, Approval, ApprovalMismatch, ApprovalRequest, ArgumentsMismatch, Authorized,
+    PendingApproval, Permit, PermitMismatch, RequestDigest,
 };
 pub use rules::{EffectRules, Rule};
 
@@ -107,6 +107,12 @@ pub trait ApprovalGate: Send + Sync + fmt::Debug {
         request: &'a ApprovalRequest,
         ctx: &'a CallContext,
     ) -> StageFuture<'a, GateDecision>;
+
+    /// How long [`ApprovalGate::gate`] may hold a call open waiting for a
+    /// human; the pipeline adds it to the stage's time budget.
+    fn hold(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 #[cfg(test)]

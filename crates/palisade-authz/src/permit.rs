@@ -11,6 +11,8 @@
 //! gate of this crate can turn that back into a permit, with an
 //! [`Approval`] bound to exactly the request a human saw.
 
+use std::sync::Arc;
+
 use palisade_core::{ArgumentDigest, Call, CallHead, CallId, Reason};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -65,7 +67,13 @@ impl Permit {
     /// Makes this permit wait for a human's approval. Tightening needs no
     /// proof; loosening back does.
     pub fn escalate(self, reason: Reason) -> PendingApproval {
-        let request = ApprovalRequest::new(&self.head, self.digest, reason);
+        self.escalate_by(reason, Vec::new())
+    }
+
+    /// [`Permit::escalate`], naming the policies that asked for approval,
+    /// so that the human sees why they are asked and the audit says who asked.
+    pub fn escalate_by(self, reason: Reason, policies: Vec<String>) -> PendingApproval {
+        let request = ApprovalRequest::new(&self.head, self.digest, reason, policies);
         PendingApproval {
             permit: self,
             request,
@@ -127,17 +135,34 @@ impl RequestDigest {
     }
 }
 
+/// The role an approver needs when the policy names none.
+pub const APPROVER_ROLE: &str = "approver";
+
 /// What a human is asked to approve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalRequest {
     pub head: CallHead,
     pub arguments: ArgumentDigest,
     pub reason: Reason,
+    /// The ids of the policies that asked for approval.
+    pub policies: Vec<String>,
+    /// The roles that may decide (any one of them); [`APPROVER_ROLE`] unless
+    /// the policy said otherwise.
+    pub approvers: Vec<String>,
+    /// The arguments' RFC 8785 canonical JSON: the exact text the human
+    /// approves, whose SHA-256 is `arguments`. Set by
+    /// [`PendingApproval::show_arguments`], which checks that digest.
+    canonical: Option<Arc<str>>,
     digest: RequestDigest,
 }
 
 impl ApprovalRequest {
-    fn new(head: &CallHead, arguments: ArgumentDigest, reason: Reason) -> Self {
+    fn new(
+        head: &CallHead,
+        arguments: ArgumentDigest,
+        reason: Reason,
+        policies: Vec<String>,
+    ) -> Self {
         let mut h = Sha256::new();
         for part in [
             head.principal.as_str(),
@@ -156,12 +181,21 @@ impl ApprovalRequest {
             head: head.clone(),
             arguments,
             reason,
+            policies,
+            approvers: vec![APPROVER_ROLE.to_owned()],
+            canonical: None,
             digest: RequestDigest(h.finalize().into()),
         }
     }
 
     pub fn digest(&self) -> RequestDigest {
         self.digest
+    }
+
+    /// The canonical JSON text of the arguments, once shown (see
+    /// [`PendingApproval::show_arguments`]).
+    pub fn canonical_arguments(&self) -> Option<&str> {
+        self.canonical.as_deref()
     }
 }
 
@@ -176,6 +210,32 @@ pub struct PendingApproval {
 impl PendingApproval {
     pub fn request(&self) -> &ApprovalRequest {
         &self.request
+    }
+
+    /// Who may decide: any one of `roles` (replacing the default
+    /// [`APPROVER_ROLE`]). An empty list keeps the default, so that a
+    /// request never becomes one nobody may approve, or anybody.
+    pub fn with_approvers(mut self, roles: Vec<String>) -> Self {
+        if !roles.is_empty() {
+            self.request.approvers = roles;
+        }
+        self
+    }
+
+    /// Puts the arguments' canonical text into the request, for the human
+    /// who decides. Refused unless their SHA-256 is the digest the permit
+    /// (and so the request digest) is bound to: the text shown is the text
+    /// approved.
+    pub fn show_arguments(&mut self, arguments: &Value) -> Result<(), ArgumentsMismatch> {
+        let canonical = serde_json_canonicalizer::to_string(arguments)
+            .map_err(|_| ArgumentsMismatch::NotCanonical)?;
+        let sha: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
+        let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+        if hex != self.request.arguments.to_hex() {
+            return Err(ArgumentsMismatch::Digest);
+        }
+        self.request.canonical = Some(canonical.into());
+        Ok(())
     }
 
     /// The permit back, for the approval of exactly this request.
@@ -204,3 +264,12 @@ impl Approval {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the approval was given for another request")]
 pub struct ApprovalMismatch;
+
+/// The arguments shown to an approver are not those the request is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ArgumentsMismatch {
+    #[error("the arguments are not the ones the approval request is bound to")]
+    Digest,
+    #[error("the arguments have no canonical JSON form")]
+    NotCanonical,
+}

@@ -1,5 +1,6 @@
 //! What a layer decided about a call, and why.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,6 +22,10 @@ pub struct Reason {
     pub code: ReasonCode,
     pub detail: String,
     pub retry_after: Option<Duration>,
+    /// The approval request a held call waits for (`apr_…`), so that the
+    /// server can name it to the agent and offer it to a human without
+    /// parsing `detail`.
+    pub approval: Option<Arc<str>>,
 }
 
 impl Reason {
@@ -29,7 +34,14 @@ impl Reason {
             code,
             detail: detail.into(),
             retry_after: None,
+            approval: None,
         }
+    }
+
+    /// The call waits for approval request `id`.
+    pub fn awaiting(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.approval = Some(id.into());
+        self
     }
 
     pub fn retry_after(mut self, after: Duration) -> Self {

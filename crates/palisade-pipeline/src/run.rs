@@ -469,7 +469,7 @@ impl Pipeline {
         // [1] Approval after filtering, so a human approves exactly the
         // arguments that will be sent, and is never asked about a call that
         // would be refused anyway.
-        let permit = match self.approve(grant, ctx, guard).await {
+        let permit = match self.approve(grant, &call, ctx, guard).await {
             Ok(permit) => permit,
             Err(stopped) => return Ran::Stopped(stopped),
         };
@@ -685,6 +685,7 @@ impl Pipeline {
     async fn approve(
         &self,
         grant: Grant,
+        call: &Call,
         ctx: &CallContext,
         guard: &mut OutcomeGuard,
     ) -> Result<Permit, Stopped> {
@@ -711,9 +712,18 @@ impl Pipeline {
             (Grant::Pending(pending), Slot::Active(gate)) => (pending, gate),
         };
         let (pending, gate) = pending;
-        let pending = *pending;
+        let mut pending = *pending;
+        // The human sees the exact text that will be sent; it is checked
+        // against the digest the permit is bound to.
+        if let Err(mismatch) = pending.show_arguments(call.arguments()) {
+            let reason = Reason::new(ReasonCode::StageFailed, mismatch.to_string());
+            return Err(self.failed(guard, Stage::Approval, t, &reason));
+        }
+        // A gate may hold the call open for a human's decision: that time
+        // comes on top of the stage's own budget.
+        let budget = self.stage_timeout.saturating_add(gate.hold());
         let decision = self
-            .within(Stage::Approval, gate.gate(pending.request(), ctx))
+            .within_for(Stage::Approval, budget, gate.gate(pending.request(), ctx))
             .await
             .map_err(|reason| self.failed(guard, Stage::Approval, t, &reason))?;
         match decision {
@@ -765,7 +775,17 @@ impl Pipeline {
     /// Awaits a stage within its time budget; an error or a timeout is a
     /// reason to stop, which keeps any `retry_after` the stage gave.
     async fn within<T>(&self, stage: Stage, future: StageFuture<'_, T>) -> Result<T, Reason> {
-        match tokio::time::timeout(self.stage_timeout, future).await {
+        self.within_for(stage, self.stage_timeout, future).await
+    }
+
+    /// [`Pipeline::within`], with a budget of its own.
+    async fn within_for<T>(
+        &self,
+        stage: Stage,
+        budget: Duration,
+        future: StageFuture<'_, T>,
+    ) -> Result<T, Reason> {
+        match tokio::time::timeout(budget, future).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 let mut reason = Reason::new(
@@ -779,7 +799,7 @@ impl Pipeline {
                 ReasonCode::StageFailed,
                 format!(
                     "stage `{stage}` exceeded its {} ms budget",
-                    self.stage_timeout.as_millis()
+                    budget.as_millis()
                 ),
             )),
         }

@@ -1975,3 +1975,78 @@ async fn a_huge_tool_name_is_recorded_bounded() {
         assert!(huge.starts_with(line["name"]["truncated"].as_str().unwrap()));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Approval gates that hold the call open
+// ---------------------------------------------------------------------------
+
+/// A gate that holds calls up to `hold` and has a human approve after
+/// `decides_after`; it keeps the argument text each request showed.
+#[derive(Debug, Default)]
+struct HoldingGate {
+    hold: Duration,
+    decides_after: Duration,
+    approvals: OneTimeApprovals,
+    shown: Mutex<Vec<Option<String>>>,
+}
+
+impl ApprovalGate for HoldingGate {
+    fn gate<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+        ctx: &'a CallContext,
+    ) -> StageFuture<'a, GateDecision> {
+        Box::pin(async move {
+            let shown = request.canonical_arguments().map(str::to_owned);
+            self.shown.lock().unwrap().push(shown);
+            tokio::time::sleep(self.decides_after).await;
+            self.approvals.grant(request.digest());
+            self.approvals.gate(request, ctx).await
+        })
+    }
+
+    fn hold(&self) -> Duration {
+        self.hold
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gate_may_hold_the_call_beyond_the_stage_budget_but_not_beyond_its_hold() {
+    // (hold, when the human decides, what the agent is told); the stage
+    // budget is 50 ms.
+    let check = async |hold: u64, decides_after: u64, expected: &str| {
+        let sink = Sink::new();
+        let gate = Arc::new(HoldingGate {
+            hold: Duration::from_secs(hold),
+            decides_after: Duration::from_secs(decides_after),
+            ..HoldingGate::default()
+        });
+        let pipeline = Setup {
+            authorize: Some(Arc::new(rules())),
+            approval: Some(gate.clone()),
+            ..Setup::default()
+        }
+        .build(&sink);
+        let tool = Tool::ok();
+        let write = call_with(
+            1,
+            EffectClass::Write,
+            json!({"text": "hi", "path": "/srv/a"}),
+        );
+        let result = pipeline.run(write, SessionFacts::new(), &tool).await;
+        assert_eq!(
+            told(&result),
+            expected,
+            "hold {hold} s, decided after {decides_after} s"
+        );
+        assert_eq!(tool.runs(), usize::from(expected == "returned"));
+        // The human saw the canonical text of exactly these arguments.
+        assert_eq!(
+            *gate.shown.lock().unwrap(),
+            [Some(r#"{"path":"/srv/a","text":"hi"}"#.to_owned())]
+        );
+    };
+    check(10, 5, "returned").await;
+    check(10, 11, "refused at approval: stage-failed").await;
+    check(0, 1, "refused at approval: stage-failed").await;
+}

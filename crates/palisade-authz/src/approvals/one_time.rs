@@ -1,4 +1,4 @@
-//! One-time approvals: a human's yes to one exact request, spent by the first call that matches it.
+//! One-time approvals in memory: a human's yes to one exact request, spent by the first call that matches it.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
