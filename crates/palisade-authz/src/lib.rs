@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approvals;
+pub mod constraints;
 mod permit;
 mod rules;
 
