@@ -12,7 +12,6 @@ use crate::StoreError;
 pub(crate) struct Migration {
     pub(crate) version: i64,
     pub(crate) sqlite: &'static str,
-    #[expect(dead_code, reason = "the postgresql backend, next, reads it")]
     pub(crate) postgres: &'static str,
 }
 
@@ -21,7 +20,6 @@ pub(crate) const SQLITE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS palisad
     version INTEGER PRIMARY KEY,
     applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 )";
-#[expect(dead_code, reason = "the postgresql backend, next, reads it")]
 pub(crate) const POSTGRES_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS palisade_schema (
     version BIGINT PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()

@@ -502,3 +502,313 @@ async fn sqlite_that_cannot_be_opened_is_unavailable() {
         }
     }
 }
+
+// ------------------------------------------------------------------ PostgreSQL
+
+/// The server to test on, from `PALISADE_TEST_POSTGRES`. Unset: a failure
+/// under CI, a notice (and `None`) on a developer's machine.
+fn postgres_server() -> Option<String> {
+    if let Ok(url) = std::env::var("PALISADE_TEST_POSTGRES")
+        && !url.trim().is_empty()
+    {
+        return Some(url);
+    }
+    let how = "start one with `scripts/postgres start` and \
+               `export PALISADE_TEST_POSTGRES=$(scripts/postgres url)` (scripts/test does both)";
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "PALISADE_TEST_POSTGRES is not set, and CI is: the PostgreSQL backend must be tested; {how}"
+    );
+    eprintln!("notice: PostgreSQL tests skipped: PALISADE_TEST_POSTGRES is not set; {how}");
+    None
+}
+
+async fn raw_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to `{url}`: {e}"));
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a test connection's I/O task, ended by dropping its client"
+    )]
+    tokio::spawn(connection);
+    client
+}
+
+/// `url` naming the database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A database of its own for one test, on the test server.
+struct Database {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn new(server: &str, test: &str) -> Database {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("palisade_test_{}_{n}_{test}", std::process::id());
+        let admin = raw_client(server).await;
+        // One statement each: CREATE DATABASE cannot run in the implicit
+        // transaction of a multi-statement query.
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .unwrap();
+        // A collation that does not sort bytewise (ICU's en-US puts `a`
+        // before `B`), so the key order the store promises is its own doing.
+        let icu = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+        );
+        if let Err(e) = admin.batch_execute(&icu).await {
+            eprintln!("notice: no ICU collation on the test server ({e:?}): the default one");
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("cannot create the database `{name}` on `{server}`: {e:?}")
+                });
+        }
+        Database {
+            server: server.to_owned(),
+            url: with_database(server, &name),
+            name,
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::parse(&self.url, Path::new("/unused")).unwrap()
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        raw_client(&self.url).await
+    }
+
+    /// Dropped at the end of a test that passed (a failed one leaves its
+    /// database to look at; the server is a throwaway).
+    async fn remove(self) {
+        let admin = raw_client(&self.server).await;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_keeps_the_contract() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let db = Database::new(&server, "contract").await;
+    // Two stores on one database, as two gateway replicas would have.
+    let a = open(&db.backend()).await.unwrap();
+    let b = open(&db.backend()).await.unwrap();
+    contract(a, b).await;
+    db.remove().await;
+}
+
+#[tokio::test]
+async fn postgres_state_survives_a_reopen() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let db = Database::new(&server, "reopen").await;
+    let store = open(&db.backend()).await.unwrap();
+    assert!(
+        store
+            .insert("c", "k", &json!({"kept": true}))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .replace("c", "k", 1, &json!({"kept": 2}))
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    drop(store);
+    let store = open(&db.backend()).await.unwrap();
+    assert_eq!(
+        store.get("c", "k").await.unwrap().unwrap(),
+        document("k", 2, json!({"kept": 2}))
+    );
+    drop(store);
+    db.remove().await;
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_newer_than_this_build() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let db = Database::new(&server, "newer").await;
+    drop(open(&db.backend()).await.unwrap());
+    let raw = db.client().await;
+    raw.execute("INSERT INTO palisade_schema (version) VALUES (999)", &[])
+        .await
+        .unwrap();
+    assert_newer_schema_refused(
+        open(&db.backend()).await,
+        &format!("database `{}`", db.name),
+    );
+    drop(raw);
+    db.remove().await;
+}
+
+#[tokio::test]
+async fn postgres_reports_a_damaged_row() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let db = Database::new(&server, "corrupt").await;
+    let store = open(&db.backend()).await.unwrap();
+    assert!(store.insert("c", "bad-body", &json!(1)).await.unwrap());
+    assert!(store.insert("v", "bad-version", &json!(1)).await.unwrap());
+    let raw = db.client().await;
+    raw.batch_execute(
+        "UPDATE palisade_documents SET body = '{\"half\": ' WHERE key = 'bad-body';
+         UPDATE palisade_documents SET version = -3 WHERE key = 'bad-version'",
+    )
+    .await
+    .unwrap();
+    assert_corrupt(&*store, "c", "bad-body", "not JSON").await;
+    assert_corrupt(&*store, "v", "bad-version", "version -3").await;
+    drop((store, raw));
+    db.remove().await;
+}
+
+/// Gateways starting together on a new database: the migration lock makes
+/// them migrate one after the other, so all open and each step is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_opens_migrate_once() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let db = Database::new(&server, "opens").await;
+    let mut opens = JoinSet::new();
+    for _ in 0..8 {
+        let backend = db.backend();
+        opens.spawn(async move { open(&backend).await.map(drop) });
+    }
+    while let Some(opened) = opens.join_next().await {
+        opened.unwrap().unwrap();
+    }
+    let raw = db.client().await;
+    let row = raw
+        .query_one("SELECT count(*), max(version) FROM palisade_schema", &[])
+        .await
+        .unwrap();
+    let (count, latest): (i64, i64) = (row.get(0), row.get(1));
+    assert!(latest >= 1);
+    assert_eq!(count, latest, "each step once");
+    drop(raw);
+    db.remove().await;
+}
+
+/// Connections the server closed are opened again: at most one failed
+/// operation per connection of the store, then it works.
+#[tokio::test]
+async fn postgres_connections_closed_by_the_server_are_reopened() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let db = Database::new(&server, "reconnect").await;
+    let store = open(&db.backend()).await.unwrap();
+    assert!(store.insert("c", "k", &json!(1)).await.unwrap());
+    let raw = db.client().await;
+    let killed = raw
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db.name],
+        )
+        .await
+        .unwrap();
+    assert!(!killed.is_empty());
+    let mut failures = 0;
+    loop {
+        match store.get("c", "k").await {
+            Ok(doc) => {
+                assert_eq!(doc.unwrap().version, 1);
+                break;
+            }
+            Err(StoreError::Unavailable(m)) => {
+                assert!(m.contains(&format!("database `{}`", db.name)), "{m}");
+                failures += 1;
+                assert!(failures <= 4, "still failing after {failures} tries: {m}");
+            }
+            Err(other) => panic!("a closed connection gave {other:?}"),
+        }
+    }
+    for _ in 0..10 {
+        assert_eq!(store.get("c", "k").await.unwrap().unwrap().version, 1);
+    }
+    drop((store, raw));
+    db.remove().await;
+}
+
+#[tokio::test]
+async fn postgres_missing_database_is_unavailable_naming_the_server() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let url = with_database(&server, "palisade_no_such_database");
+    match open(&Backend::parse(&url, Path::new("/d")).unwrap()).await {
+        Err(StoreError::Unavailable(m)) => {
+            assert!(m.contains("database `palisade_no_such_database`"), "{m}");
+            assert!(m.contains("does not exist"), "{m}");
+        }
+        other => panic!("a missing database opened: {other:?}"),
+    }
+}
+
+/// Needs no server: nothing listens on the port.
+#[tokio::test]
+async fn postgres_unreachable_is_unavailable_naming_host_and_port_not_the_password() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://palisade:hunter2@127.0.0.1:{port}/state");
+    match open(&Backend::parse(&url, Path::new("/d")).unwrap()).await {
+        Err(e @ StoreError::Unavailable(_)) => {
+            let m = e.to_string();
+            assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}");
+            assert!(!m.contains("hunter2"), "{m}");
+            assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+        }
+        other => panic!("an unreachable server opened: {other:?}"),
+    }
+}
+
+#[test]
+fn with_database_replaces_only_the_database() {
+    let check = |url: &str, expected: &str| assert_eq!(with_database(url, "t"), expected);
+    check("postgres://u@h:1/palisade", "postgres://u@h:1/t");
+    check("postgres://u@h:1", "postgres://u@h:1/t");
+    check(
+        "postgres://u@h:1/p?sslmode=disable",
+        "postgres://u@h:1/t?sslmode=disable",
+    );
+}
