@@ -131,6 +131,29 @@ fn layers_never_depend_on_each_other_nor_on_the_pipeline_server_or_mcp() {
     }
 }
 
+/// The state store is below the layers: they may depend on it (it is not a
+/// layer), and it depends on no palisade crate but `palisade-core`, so it
+/// can know nothing of what a layer keeps in it.
+fn store_violations(manifest: &toml::Table, workspace: &toml::Table) -> Vec<String> {
+    deps(manifest, workspace)
+        .into_iter()
+        .filter(|d| d.package.starts_with("palisade") && d.package != "palisade-core")
+        .map(|d| {
+            format!(
+                "`palisade-store` depends on `{}` in {}",
+                d.package, d.section
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_store_depends_on_no_palisade_crate_but_core() {
+    let all = manifests();
+    let violations = store_violations(&all["palisade-store"].1, &workspace());
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
 #[test]
 fn core_depends_on_no_palisade_crate_and_every_crate_keeps_the_lints() {
     let all = manifests();
@@ -338,6 +361,45 @@ fn a_layer_reaching_another_layer_in_disguise_is_caught() {
     assert!(violations[0].contains("palisade-sandbox"));
     // The same manifest is fine for a crate that is not a layer.
     assert!(layer_violations("palisade-pipeline", &manifest, &workspace).is_empty());
+}
+
+#[test]
+fn layers_may_use_the_store_and_the_store_may_use_only_core() {
+    let workspace = table(
+        r#"
+        [workspace.dependencies]
+        palisade-core = { path = "crates/palisade-core" }
+        palisade-store = { path = "crates/palisade-store" }
+    "#,
+    );
+    let layer = table(
+        r#"
+        [dependencies]
+        palisade-core = { workspace = true }
+        palisade-store = { workspace = true }
+    "#,
+    );
+    assert!(layer_violations("palisade-authz", &layer, &workspace).is_empty());
+    let store = table(
+        r#"
+        [dependencies]
+        palisade-core = { workspace = true }
+        rusqlite = "0.43"
+    "#,
+    );
+    assert!(store_violations(&store, &workspace).is_empty());
+    let reaching_up = table(
+        r#"
+        [dependencies]
+        palisade-core = { workspace = true }
+
+        [target.'cfg(unix)'.dependencies]
+        keys = { package = "palisade-authz", path = "../palisade-authz" }
+    "#,
+    );
+    let violations = store_violations(&reaching_up, &workspace);
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains("palisade-authz"));
 }
 
 #[test]
