@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+pub mod authn;
 mod permit;
 mod rules;
 
