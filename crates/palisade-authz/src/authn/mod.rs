@@ -297,6 +297,8 @@ pub fn protected_resource_metadata(
 }
 
 #[cfg(test)]
+mod jwt_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 
 #[cfg(test)]
@@ -418,6 +420,73 @@ mod tests {
         assert_eq!(printable_id(""), "(unprintable)");
         assert_eq!(printable_id("a\"b"), "(unprintable)");
         assert_eq!(printable_id(&"a".repeat(65)), "(unprintable)");
+    }
+
+    #[derive(Debug)]
+    struct FixedTask;
+
+    impl TaskTokens for FixedTask {
+        fn verify<'a>(
+            &'a self,
+            token: &'a str,
+            _now: SystemTime,
+        ) -> Pin<Box<dyn Future<Output = Result<Principal, AuthnError>> + Send + 'a>> {
+            Box::pin(async move {
+                if token == "pt_good" {
+                    Ok(Principal::new("task-holder"))
+                } else {
+                    Err(AuthnError::BadSignature)
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn task_tokens_go_to_their_hook() {
+        let auth = Authenticator {
+            task_tokens: Some(Arc::new(FixedTask)),
+            ..Authenticator::default()
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        let who = auth.authenticate(Some("pt_good"), now).await.unwrap();
+        assert_eq!(who.as_str(), "task-holder");
+        assert_eq!(
+            auth.authenticate(Some("pt_bad"), now).await.unwrap_err(),
+            AuthnError::BadSignature
+        );
+        // A JWT-shaped token is not offered to the task-token hook.
+        assert!(matches!(
+            auth.authenticate(Some("a.b.c"), now).await.unwrap_err(),
+            AuthnError::Malformed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn api_keys_through_the_authenticator() {
+        let store = Arc::new(testing::MemoryStore::default());
+        let keys = ApiKeys::new(store);
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(10);
+        let created = keys
+            .create(
+                KeySpec {
+                    principal: "ci".into(),
+                    kind: palisade_core::PrincipalKind::Service,
+                    roles: vec!["deploy".into()],
+                    tenant: None,
+                    expires_in: None,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let auth = Authenticator {
+            api_keys: Some(keys),
+            ..Authenticator::default()
+        };
+        let who = auth.authenticate(Some(created.token()), now).await.unwrap();
+        assert_eq!(who.as_str(), "ci");
+        assert_eq!(who.kind(), palisade_core::PrincipalKind::Service);
+        assert_eq!(who.credential().method(), "api-key");
     }
 
     #[tokio::test]
