@@ -1,6 +1,8 @@
 //! `palisade`: the command line. Parses flags, loads the config, hands over to `palisade-server`.
 #![forbid(unsafe_code)]
 
+mod keys;
+
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
