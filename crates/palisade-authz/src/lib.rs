@@ -8,6 +8,7 @@
 
 pub mod approvals;
 pub mod constraints;
+pub mod authn;
 mod permit;
 mod rules;
 

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod keys;
 
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
