@@ -7,8 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod approvals;
-pub mod constraints;
 pub mod authn;
+pub mod constraints;
 mod permit;
 mod rules;
 

@@ -3,12 +3,31 @@
 //! authentication is answered.
 
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use http::StatusCode;
-use palisade_core::Principal;
+use palisade_authz::authn::{
+    AlgorithmFamilyName, ApiKeys, Authenticator, AuthnError, JwtConfig, JwtVerifier,
+};
+use palisade_core::{Clock, Principal};
+use palisade_store::{Backend, Store};
 use serde_json::{Value, json};
 
 use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("`storage.url`: {0}")]
+    Store(#[from] palisade_store::StoreError),
+    #[error("`auth.jwt`: {0}")]
+    Jwt(String),
+}
+
+/// Opens the state store the config names (`storage.url`).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AccessError> {
+    let backend = Backend::parse(&config.storage.url, &config.data_dir)?;
+    Ok(palisade_store::open(&backend).await?)
+}
 
 /// Why a caller was not let in: the HTTP status, the RFC 6750 error code,
 /// a description safe to show (never any part of the credential).
@@ -21,6 +40,21 @@ pub struct AuthFailure {
     pub description: String,
     /// The scope that would have sufficed, for `insufficient_scope`.
     pub scope: Option<String>,
+}
+
+impl From<&AuthnError> for AuthFailure {
+    fn from(error: &AuthnError) -> Self {
+        let scope = match error {
+            AuthnError::InsufficientScope { needed } => Some(needed.clone()),
+            _ => None,
+        };
+        Self {
+            status: error.status(),
+            code: error.error_code(),
+            description: error.description(),
+            scope,
+        }
+    }
 }
 
 impl AuthFailure {
@@ -65,6 +99,7 @@ impl AuthFailure {
 #[derive(Debug)]
 pub struct Access {
     anonymous: bool,
+    authenticator: Authenticator,
     /// This gateway's resource identifier, fixed once the listener's
     /// address is known (a configured `auth.resource` wins).
     resource: OnceLock<String>,
@@ -72,22 +107,75 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn new(config: &Config) -> Arc<Self> {
-        Arc::new(Self {
+    /// Builds the authenticators the config names: API keys from the
+    /// store always; OIDC tokens when `[auth.jwt]` is set (its keys are
+    /// fetched now: a JWKS that cannot be read stops the start).
+    pub async fn build(
+        config: &Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, AccessError> {
+        let jwt = match &config.auth.jwt {
+            None => None,
+            Some(jwt) => {
+                let audience = jwt
+                    .audience
+                    .clone()
+                    .or_else(|| config.auth.resource.clone())
+                    .ok_or_else(|| {
+                        AccessError::Jwt(
+                            "set `auth.resource` (this gateway's URL) or `auth.jwt.audience`: a token must name the gateway it is for".into(),
+                        )
+                    })?;
+                let family = match jwt.algorithms.as_str() {
+                    "ES" => AlgorithmFamilyName::Es,
+                    "EdDSA" => AlgorithmFamilyName::EdDsa,
+                    _ => AlgorithmFamilyName::Rs,
+                };
+                let mut settings =
+                    JwtConfig::new(jwt.issuer.clone(), audience, jwt.jwks.clone(), family);
+                settings.leeway = jwt.leeway;
+                settings.refresh = jwt.refresh;
+                settings.max_stale = jwt.max_stale;
+                settings.principal_claim = jwt.principal_claim.clone();
+                settings.roles_claim = jwt.roles_claim.clone();
+                settings.tenant_claim = jwt.tenant_claim.clone();
+                settings.service_claim = jwt.service_claim.clone();
+                settings.required_scopes = jwt.required_scopes.clone();
+                Some(
+                    JwtVerifier::start(settings, clock)
+                        .await
+                        .map_err(|e| AccessError::Jwt(e.to_string()))?,
+                )
+            }
+        };
+        let authenticator = Authenticator {
+            api_keys: Some(ApiKeys::new(store)),
+            jwt,
+            task_tokens: None,
+        };
+        Ok(Arc::new(Self {
             anonymous: config.auth.anonymous,
+            authenticator,
             resource: OnceLock::new(),
             configured_resource: config.auth.resource.clone(),
-        })
+        }))
     }
 
-    /// Authenticates a bearer credential, or its absence.
+    /// Authenticates a bearer credential, or its absence. A credential that
+    /// is presented and fails is refused, never taken as anonymous.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthFailure> {
         match bearer {
             None if self.anonymous => Ok(Principal::anonymous()),
             None => Err(AuthFailure::missing()),
-            Some(_) => Err(AuthFailure::invalid_token(
-                "this gateway accepts no bearer credentials yet",
-            )),
+            Some(token) => self
+                .authenticator
+                .authenticate(Some(token), SystemTime::now())
+                .await
+                .map_err(|e| {
+                    tracing::info!("authentication failed: {e}");
+                    AuthFailure::from(&e)
+                }),
         }
     }
 

@@ -4,10 +4,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionEnd, SessionId};
+use palisade_authz::ApprovalGate;
+use palisade_authz::approvals::{ApprovalSettings, StoredApprovals};
+use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionEnd, SessionId, Stage};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol;
 use palisade_pipeline::Pipeline;
+use palisade_store::Store;
 use serde_json::{Map, Value, json};
 use tokio_util::task::TaskTracker;
 
@@ -31,6 +34,10 @@ pub enum StartError {
     HttpClient(#[from] reqwest::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    #[error("`approvals`: {0}")]
+    Approvals(#[from] palisade_authz::approvals::SettingsError),
     #[error("cannot write the audit log `{path}`: {failure}")]
     AuditWrite {
         path: std::path::PathBuf,
@@ -51,6 +58,9 @@ pub enum Mode {
 pub struct Gateway {
     pub config: Config,
     pub access: Arc<crate::access::Access>,
+    /// Durable state: keys, revocations, approvals.
+    pub store: Arc<dyn Store>,
+    pub approvals: Arc<StoredApprovals>,
     /// The listener's certificate, when `[server.tls]` is set.
     pub tls: Option<crate::tls::Certificates>,
     pub mode: Mode,
@@ -68,7 +78,20 @@ impl Gateway {
     /// Builds the gateway and records that it started: if even that record
     /// cannot be written, palisade does not start.
     pub async fn start(config: Config, mode: Mode) -> Result<Arc<Self>, StartError> {
-        let gateway = Self::new(config, mode)?;
+        let store = crate::access::open_store(&config).await?;
+        let clock: Arc<dyn palisade_core::Clock> = Arc::new(palisade_core::SystemClock);
+        let access =
+            crate::access::Access::build(&config, Arc::clone(&store), Arc::clone(&clock)).await?;
+        let approvals = Arc::new(StoredApprovals::new(
+            Arc::clone(&store),
+            clock,
+            ApprovalSettings {
+                ttl: config.approvals.ttl,
+                hold: config.approvals.hold,
+                ..ApprovalSettings::default()
+            },
+        )?);
+        let gateway = Self::new(config, mode, access, store, approvals)?;
         let event = AuditEvent::GatewayStarted {
             time: gateway.pipeline.now(),
             version: env!("CARGO_PKG_VERSION"),
@@ -86,7 +109,13 @@ impl Gateway {
         Ok(gateway)
     }
 
-    pub fn new(config: Config, mode: Mode) -> Result<Arc<Self>, StartError> {
+    fn new(
+        config: Config,
+        mode: Mode,
+        access: Arc<crate::access::Access>,
+        store: Arc<dyn Store>,
+        approvals: Arc<StoredApprovals>,
+    ) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -99,6 +128,9 @@ impl Gateway {
             .stage_timeout(config.pipeline.stage_timeout);
         for stage in &config.pipeline.pass_through {
             builder = builder.pass_through(*stage);
+        }
+        if !config.pipeline.pass_through.contains(&Stage::Approval) {
+            builder = builder.approval(Arc::clone(&approvals) as Arc<dyn ApprovalGate>);
         }
         let pipeline = builder.build()?;
         let http = reqwest::Client::builder()
@@ -114,7 +146,9 @@ impl Gateway {
             .map(crate::tls::Certificates::load)
             .transpose()?;
         Ok(Arc::new(Self {
-            access: crate::access::Access::new(&config),
+            access,
+            store,
+            approvals,
             tls,
             config,
             mode,

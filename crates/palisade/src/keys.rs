@@ -1,11 +1,4 @@
 //! `palisade keys`: create, list and revoke the API keys callers present to `palisade serve`.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "wired into `Command` once the store opens from the config"
-    )
-)]
 
 use std::io::Write;
 use std::sync::Arc;

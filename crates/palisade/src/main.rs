@@ -32,7 +32,7 @@ struct ConfigFile {
     /// $XDG_DATA_HOME/palisade (else ~/.local/share/palisade), no upstreams,
     /// every stage without an implementation passed through. `palisade check`
     /// prints it.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
 }
 
@@ -71,6 +71,13 @@ enum Command {
         config: ConfigFile,
         #[command(flatten)]
         args: approvals::ApprovalsArgs,
+    },
+    /// Create, list and revoke API keys (in the config's state store).
+    Keys {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        args: keys::KeysArgs,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -223,6 +230,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let url = format!("{scheme}://{}", config.server.listen);
             runtime()?.block_on(approvals::run(args, url))
+        }
+        Command::Keys { config, args } => {
+            let config = load(config.config.as_deref(), None)?;
+            runtime()?.block_on(async {
+                let store = palisade_server::access::open_store(&config).await?;
+                let mut out = std::io::stdout();
+                keys::run(store, &args, std::time::SystemTime::now(), &mut out).await?;
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Command::Serve { config, listen } => {
             let config = load(config.config.as_deref(), listen.listen.as_deref())?;

@@ -59,8 +59,8 @@ pub struct Jwt {
     pub principal_claim: String,
     pub roles_claim: String,
     pub tenant_claim: Option<String>,
-    /// `user` or `service`: the kind of every principal from this issuer.
-    pub kind: String,
+    /// A claim that, when `true`, makes the principal a service (else a user).
+    pub service_claim: Option<String>,
     pub required_scopes: Vec<String>,
     #[serde(serialize_with = "as_humantime")]
     pub leeway: Duration,
@@ -237,13 +237,6 @@ impl Validator<'_> {
                 ),
             ));
         }
-        let kind = raw.kind.unwrap_or_else(|| "user".to_owned());
-        if !["user", "service"].contains(&kind.as_str()) {
-            return Err(self.err(
-                "auth.jwt.kind",
-                format!("expected \"user\" or \"service\", got `{kind}`"),
-            ));
-        }
         Ok(Jwt {
             issuer,
             audience: raw.audience,
@@ -252,7 +245,7 @@ impl Validator<'_> {
             principal_claim: raw.principal_claim.unwrap_or_else(|| "sub".to_owned()),
             roles_claim: raw.roles_claim.unwrap_or_else(|| "roles".to_owned()),
             tenant_claim: raw.tenant_claim,
-            kind,
+            service_claim: raw.service_claim,
             required_scopes: raw.required_scopes.unwrap_or_default(),
             leeway: self.duration_or_zero(
                 "auth.jwt.leeway",

@@ -222,10 +222,17 @@ fn stages_as_names<S: serde::Serializer>(stages: &[Stage], s: S) -> Result<S::Ok
     s.collect_seq(stages.iter().map(|stage| stage.as_str()))
 }
 
-/// The stages that have no implementation yet: today, every stage that can
-/// be passed through. The embedded default passes them through, explicitly;
-/// a config file must list them itself.
-pub const UNIMPLEMENTED_STAGES: [Stage; 7] = palisade_pipeline::PASSABLE;
+/// The stages that have no implementation yet. The embedded default passes
+/// them through, explicitly; a config file must list them itself. A stage
+/// that has one (the approval gate) may still be listed, to turn it off.
+pub const UNIMPLEMENTED_STAGES: [Stage; 6] = [
+    Stage::Authorize,
+    Stage::Limits,
+    Stage::OutboundFilter,
+    Stage::InjectSecrets,
+    Stage::Redact,
+    Stage::InboundFilter,
+];
 
 impl Config {
     /// Reads and validates a config file.
@@ -823,14 +830,23 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
 
     #[test]
     fn pass_through_must_be_explicit() {
-        let all = "pass_through = [\"authorize\", \"limits\", \"outbound-filter\", \"approval\", \"inject-secrets\", \"redact\", \"inbound-filter\"]";
+        let quoted: Vec<String> = UNIMPLEMENTED_STAGES
+            .iter()
+            .map(|s| format!("\"{}\"", s.as_str()))
+            .collect();
+        let ticked: Vec<String> = UNIMPLEMENTED_STAGES
+            .iter()
+            .map(|s| format!("`{}`", s.as_str()))
+            .collect();
+        let all = format!("pass_through = [{}]", quoted.join(", "));
         let err = Config::parse("data_dir = \"/x\"", "p.toml")
             .unwrap_err()
             .to_string();
         assert_eq!(
             err,
             format!(
-                "p.toml: `pipeline.pass_through`: stages `authorize`, `limits`, `outbound-filter`, `approval`, `inject-secrets`, `redact`, `inbound-filter` have no implementation yet, and palisade runs without a stage only where the config says so; to run without them, add these lines:\n    [pipeline]\n    {all}"
+                "p.toml: `pipeline.pass_through`: stages {} have no implementation yet, and palisade runs without a stage only where the config says so; to run without them, add these lines:\n    [pipeline]\n    {all}",
+                ticked.join(", ")
             )
         );
         let err = Config::parse("[pipeline]\nstage_timeout = \"1s\"", "p.toml")

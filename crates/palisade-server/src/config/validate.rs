@@ -284,7 +284,10 @@ impl Validator<'_> {
         for (i, name) in raw.pass_through.unwrap_or_default().iter().enumerate() {
             let field = format!("pipeline.pass_through[{i}]");
             let stage = Stage::parse(name).ok_or_else(|| {
-                let names: Vec<&str> = UNIMPLEMENTED_STAGES.iter().map(|s| s.as_str()).collect();
+                let names: Vec<&str> = palisade_pipeline::PASSABLE
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect();
                 self.err(
                     &field,
                     format!(
@@ -293,7 +296,7 @@ impl Validator<'_> {
                     ),
                 )
             })?;
-            if !UNIMPLEMENTED_STAGES.contains(&stage) {
+            if !palisade_pipeline::PASSABLE.contains(&stage) {
                 return Err(self.err(field, format!("stage `{name}` cannot be passed through")));
             }
             if pass_through.contains(&stage) {
