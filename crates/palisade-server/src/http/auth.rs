@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use palisade_core::Principal;
+use palisade_core::{AuditEvent, Bounded, Principal};
 
 use super::{Server, json_response};
 use crate::access::AuthFailure;
@@ -53,11 +53,46 @@ pub(super) async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<Principal, HttpResponse> {
     let access = &server.gateway.access;
-    let outcome = match bearer(headers) {
+    let presented = bearer(headers);
+    let kind = match &presented {
+        Ok(None) => "none",
+        Ok(Some(credential)) => credential_kind(credential),
+        Err(_) => "unknown",
+    };
+    let outcome = match presented {
         Ok(credential) => access.authenticate(credential).await,
         Err(failure) => Err(failure),
     };
-    outcome.map_err(|failure| challenge(server, &failure))
+    match outcome {
+        Ok(principal) => Ok(principal),
+        Err(failure) => {
+            let event = AuditEvent::AuthenticationFailed {
+                time: server.gateway.pipeline.now(),
+                transport: "http",
+                credential: kind,
+                code: failure.code,
+                reason: Bounded::new(failure.description.as_str()),
+            };
+            if let Err(e) = server.gateway.pipeline.record(&event).await {
+                tracing::error!("cannot record a failed authentication: {e}");
+            }
+            Err(challenge(server, &failure))
+        }
+    }
+}
+
+/// What kind of credential a bearer value looks like, for the audit record
+/// (never the value).
+fn credential_kind(credential: &str) -> &'static str {
+    if credential.starts_with("pk_") {
+        "api-key"
+    } else if credential.starts_with("pt_") {
+        "task-token"
+    } else if credential.split('.').count() == 3 {
+        "jwt"
+    } else {
+        "unknown"
+    }
 }
 
 /// The answer to a request that did not authenticate: its status, the

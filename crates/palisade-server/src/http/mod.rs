@@ -11,6 +11,7 @@
 //! - `streams`: SSE framing, GET (the server's stream), DELETE and `/healthz`;
 //! - `outbox`: where a session's messages to the client go.
 
+mod admin;
 mod auth;
 mod connections;
 mod guards;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use palisade_core::{Redacted, SessionEnd};
@@ -136,6 +137,10 @@ pub async fn serve(
                 .delete(streams::end_session),
         )
         .route("/healthz", get(streams::health))
+        .route("/admin/approvals", get(admin::list))
+        .route("/admin/approvals/{id}", get(admin::show))
+        .route("/admin/approvals/{id}/approve", post(admin::approve))
+        .route("/admin/approvals/{id}/deny", post(admin::deny))
         .route(
             "/.well-known/oauth-protected-resource",
             get(auth::resource_metadata),
