@@ -45,7 +45,32 @@ pub fn to_error(stage: Stage, reason: &Reason) -> ErrorObject {
             "palisade cannot write its audit log, so this call did not run",
         ),
     };
+    // Layer 1 writes its reasons for the agent (which policy, which
+    // constraint, which approval request): they say what to change or whom
+    // to ask, and name nothing internal. Every other stage's detail stays in
+    // the audit record.
+    let readable = matches!(
+        reason.code,
+        ReasonCode::NotAuthorized | ReasonCode::ApprovalRequired
+    ) && matches!(stage, Stage::Authorize | Stage::Approval);
+    if readable && !reason.detail.is_empty() {
+        let detail = bounded(&reason.detail, 400);
+        let message = format!("{message}: {detail}");
+        return error(code, &message, stage, reason, false);
+    }
     error(code, message, stage, reason, false)
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn bounded(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
 }
 
 /// The call ran, but its answer is withheld. Says so, so that the agent
@@ -73,11 +98,16 @@ pub fn withheld(stage: Stage, reason: &Reason) -> ErrorObject {
 
 fn error(code: i64, message: &str, stage: Stage, reason: &Reason, executed: bool) -> ErrorObject {
     let mut data = json!({ "palisade": { "reason": reason.code.as_str(), "stage": stage.as_str(), "executed": executed } });
-    if let (Some(after), Some(Value::Object(p))) = (reason.retry_after, data.get_mut("palisade")) {
-        p.insert(
-            "retryAfterMs".into(),
-            json!(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
-        );
+    if let Some(Value::Object(p)) = data.get_mut("palisade") {
+        if let Some(after) = reason.retry_after {
+            p.insert(
+                "retryAfterMs".into(),
+                json!(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+            );
+        }
+        if let Some(request) = &reason.approval {
+            p.insert("approvalRequest".into(), json!(request.as_ref()));
+        }
     }
     ErrorObject::new(code, message).with_data(data)
 }
