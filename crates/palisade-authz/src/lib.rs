@@ -9,6 +9,7 @@
 mod approvals;
 mod permit;
 mod rules;
+pub mod tokens;
 
 use std::fmt;
 
