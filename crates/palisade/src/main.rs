@@ -1,6 +1,8 @@
 //! `palisade`: the command line. Parses flags, loads the config, hands over to `palisade-server`.
 #![forbid(unsafe_code)]
 
+mod token;
+
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,13 @@ enum Command {
         /// The server command and its arguments, after `--`.
         #[arg(required = true, last = true, num_args = 1..)]
         command: Vec<String>,
+    },
+    /// Mint, narrow, inspect and revoke task tokens (keys in the config's data directory).
+    Token {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -178,6 +187,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Token { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            // The lead passes the durable store here once it is opened from the config.
+            token::run(&command, &config.data_dir, None)
+        }
         Command::Check { config, listen } => {
             let config = load(config.config.as_deref(), listen.listen.as_deref())?;
             #[expect(

@@ -410,12 +410,16 @@ pub fn attenuate(
             "effects".to_owned(),
             string_set(narrow.effects.iter().map(|e| e.as_str())),
         );
+        // Only the parts given: an empty set would print as `{,}` in `inspect`.
+        let check = match (narrow.tools.is_empty(), narrow.effects.is_empty()) {
+            (false, true) => "check if tool($t), {tools}.contains($t)",
+            (true, false) => "check if effect($e), {effects}.contains($e)",
+            (false, false) | (true, true) => {
+                "check if tool($t), {tools}.contains($t) or effect($e), {effects}.contains($e)"
+            }
+        };
         block = block
-            .code_with_params(
-                "check if tool($t), {tools}.contains($t) or effect($e), {effects}.contains($e)",
-                params.clone(),
-                HashMap::new(),
-            )
+            .code_with_params(check, params.clone(), HashMap::new())
             .map_err(biscuit_error)?;
     }
     let mut expires_at = None;

@@ -294,6 +294,28 @@ fn attenuation_narrows_tools_and_life_offline() {
         t0() + mins(16),
         false,
     );
+    // Narrowing by effect class: only reads of the granted tools remain.
+    let reads = Attenuation {
+        effects: vec![EffectClass::Read],
+        ..Attenuation::default()
+    };
+    let child = attenuate(&minted.text, &reads, t0()).unwrap();
+    let task = auth.verify(&child.text, "prod", t0()).unwrap();
+    check(
+        &task,
+        "files__read_text_file",
+        EffectClass::Read,
+        t0(),
+        true,
+    );
+    check(
+        &task,
+        "files__read_text_file",
+        EffectClass::Write,
+        t0(),
+        false,
+    );
+    check(&task, "files__delete_file", EffectClass::Read, t0(), false);
     assert!(matches!(
         attenuate(&minted.text, &Attenuation::default(), t0()),
         Err(TokenError::NothingToNarrow)
@@ -639,7 +661,7 @@ fn inspect_shows_the_blocks_and_whether_they_were_verified() {
         r#"principal("alice");"#,
         r#"grant_tool("files/read_text_file");"#,
         "check if time($t), expires($x), $t <= $x;",
-        r#"check if tool($t), {"files/read_text_file"}.contains($t)"#,
+        r#"check if tool($t), {"files/read_text_file"}.contains($t);"#,
     ] {
         assert!(shown.contains(expected), "{expected} missing from {shown}");
     }
