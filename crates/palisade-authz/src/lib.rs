@@ -11,6 +11,7 @@ pub mod authn;
 pub mod constraints;
 mod permit;
 mod rules;
+pub mod tokens;
 
 use std::fmt;
 

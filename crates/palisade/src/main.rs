@@ -3,6 +3,7 @@
 
 mod approvals;
 mod keys;
+mod token;
 
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
@@ -78,6 +79,13 @@ enum Command {
         config: ConfigFile,
         #[command(flatten)]
         args: keys::KeysArgs,
+    },
+    /// Mint, narrow, inspect and revoke task tokens (keys in the config's data directory).
+    Token {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -195,6 +203,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Token { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            // Only `revoke` writes to the state store; the others need no database.
+            match &command {
+                token::TokenCommand::Revoke(args) => runtime()?.block_on(async {
+                    let store = palisade_server::access::open_store(&config).await?;
+                    token::revoke(args, store).await?;
+                    Ok(ExitCode::SUCCESS)
+                }),
+                token::TokenCommand::Issue(_)
+                | token::TokenCommand::Attenuate(_)
+                | token::TokenCommand::Inspect(_)
+                | token::TokenCommand::Rotate => token::run(&command, &config.data_dir, None),
+            }
+        }
         Command::Check { config, listen } => {
             let config = load(config.config.as_deref(), listen.listen.as_deref())?;
             #[expect(
