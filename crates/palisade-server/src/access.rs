@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use http::StatusCode;
 use palisade_authz::authn::{
-    AlgorithmFamilyName, ApiKeys, Authenticator, AuthnError, JwtConfig, JwtVerifier,
+    AlgorithmFamilyName, ApiKeys, Authenticator, AuthnError, JwtConfig, JwtVerifier, TaskTokens,
 };
+use palisade_authz::tokens::{Revocations, TokenAuthority, TokenSettings};
 use palisade_core::{Clock, Principal};
 use palisade_store::{Backend, Store};
 use serde_json::{Value, json};
@@ -21,6 +22,39 @@ pub enum AccessError {
     Store(#[from] palisade_store::StoreError),
     #[error("`auth.jwt`: {0}")]
     Jwt(String),
+    #[error("task-token keys: {0}")]
+    Tokens(String),
+}
+
+/// Task tokens as the authenticator sees them: verified against the root
+/// keys in the data directory and this gateway's environment, then checked
+/// against the revocation list on every request (a revocation applies to
+/// the next one, on every replica sharing the store).
+#[derive(Debug)]
+struct Tasks {
+    authority: TokenAuthority,
+    revocations: Revocations,
+    environment: String,
+}
+
+impl TaskTokens for Tasks {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        now: SystemTime,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Principal, AuthnError>> + Send + 'a>> {
+        Box::pin(async move {
+            let task = self
+                .authority
+                .verify(token, &self.environment, now)
+                .map_err(|e| AuthnError::TaskToken { why: e.to_string() })?;
+            match self.revocations.any_revoked(&task.revocation_ids).await {
+                Ok(None) => Ok(task.into_principal()),
+                Ok(Some(id)) => Err(AuthnError::Revoked { id }),
+                Err(e) => Err(AuthnError::StoreUnavailable { why: e.to_string() }),
+            }
+        })
+    }
 }
 
 /// Opens the state store the config names (`storage.url`).
@@ -149,10 +183,21 @@ impl Access {
                 )
             }
         };
+        let tokens = TokenAuthority::open(
+            &config.data_dir,
+            TokenSettings::default(),
+            SystemTime::now(),
+        )
+        .map_err(|e| AccessError::Tokens(e.to_string()))?;
+        let task_tokens = Arc::new(Tasks {
+            authority: tokens,
+            revocations: Revocations::new(Arc::clone(&store)),
+            environment: config.environment.clone(),
+        });
         let authenticator = Authenticator {
             api_keys: Some(ApiKeys::new(store)),
             jwt,
-            task_tokens: None,
+            task_tokens: Some(task_tokens),
         };
         Ok(Arc::new(Self {
             anonymous: config.auth.anonymous,

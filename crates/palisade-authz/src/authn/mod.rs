@@ -77,6 +77,10 @@ pub enum AuthnError {
     /// The state store holding API keys cannot be read; fail closed.
     #[error("the key store is unavailable: {why}")]
     StoreUnavailable { why: String },
+    /// A task token that does not verify: its own error, which names the
+    /// failing check and never the token.
+    #[error("task token refused: {why}")]
+    TaskToken { why: String },
 }
 
 impl AuthnError {
@@ -96,7 +100,8 @@ impl AuthnError {
             | AuthnError::WrongIssuer
             | AuthnError::WrongAudience
             | AuthnError::BadSignature
-            | AuthnError::AlgorithmNotAllowed { .. } => Some("invalid_token"),
+            | AuthnError::AlgorithmNotAllowed { .. }
+            | AuthnError::TaskToken { .. } => Some("invalid_token"),
             AuthnError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
     }
@@ -114,7 +119,8 @@ impl AuthnError {
             | AuthnError::WrongIssuer
             | AuthnError::WrongAudience
             | AuthnError::BadSignature
-            | AuthnError::AlgorithmNotAllowed { .. } => StatusCode::UNAUTHORIZED,
+            | AuthnError::AlgorithmNotAllowed { .. }
+            | AuthnError::TaskToken { .. } => StatusCode::UNAUTHORIZED,
             AuthnError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             AuthnError::KeysUnavailable { .. } | AuthnError::StoreUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -141,6 +147,7 @@ impl AuthnError {
             | AuthnError::WrongAudience
             | AuthnError::BadSignature
             | AuthnError::AlgorithmNotAllowed { .. }
+            | AuthnError::TaskToken { .. }
             | AuthnError::InsufficientScope { .. } => self.to_string(),
         }
     }
