@@ -183,15 +183,19 @@ def config_text(
     data_dir: Path,
     upstreams: dict[str, dict[str, Any]],
     server: dict[str, Any] | None = None,
+    pass_through: list[str] | None = None,
+    extra: str = "",
 ) -> str:
+    """A config file; `extra` is TOML appended as written (tables such as `[auth]`)."""
     lines = [f"data_dir = {toml_value(str(data_dir))}", "", "[server]"]
     for key, value in {"listen": "127.0.0.1:0", **(server or {})}.items():
         lines.append(f"{key} = {toml_value(value)}")
-    lines += ["", "[pipeline]", f"pass_through = {toml_value(PASS_THROUGH)}"]
+    stages = PASS_THROUGH if pass_through is None else pass_through
+    lines += ["", "[pipeline]", f"pass_through = {toml_value(stages)}"]
     for name, upstream in upstreams.items():
         lines += ["", f"[upstreams.{name}]"]
         lines += [f"{key} = {toml_value(value)}" for key, value in upstream.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + extra
 
 
 def write_config(path: Path, **kwargs: Any) -> Path:
@@ -300,14 +304,28 @@ class Launcher:
         *,
         server: dict[str, Any] | None = None,
         data_dir: Path | None = None,
+        pass_through: list[str] | None = None,
+        extra: str = "",
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Gateway:
-        """`palisade serve` on a free loopback port; `data_dir`, if given, is where its audit log goes."""
+        """`palisade serve` on a free loopback port; `data_dir`, if given, is where its audit log goes.
+
+        `config`, if given, is an existing file to serve (its `data_dir` must be `data_dir`)."""
         name = self._name("gateway")
         data_dir = data_dir or self.root / name / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        config = write_config(self.root / name / "palisade.toml", data_dir=data_dir, upstreams=upstreams, server=server)
-        proc = self.process([palisade_bin(), "serve", "--config", str(config)], what="palisade-serve")
-        found = proc.wait_for(r"listening on http://127\.0\.0\.1:(\d+)/mcp")
+        if config is None:
+            config = write_config(
+                self.root / name / "palisade.toml",
+                data_dir=data_dir,
+                upstreams=upstreams,
+                server=server,
+                pass_through=pass_through,
+                extra=extra,
+            )
+        proc = self.process([palisade_bin(), "serve", "--config", str(config)], what="palisade-serve", env=env)
+        found = proc.wait_for(r"listening on https?://127\.0\.0\.1:(\d+)/mcp")
         return Gateway(proc=proc, port=int(found.group(1)), data_dir=data_dir, config=config)
 
     def everything_http(self) -> str:
