@@ -8,6 +8,7 @@
 
 mod approvals;
 mod permit;
+pub mod policy;
 mod rules;
 
 use std::fmt;
