@@ -286,17 +286,15 @@ impl PolicyEngine {
             let result = validator.validate(&policies, ValidationMode::Strict);
             for error in result.validation_errors() {
                 let id = error.policy_id().to_string();
-                let Some(origin) = origins.get(&id) else {
-                    continue;
+                let origin = origins.get(&id);
+                let source = origin.and_then(|o| sources.get(o.file));
+                // An error that cannot be placed is still an error.
+                let (line, column) = match (source, label_offset(error)) {
+                    (Some(source), Some(at)) => source::line_column(&source.text, at),
+                    (Some(_) | None, _) => origin.map_or((1, 1), |o| (o.line, o.column)),
                 };
-                let Some(source) = sources.get(origin.file) else {
-                    continue;
-                };
-                let (line, column) = label_offset(error)
-                    .map(|at| source::line_column(&source.text, at))
-                    .unwrap_or((origin.line, origin.column));
                 problems.push(PolicyProblem {
-                    file: source.file.clone(),
+                    file: source.map_or_else(PathBuf::new, |s| s.file.clone()),
                     line,
                     column,
                     policy: Some(id),

@@ -937,3 +937,23 @@ fn an_explanation_reads_as_text() {
         "decision: deny\nreason: the secrets server is off limits\ndecided by: no-secrets\nmatched: no-secrets\n"
     );
 }
+
+#[test]
+fn a_policy_that_fails_to_evaluate_never_allows_and_a_forbid_that_fails_denies() {
+    // Validation cannot see an overflow coming; evaluation errors on it.
+    let overflow = "context.time * 100000000000 > 0";
+    let permit = engine(&format!(
+        "@id(\"p\") permit (principal, action, resource) when {{ {overflow} }};"
+    ));
+    let alice = alice();
+    check(&permit, &[(ask(&alice, "a/b", Read), "deny")]);
+    assert_eq!(ask(&alice, "a/b", Read).explain(&permit).errors.len(), 1);
+    let forbid = engine(&format!(
+        "@id(\"all\") permit (principal, action, resource);\n@id(\"f\") forbid (principal, action, resource) when {{ {overflow} }};"
+    ));
+    check(&forbid, &[(ask(&alice, "a/b", Read), "deny f")]);
+    assert_eq!(
+        reason_of(&ask(&alice, "a/b", Read).explain(&forbid).decision),
+        "forbid policy `f` could not be evaluated"
+    );
+}
