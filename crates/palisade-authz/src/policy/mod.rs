@@ -74,8 +74,8 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Effect, Policy, PolicyId, PolicySet, Request, Schema,
-    ValidationMode, Validator,
+    Authorizer, Context, Decision, Effect, Policy, PolicyId, PolicySet, Request,
+    ResourceConstraint, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use palisade_core::{CallKind, EffectClass, Principal, Target};
@@ -232,9 +232,11 @@ pub fn schema_text(constraint_names: &[String]) -> Result<String, PolicyError> {
 /// The schema and a validated policy set. Immutable: a reload builds a new one.
 pub struct PolicyEngine {
     policies: PolicySet,
+    /// The same policies, sliced by the upstream they can apply to.
+    sliced: Sliced,
     /// The permits with their conditions dropped, and the unconditional
     /// forbids: what could ever allow a call, for listings.
-    visible: PolicySet,
+    visible: Sliced,
     types: Types,
     constraint_names: Vec<String>,
     irreversible_needs_approval: bool,
@@ -306,9 +308,13 @@ impl PolicyEngine {
             problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             return Err(PolicyError::Invalid(problems));
         }
-        let visible = visibility_set(&policies).map_err(PolicyError::Schema)?;
+        let visible = visibility_set(&policies)
+            .and_then(|set| Sliced::new(&set))
+            .map_err(PolicyError::Schema)?;
+        let sliced = Sliced::new(&policies).map_err(PolicyError::Schema)?;
         Ok(Self {
             policies,
+            sliced,
             visible,
             types,
             constraint_names: constraint_names.to_vec(),
@@ -402,9 +408,11 @@ impl PolicyEngine {
                 });
             }
         };
-        let response = self
-            .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+        let response = self.authorizer.is_authorized(
+            &request,
+            self.sliced.for_server(&r.target.server),
+            &entities,
+        );
         let mut errors = Vec::new();
         let mut errored_forbids = Vec::new();
         for error in response.diagnostics().errors() {
@@ -532,7 +540,7 @@ impl PolicyEngine {
             return false;
         };
         self.authorizer
-            .is_authorized(&request, &self.visible, &entities)
+            .is_authorized(&request, self.visible.for_server(&target.server), &entities)
             .decision()
             == Decision::Allow
     }
@@ -685,4 +693,77 @@ fn visibility_set(policies: &PolicySet) -> Result<PolicySet, String> {
         }
     }
     Ok(out)
+}
+
+/// A policy set cut by upstream, because Cedar evaluates every policy of
+/// the set it is given: a policy whose resource scope names a server (or a
+/// tool or prompt in one) can only match calls to that server, so each
+/// server's set holds its own policies and the ones that name no server.
+/// The answer is the same as with the whole set; only the work shrinks.
+#[derive(Debug)]
+struct Sliced {
+    /// The policies that may match a call to any server.
+    common: PolicySet,
+    by_server: HashMap<String, PolicySet>,
+}
+
+impl Sliced {
+    fn new(all: &PolicySet) -> Result<Self, String> {
+        let mut common = PolicySet::new();
+        let mut scoped: HashMap<String, Vec<&Policy>> = HashMap::new();
+        for policy in all.policies() {
+            match servers_of(policy) {
+                None => common.add(policy.clone()).map_err(|e| e.to_string())?,
+                Some(servers) => {
+                    for server in servers {
+                        scoped.entry(server).or_default().push(policy);
+                    }
+                }
+            }
+        }
+        let mut by_server = HashMap::new();
+        for (server, policies) in scoped {
+            let mut set = common.clone();
+            for policy in policies {
+                set.add(policy.clone()).map_err(|e| e.to_string())?;
+            }
+            by_server.insert(server, set);
+        }
+        Ok(Self { common, by_server })
+    }
+
+    fn for_server(&self, server: &str) -> &PolicySet {
+        self.by_server.get(server).unwrap_or(&self.common)
+    }
+}
+
+/// The servers a policy's resource scope confines it to, or `None` when
+/// it may match a call to any server. A tool's or prompt's id is
+/// `SERVER/NAME`; since a server's name could hold a `/`, every prefix
+/// before a `/` is a candidate (a policy in one set too many is harmless;
+/// one missing from a set could skip a forbid).
+fn servers_of(policy: &Policy) -> Option<Vec<String>> {
+    let uid = match policy.resource_constraint() {
+        ResourceConstraint::Any | ResourceConstraint::Is(_) => return None,
+        ResourceConstraint::Eq(uid)
+        | ResourceConstraint::In(uid)
+        | ResourceConstraint::IsIn(_, uid) => uid,
+    };
+    let id = uid.id().unescaped();
+    match uid.type_name().basename() {
+        "Server" if uid.type_name().namespace().is_empty() => Some(vec![id.to_owned()]),
+        "Tool" | "Prompt" if uid.type_name().namespace().is_empty() => {
+            let servers: Vec<String> = id
+                .match_indices('/')
+                .filter_map(|(at, _)| id.get(..at))
+                .map(str::to_owned)
+                .collect();
+            if servers.is_empty() {
+                None
+            } else {
+                Some(servers)
+            }
+        }
+        _ => None,
+    }
 }

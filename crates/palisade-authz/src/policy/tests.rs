@@ -957,3 +957,43 @@ fn a_policy_that_fails_to_evaluate_never_allows_and_a_forbid_that_fails_denies()
         "forbid policy `f` could not be evaluated"
     );
 }
+
+#[test]
+fn slicing_by_server_keeps_every_policy_that_could_match() {
+    // A server whose name holds a `/`, and policies for servers no call names.
+    let e = engine(
+        r#"
+        @id("any") permit (principal in Role::"dev", action == Action::"read", resource);
+        @id("ab-tool") forbid (principal, action, resource == Tool::"a/b/c");
+        @id("a-server") permit (principal, action == Action::"write", resource in Server::"a");
+        @id("ab-server") forbid (principal, action == Action::"write", resource in Server::"a/b");
+        @id("other") forbid (principal, action, resource in Server::"zzz");
+        @id("prompt") permit (principal, action == Action::"egress", resource == Prompt::"a/p");
+        "#,
+    );
+    let alice = alice();
+    let on = |server: &str, name: &str, effect, kind| {
+        let target = Target::new(server, name);
+        short(&e.decide(&PolicyRequest {
+            principal: &alice,
+            kind,
+            target: &target,
+            exposed_name: "x",
+            effect,
+            arguments: &json!({}),
+            tainted: false,
+            constraints: &[],
+            now: now(),
+        }))
+    };
+    assert_eq!(on("a/b", "c", Read, CallKind::Tool), "deny ab-tool");
+    assert_eq!(on("a", "b/c", Read, CallKind::Tool), "deny ab-tool");
+    assert_eq!(on("a", "x", Read, CallKind::Tool), "allow any");
+    assert_eq!(on("a", "x", Write, CallKind::Tool), "allow a-server");
+    assert_eq!(on("a/b", "x", Write, CallKind::Tool), "deny ab-server");
+    assert_eq!(on("q", "x", Read, CallKind::Tool), "allow any");
+    assert_eq!(on("a", "p", Egress, CallKind::Prompt), "allow prompt");
+    assert_eq!(on("a", "p", Egress, CallKind::Tool), "deny");
+    assert!(!e.visible(&alice, CallKind::Tool, &Target::new("a/b", "c"), Read));
+    assert!(e.visible(&alice, CallKind::Tool, &Target::new("a", "c"), Read));
+}
