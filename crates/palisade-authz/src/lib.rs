@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod authn;
 pub mod constraints;
 mod permit;
+pub mod policy;
 mod rules;
 pub mod tokens;
 
