@@ -9,12 +9,20 @@ use http::StatusCode;
 use palisade_authz::authn::{
     AlgorithmFamilyName, ApiKeys, Authenticator, AuthnError, JwtConfig, JwtVerifier, TaskTokens,
 };
+use palisade_authz::constraints::{
+    CommandRule, Constraint, ConstraintError, ConstraintSet, EmailRule, PathRule, ReadOnlyRule,
+    Rule,
+};
+use palisade_authz::policy::{
+    ArgumentChecks, DEFAULT_POLICY, DEFAULT_POLICY_FILE, PolicyAuthorizer, PolicyError,
+    PolicySource,
+};
 use palisade_authz::tokens::{Revocations, TokenAuthority, TokenSettings};
 use palisade_core::{Clock, Principal};
 use palisade_store::{Backend, Store};
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use crate::config::{Config, ConstraintKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -24,6 +32,15 @@ pub enum AccessError {
     Jwt(String),
     #[error("task-token keys: {0}")]
     Tokens(String),
+    #[error("cannot read the policy file `{}`: {error}", file.display())]
+    PolicyFile {
+        file: std::path::PathBuf,
+        error: String,
+    },
+    #[error("invalid policies:\n{0}")]
+    Policy(PolicyError),
+    #[error("`{field}`: {message}")]
+    Constraint { field: String, message: String },
 }
 
 /// Task tokens as the authenticator sees them: verified against the root
@@ -288,4 +305,89 @@ fn os_user() -> String {
         .ok()
         .filter(|u| !u.is_empty() && u.len() <= 256)
         .unwrap_or_else(|| format!("uid:{}", rustix::process::getuid().as_raw()))
+}
+
+/// The policy files the config names, read now; or palisade's built-in
+/// default policy when it names none.
+pub fn policy_sources(config: &Config) -> Result<Vec<PolicySource>, AccessError> {
+    if config.authz.policies.is_empty() {
+        return Ok(vec![PolicySource {
+            file: DEFAULT_POLICY_FILE.into(),
+            text: DEFAULT_POLICY.to_owned(),
+        }]);
+    }
+    config
+        .authz
+        .policies
+        .iter()
+        .map(|file| {
+            std::fs::read_to_string(file)
+                .map(|text| PolicySource {
+                    file: file.clone(),
+                    text,
+                })
+                .map_err(|e| AccessError::PolicyFile {
+                    file: file.clone(),
+                    error: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// The argument constraints of `[authz.constraints]`, built (directories
+/// resolved, patterns checked) so that a bad one stops the start.
+pub fn constraints(config: &Config) -> Result<ConstraintSet, AccessError> {
+    let mut built = Vec::with_capacity(config.authz.constraints.len());
+    for (name, c) in &config.authz.constraints {
+        let field = |e: ConstraintError| AccessError::Constraint {
+            field: format!("authz.constraints.{name}"),
+            message: e.to_string(),
+        };
+        let rule = match c.kind {
+            ConstraintKind::Paths => Rule::Paths(
+                PathRule::new(
+                    c.allow.iter().map(std::path::PathBuf::from).collect(),
+                    c.resolve_symlinks,
+                )
+                .map_err(field)?,
+            ),
+            ConstraintKind::EmailDomains => {
+                Rule::EmailDomains(EmailRule::new(c.allow.clone()).map_err(field)?)
+            }
+            ConstraintKind::Commands => {
+                Rule::Commands(CommandRule::new(c.allow.clone()).map_err(field)?)
+            }
+            ConstraintKind::ReadOnly => Rule::ReadOnly(
+                ReadOnlyRule::new(c.read.clone(), c.write_roles.clone()).map_err(field)?,
+            ),
+        };
+        built.push(
+            Constraint::new(name.clone(), c.tools.clone(), c.arguments.clone(), rule)
+                .map_err(field)?,
+        );
+    }
+    ConstraintSet::new(built).map_err(|e| AccessError::Constraint {
+        field: "authz.constraints".into(),
+        message: e.to_string(),
+    })
+}
+
+/// The authorizer of `authorize`: the policies (validated against
+/// palisade's schema) and the argument constraints.
+pub fn authorizer(config: &Config, clock: Arc<dyn Clock>) -> Result<PolicyAuthorizer, AccessError> {
+    let sources = policy_sources(config)?;
+    let checks: Arc<dyn ArgumentChecks> = Arc::new(constraints(config)?);
+    let prefixes = config
+        .upstreams
+        .iter()
+        .map(|u| (u.name.clone(), u.prefix.clone()))
+        .collect();
+    PolicyAuthorizer::load(
+        &sources,
+        checks,
+        prefixes,
+        clock,
+        config.authz.irreversible_needs_approval,
+    )
+    .map_err(AccessError::Policy)
 }

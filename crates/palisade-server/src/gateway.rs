@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_authz::ApprovalGate;
 use palisade_authz::approvals::{ApprovalSettings, StoredApprovals};
+use palisade_authz::policy::PolicyAuthorizer;
+use palisade_authz::{ApprovalGate, Authorize};
 use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionEnd, SessionId, Stage};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol;
@@ -61,6 +62,8 @@ pub struct Gateway {
     /// Durable state: keys, revocations, approvals.
     pub store: Arc<dyn Store>,
     pub approvals: Arc<StoredApprovals>,
+    /// The policies and constraints, unless `authorize` is passed through.
+    pub policies: Option<Arc<PolicyAuthorizer>>,
     /// The listener's certificate, when `[server.tls]` is set.
     pub tls: Option<crate::tls::Certificates>,
     pub mode: Mode,
@@ -91,7 +94,15 @@ impl Gateway {
                 ..ApprovalSettings::default()
             },
         )?);
-        let gateway = Self::new(config, mode, access, store, approvals)?;
+        let policies = if config.pipeline.pass_through.contains(&Stage::Authorize) {
+            None
+        } else {
+            Some(Arc::new(crate::access::authorizer(
+                &config,
+                Arc::new(palisade_core::SystemClock),
+            )?))
+        };
+        let gateway = Self::new(config, mode, access, store, approvals, policies)?;
         let event = AuditEvent::GatewayStarted {
             time: gateway.pipeline.now(),
             version: env!("CARGO_PKG_VERSION"),
@@ -115,6 +126,7 @@ impl Gateway {
         access: Arc<crate::access::Access>,
         store: Arc<dyn Store>,
         approvals: Arc<StoredApprovals>,
+        policies: Option<Arc<PolicyAuthorizer>>,
     ) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -128,6 +140,9 @@ impl Gateway {
             .stage_timeout(config.pipeline.stage_timeout);
         for stage in &config.pipeline.pass_through {
             builder = builder.pass_through(*stage);
+        }
+        if let Some(policies) = &policies {
+            builder = builder.authorize(Arc::clone(policies) as Arc<dyn Authorize>);
         }
         if !config.pipeline.pass_through.contains(&Stage::Approval) {
             builder = builder.approval(Arc::clone(&approvals) as Arc<dyn ApprovalGate>);
@@ -149,6 +164,7 @@ impl Gateway {
             access,
             store,
             approvals,
+            policies,
             tls,
             config,
             mode,
@@ -180,6 +196,19 @@ impl Gateway {
     /// returned to be reported.
     pub fn reload(&self) -> Vec<String> {
         let mut failures = Vec::new();
+        if let Some(policies) = &self.policies {
+            let reloaded = crate::access::policy_sources(&self.config).and_then(|sources| {
+                policies
+                    .reload(&sources)
+                    .map_err(crate::access::AccessError::Policy)
+            });
+            match reloaded {
+                Ok(()) => {
+                    tracing::info!(policies = policies.engine().len(), "reloaded the policies")
+                }
+                Err(e) => failures.push(format!("{e}\nthe policies in force stay")),
+            }
+        }
         if let Some(tls) = &self.tls {
             match tls.reload() {
                 Ok(()) => tracing::info!("reloaded the TLS certificate"),

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod keys;
+mod policy;
 mod token;
 
 use std::ffi::{OsStr, OsString};
@@ -86,6 +87,13 @@ enum Command {
         config: ConfigFile,
         #[command(subcommand)]
         command: token::TokenCommand,
+    },
+    /// Check the policies of a config, or explain the decision on one call.
+    Policy {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -253,6 +261,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let url = format!("{scheme}://{}", config.server.listen);
             runtime()?.block_on(approvals::run(args, url))
+        }
+        Command::Policy { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            policy::run(&command, &config)
         }
         Command::Keys { config, args } => {
             let config = load(config.config.as_deref(), None)?;

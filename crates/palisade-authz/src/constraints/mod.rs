@@ -397,3 +397,27 @@ fn type_name(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// The constraints as the policy engine asks them: each that applies to the
+/// tool, passed or failed with the violation as its detail.
+impl crate::policy::ArgumentChecks for ConstraintSet {
+    fn check(
+        &self,
+        exposed_tool: &str,
+        principal: &palisade_core::Principal,
+        arguments: &Value,
+    ) -> Vec<crate::policy::ArgumentCheck> {
+        ConstraintSet::check(self, exposed_tool, principal.roles(), arguments)
+            .into_iter()
+            .map(|checked| crate::policy::ArgumentCheck {
+                constraint: checked.constraint,
+                passed: checked.result.is_ok(),
+                detail: checked.result.err().map(|v| v.to_string()),
+            })
+            .collect()
+    }
+
+    fn names(&self) -> Vec<String> {
+        ConstraintSet::names(self).map(str::to_owned).collect()
+    }
+}

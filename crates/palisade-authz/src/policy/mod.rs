@@ -84,6 +84,12 @@ pub use authorizer::{ArgumentCheck, ArgumentChecks, NoArgumentChecks, PolicyAuth
 
 use request::Types;
 
+/// The policy in force when the operator names no policy file.
+pub const DEFAULT_POLICY: &str = include_str!("default.cedar");
+
+/// Where [`DEFAULT_POLICY`] says it comes from, in errors and policy ids.
+pub const DEFAULT_POLICY_FILE: &str = "(built-in default policy)";
+
 /// One policy file's text, and where it came from (for ids and errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySource {

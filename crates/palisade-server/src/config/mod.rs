@@ -225,8 +225,7 @@ fn stages_as_names<S: serde::Serializer>(stages: &[Stage], s: S) -> Result<S::Ok
 /// The stages that have no implementation yet. The embedded default passes
 /// them through, explicitly; a config file must list them itself. A stage
 /// that has one (the approval gate) may still be listed, to turn it off.
-pub const UNIMPLEMENTED_STAGES: [Stage; 6] = [
-    Stage::Authorize,
+pub const UNIMPLEMENTED_STAGES: [Stage; 5] = [
     Stage::Limits,
     Stage::OutboundFilter,
     Stage::InjectSecrets,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use palisade_core::{AuditEvent, Bounded, ListingFinding};
+use palisade_core::{AuditEvent, Bounded, CallKind, EffectClass, ListingFinding, Target};
 use palisade_mcp::Response;
 use palisade_mcp::jsonrpc::{ErrorObject, INTERNAL_ERROR, INVALID_PARAMS};
 use palisade_mcp::protocol::method;
@@ -96,7 +96,7 @@ impl Session {
         let mut lists = Vec::new();
         for (index, result) in listed.into_iter().enumerate() {
             match result {
-                Ok(list) => lists.push(list),
+                Ok(list) => lists.push((index, list)),
                 Err(Unlisted::TooLarge(why)) => refused.push((index, why)),
                 Err(Unlisted::Failed(_)) => {}
             }
@@ -107,10 +107,18 @@ impl Session {
         {
             return Err(ErrorObject::new(INTERNAL_ERROR, why.clone()));
         }
-        let total: usize = lists.iter().map(|l| l.items.len()).sum();
-        let page: Vec<Value> = lists
+        // Each principal sees only what it may call (layer 1).
+        let shown: Vec<&Value> = lists
             .iter()
-            .flat_map(|l| l.items.iter())
+            .flat_map(|(index, l)| {
+                l.items
+                    .iter()
+                    .filter(move |item| self.may_see(listing, *index, item))
+            })
+            .collect();
+        let total = shown.len();
+        let page: Vec<Value> = shown
+            .into_iter()
             .skip(offset)
             .take(PAGE_SIZE)
             .cloned()
@@ -122,6 +130,41 @@ impl Session {
             result.insert("nextCursor".into(), json!(format!("o:{next}")));
         }
         Ok(Value::Object(result))
+    }
+
+    /// Whether this session's principal may see `item` of upstream `index`:
+    /// the policies could allow a call to it. Resource templates name no
+    /// one resource, so they are shown; reading one is judged as a call.
+    fn may_see(&self, listing: Listing, index: usize, item: &Value) -> bool {
+        let Some(policies) = &self.gateway.policies else {
+            return true;
+        };
+        let Some(upstream) = self.upstreams.get(index) else {
+            return false;
+        };
+        let spec = &upstream.spec;
+        let field = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or_default();
+        let own = |name: &str| {
+            name.strip_prefix(spec.prefix.as_str())
+                .unwrap_or(name)
+                .to_owned()
+        };
+        let (kind, name, effect) = match listing {
+            Listing::Tools => {
+                let name = own(field("name"));
+                let effect = spec.effect_of(&name);
+                (CallKind::Tool, name, effect)
+            }
+            Listing::Prompts => (CallKind::Prompt, own(field("name")), EffectClass::Read),
+            Listing::Resources => (
+                CallKind::Resource,
+                field("uri").to_owned(),
+                EffectClass::Read,
+            ),
+            Listing::Templates => return true,
+        };
+        let target = Target::new(spec.name.as_str(), name.as_str());
+        policies.visible(&self.principal, kind, &target, effect)
     }
 
     /// Upstream `index`'s listing, from the catalog or read now (once: a
