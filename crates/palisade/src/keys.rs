@@ -165,76 +165,44 @@ pub async fn revoke(
 mod tests {
     use super::*;
     use clap::Parser;
-    use palisade_store::{Document, StoreFuture};
-    use serde_json::Value;
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use palisade_store::Backend;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// The least store that lets the commands run.
-    #[derive(Debug, Default)]
-    struct Memory(Mutex<BTreeMap<(String, String), (u64, Value)>>);
+    /// A directory under the system's temp dir, unique to this process and
+    /// call, removed on drop.
+    struct TempDir(PathBuf);
 
-    impl Store for Memory {
-        fn insert<'a>(&'a self, c: &'a str, k: &'a str, b: &'a Value) -> StoreFuture<'a, bool> {
-            let mut m = self.0.lock().unwrap();
-            let fresh = !m.contains_key(&(c.into(), k.into()));
-            if fresh {
-                m.insert((c.into(), k.into()), (1, b.clone()));
-            }
-            Box::pin(async move { Ok(fresh) })
+    impl TempDir {
+        fn new() -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "palisade-keys-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            // Left over from an earlier process that had this id and was killed.
+            let _ = std::fs::remove_dir_all(&dir);
+            Self(dir)
         }
-        fn get<'a>(&'a self, c: &'a str, k: &'a str) -> StoreFuture<'a, Option<Document>> {
-            let doc = self
-                .0
-                .lock()
-                .unwrap()
-                .get(&(c.into(), k.into()))
-                .map(|(v, b)| Document {
-                    key: k.into(),
-                    version: *v,
-                    body: b.clone(),
-                });
-            Box::pin(async move { Ok(doc) })
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
-        fn replace<'a>(
-            &'a self,
-            c: &'a str,
-            k: &'a str,
-            e: u64,
-            b: &'a Value,
-        ) -> StoreFuture<'a, Option<u64>> {
-            let mut m = self.0.lock().unwrap();
-            let new = match m.get_mut(&(c.into(), k.into())) {
-                Some((v, body)) if *v == e => {
-                    *v += 1;
-                    *body = b.clone();
-                    Some(*v)
-                }
-                Some(_) | None => None,
-            };
-            Box::pin(async move { Ok(new) })
-        }
-        fn list<'a>(
-            &'a self,
-            c: &'a str,
-            after: Option<&'a str>,
-            limit: usize,
-        ) -> StoreFuture<'a, Vec<Document>> {
-            let docs: Vec<Document> = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|((col, k), _)| col == c && after.is_none_or(|a| k.as_str() > a))
-                .take(limit)
-                .map(|((_, k), (v, b))| Document {
-                    key: k.clone(),
-                    version: *v,
-                    body: b.clone(),
-                })
-                .collect();
-            Box::pin(async move { Ok(docs) })
-        }
+    }
+
+    /// The state store `palisade keys` runs on, SQLite, in a database of
+    /// the test's own. The directory comes first so that, bound as
+    /// `let (_dir, store)`, it outlives the store's connection.
+    async fn sqlite() -> (TempDir, Arc<dyn Store>) {
+        let dir = TempDir::new();
+        let backend = Backend::Sqlite {
+            path: dir.0.join("state.db"),
+        };
+        let store = palisade_store::open(&backend).await.unwrap();
+        (dir, store)
     }
 
     #[derive(Debug, Parser)]
@@ -256,7 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_list_revoke() {
-        let store: Arc<dyn Store> = Arc::new(Memory::default());
+        let (_dir, store) = sqlite().await;
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let token = keys(
             &store,
@@ -331,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn refusals() {
-        let store: Arc<dyn Store> = Arc::new(Memory::default());
+        let (_dir, store) = sqlite().await;
         let now = SystemTime::UNIX_EPOCH;
         let err = keys(&store, &["revoke", "aaaaaaaaaaaa"], now)
             .await

@@ -1,128 +1,39 @@
-//! Adversarial tests of stored approvals, over an in-memory `Store` written here (the real backends live in `palisade-store`).
+//! Adversarial tests of stored approvals, each on a real SQLite store of its own.
 #![expect(
     clippy::disallowed_methods,
     reason = "racing replicas are spawned tasks; the test awaits each"
 )]
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use palisade_core::{
     Call, CallContext, CallHead, CallId, CallKind, Credential, EffectClass, Identity, ManualClock,
     Principal, PrincipalKind, Reason, ReasonCode, SessionFacts, SessionId, StageError, Target,
 };
-use palisade_store::{Document, Store, StoreError, StoreFuture};
+use palisade_store::Store;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::authn::testing::{FailingStore, TempSqlite};
 use crate::permit::{ArgumentsMismatch, PendingApproval, Permit};
 use crate::{ApprovalGate, GateDecision};
 
-/// Versioned documents in a map; `yield_now` before each operation so that
-/// concurrent tasks interleave between a read and its compare-and-set.
-#[derive(Debug, Default)]
-struct MemoryStore {
-    docs: Mutex<BTreeMap<(String, String), (u64, Value)>>,
-    down: AtomicBool,
-}
-
-impl MemoryStore {
-    async fn enter(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<(String, String), (u64, Value)>>, StoreError>
-    {
-        tokio::task::yield_now().await;
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("connection refused".into()));
-        }
-        Ok(self.docs.lock().unwrap())
-    }
-}
-
-impl Store for MemoryStore {
-    fn insert<'a>(&'a self, c: &'a str, k: &'a str, body: &'a Value) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut docs = self.enter().await?;
-            let key = (c.to_owned(), k.to_owned());
-            if docs.contains_key(&key) {
-                return Ok(false);
-            }
-            docs.insert(key, (1, body.clone()));
-            Ok(true)
-        })
-    }
-
-    fn get<'a>(&'a self, c: &'a str, k: &'a str) -> StoreFuture<'a, Option<Document>> {
-        Box::pin(async move {
-            let docs = self.enter().await?;
-            Ok(docs
-                .get(&(c.to_owned(), k.to_owned()))
-                .map(|(version, body)| Document {
-                    key: k.to_owned(),
-                    version: *version,
-                    body: body.clone(),
-                }))
-        })
-    }
-
-    fn replace<'a>(
-        &'a self,
-        c: &'a str,
-        k: &'a str,
-        expected: u64,
-        body: &'a Value,
-    ) -> StoreFuture<'a, Option<u64>> {
-        Box::pin(async move {
-            let mut docs = self.enter().await?;
-            match docs.get_mut(&(c.to_owned(), k.to_owned())) {
-                Some((version, old)) if *version == expected => {
-                    *version += 1;
-                    *old = body.clone();
-                    Ok(Some(*version))
-                }
-                Some(_) | None => Ok(None),
-            }
-        })
-    }
-
-    fn list<'a>(
-        &'a self,
-        c: &'a str,
-        after: Option<&'a str>,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<Document>> {
-        Box::pin(async move {
-            let docs = self.enter().await?;
-            Ok(docs
-                .iter()
-                .filter(|((col, key), _)| col == c && after.is_none_or(|a| key.as_str() > a))
-                .take(limit)
-                .map(|((_, key), (version, body))| Document {
-                    key: key.clone(),
-                    version: *version,
-                    body: body.clone(),
-                })
-                .collect())
-        })
-    }
-}
-
 struct World {
-    store: Arc<MemoryStore>,
+    store: Arc<dyn Store>,
     clock: Arc<ManualClock>,
     settings: ApprovalSettings,
 }
 
 impl World {
-    fn new() -> Self {
-        Self::with(ApprovalSettings::default())
+    async fn new() -> Self {
+        Self::with(ApprovalSettings::default()).await
     }
 
-    fn with(settings: ApprovalSettings) -> Self {
+    async fn with(settings: ApprovalSettings) -> Self {
         Self {
-            store: Arc::new(MemoryStore::default()),
+            store: TempSqlite::new().await,
             clock: Arc::new(ManualClock::new(
                 SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000),
             )),
@@ -223,7 +134,7 @@ fn id_of(answer: &str) -> String {
 
 #[tokio::test]
 async fn an_approved_call_runs_once_and_its_replay_needs_a_new_approval() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     let first = ask(&gate, &send(1, "bob@example.com")).await;
     let id = id_of(&first);
@@ -297,7 +208,7 @@ async fn an_approved_call_runs_once_and_its_replay_needs_a_new_approval() {
 
 #[tokio::test]
 async fn changed_arguments_are_another_request_and_not_approved() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     let id = id_of(&ask(&gate, &send(1, "bob@example.com")).await);
     gate.approve(&id, &alice(), "").await.unwrap();
@@ -346,7 +257,7 @@ async fn a_request_shows_only_the_arguments_it_is_bound_to() {
     );
     assert_eq!(pending.request().canonical_arguments(), None);
     // Unshown arguments cannot be approved by anybody.
-    let gate = World::new().replica();
+    let gate = World::new().await.replica();
     assert!(
         ask(&gate, &pending)
             .await
@@ -363,7 +274,8 @@ async fn arguments_too_long_to_show_are_refused() {
     let world = World::with(ApprovalSettings {
         max_argument_bytes: 64,
         ..ApprovalSettings::default()
-    });
+    })
+    .await;
     let gate = world.replica();
     let long = "x".repeat(64);
     assert!(
@@ -376,7 +288,7 @@ async fn arguments_too_long_to_show_are_refused() {
 
 #[tokio::test]
 async fn an_expired_request_is_refused_and_a_later_retry_asks_anew() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     // Nobody decided in time.
     let id = id_of(&ask(&gate, &send(1, "bob@example.com")).await);
@@ -419,7 +331,7 @@ async fn an_expired_request_is_refused_and_a_later_retry_asks_anew() {
 
 #[tokio::test]
 async fn a_denied_request_stays_refused_with_the_approvers_reason() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     let id = id_of(&ask(&gate, &send(1, "bob@example.com")).await);
     let decided = gate.deny(&id, &alice(), "not to bob").await.unwrap();
@@ -441,7 +353,7 @@ async fn a_denied_request_stays_refused_with_the_approvers_reason() {
 
 #[tokio::test]
 async fn only_an_approver_other_than_the_requester_decides() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     let id = id_of(&ask(&gate, &send(1, "bob@example.com")).await);
     let check = async |who: Principal, expected: &str| {
@@ -485,7 +397,7 @@ async fn only_an_approver_other_than_the_requester_decides() {
 
 #[tokio::test]
 async fn an_operator_without_tenant_approves_and_the_message_names_the_role() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     let c = call(1, &agent(), json!({"amount": 10}));
     let pending = pending_for(&c).with_approvers(vec!["payments".into()]);
@@ -504,7 +416,7 @@ async fn an_operator_without_tenant_approves_and_the_message_names_the_role() {
 
 #[tokio::test]
 async fn guessed_ids_are_unknown() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     let id = id_of(&ask(&gate, &send(1, "bob@example.com")).await);
     // The same creation time, other random bits; other shapes altogether.
@@ -541,7 +453,7 @@ async fn guessed_ids_are_unknown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_many_racing_replicas_exactly_one_spends_an_approval() {
-    let world = Arc::new(World::new());
+    let world = Arc::new(World::new().await);
     let id = id_of(&ask(&world.replica(), &send(1, "bob@example.com")).await);
     world.replica().approve(&id, &alice(), "").await.unwrap();
     let tasks: Vec<_> = (0..32)
@@ -581,7 +493,7 @@ async fn of_many_racing_replicas_exactly_one_spends_an_approval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_asking_at_once_share_one_request() {
-    let world = Arc::new(World::new());
+    let world = Arc::new(World::new().await);
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let world = world.clone();
@@ -606,7 +518,7 @@ async fn replicas_asking_at_once_share_one_request() {
 
 #[tokio::test]
 async fn requests_and_decisions_survive_a_restart() {
-    let world = World::new();
+    let world = World::new().await;
     let before = world.replica();
     let waiting = id_of(&ask(&before, &send(1, "bob@example.com")).await);
     let refused = id_of(&ask(&before, &send(2, "mallory@evil.test")).await);
@@ -653,7 +565,8 @@ async fn a_decision_during_the_hold_completes_the_call() {
     let world = World::with(ApprovalSettings {
         hold: Duration::from_secs(30),
         ..ApprovalSettings::default()
-    });
+    })
+    .await;
     let here = Arc::new(world.replica());
     assert_eq!(here.hold(), Duration::from_secs(30));
     // Decided on this replica (woken at once), then on another (found by polling).
@@ -699,7 +612,8 @@ async fn without_a_decision_the_held_call_is_pending_with_its_id() {
     let world = World::with(ApprovalSettings {
         hold: Duration::from_secs(30),
         ..ApprovalSettings::default()
-    });
+    })
+    .await;
     let gate = world.replica();
     let started = tokio::time::Instant::now();
     let answer = ask(&gate, &send(1, "bob@example.com")).await;
@@ -710,11 +624,13 @@ async fn without_a_decision_the_held_call_is_pending_with_its_id() {
 
 #[tokio::test]
 async fn an_unavailable_store_fails_the_gate_closed() {
-    let world = World::new();
-    let gate = world.replica();
+    let world = World::new().await;
+    let store = FailingStore::over(world.store.clone());
+    let gate =
+        StoredApprovals::new(store.clone(), world.clock.clone(), world.settings.clone()).unwrap();
     let id = id_of(&ask(&gate, &send(1, "bob@example.com")).await);
     gate.approve(&id, &alice(), "").await.unwrap();
-    world.store.down.store(true, Ordering::SeqCst);
+    store.down.store(true, Ordering::SeqCst);
     match gate
         .gate(send(2, "bob@example.com").request(), &ctx())
         .await
@@ -727,13 +643,13 @@ async fn an_unavailable_store_fails_the_gate_closed() {
         Err(ApprovalError::Store { .. })
     ));
     // Nothing was spent while the store was down.
-    world.store.down.store(false, Ordering::SeqCst);
+    store.down.store(false, Ordering::SeqCst);
     assert_eq!(ask(&gate, &send(3, "bob@example.com")).await, "approved");
 }
 
 #[tokio::test]
 async fn a_damaged_or_misfiled_record_fails_closed() {
-    let world = World::new();
+    let world = World::new().await;
     let gate = world.replica();
     let p = send(1, "bob@example.com");
     let id = id_of(&ask(&gate, &p).await);
@@ -753,10 +669,10 @@ async fn a_damaged_or_misfiled_record_fails_closed() {
     assert_eq!(ask(&gate, &p).await, "approved");
 }
 
-#[test]
-fn settings_are_checked() {
+#[tokio::test]
+async fn settings_are_checked() {
+    let world = World::new().await;
     let check = |settings: ApprovalSettings, expected: Result<(), SettingsError>| {
-        let world = World::new();
         let got =
             StoredApprovals::new(world.store.clone(), world.clock.clone(), settings).map(|_| ());
         assert_eq!(got, expected);

@@ -453,7 +453,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::testing::MemoryStore;
+    use crate::authn::testing::{FailingStore, TempSqlite};
     use std::sync::atomic::Ordering;
 
     fn t(s: u64) -> SystemTime {
@@ -475,14 +475,14 @@ mod tests {
         }
     }
 
-    fn keys() -> (Arc<MemoryStore>, ApiKeys) {
-        let store = Arc::new(MemoryStore::default());
+    async fn keys() -> (Arc<TempSqlite>, ApiKeys) {
+        let store = TempSqlite::new().await;
         (store.clone(), ApiKeys::new(store))
     }
 
     #[tokio::test]
     async fn create_then_verify() {
-        let (store, keys) = keys();
+        let (store, keys) = keys().await;
         let created = keys.create(spec(None), t(1000)).await.unwrap();
         let token = created.token().to_owned();
         assert_eq!(token.len(), TOKEN_LEN);
@@ -515,7 +515,7 @@ mod tests {
 
     #[tokio::test]
     async fn revoked_keys_are_refused_on_the_next_request() {
-        let (store, keys) = keys();
+        let (store, keys) = keys().await;
         let created = keys.create(spec(None), t(1000)).await.unwrap();
         let replica = ApiKeys::new(store.clone());
         assert!(replica.verify(created.token(), t(1001)).await.is_ok());
@@ -540,9 +540,10 @@ mod tests {
 
     #[tokio::test]
     async fn revoke_retries_when_another_writer_won() {
-        // A store that bumps the version once, between our read and our write.
+        // A store on which another writer replaces the key's record once,
+        // between our read and our write.
         #[derive(Debug)]
-        struct Racing(Arc<MemoryStore>, std::sync::atomic::AtomicBool);
+        struct Racing(Arc<TempSqlite>, std::sync::atomic::AtomicBool);
         impl Store for Racing {
             fn insert<'a>(
                 &'a self,
@@ -559,8 +560,12 @@ mod tests {
             ) -> palisade_store::StoreFuture<'a, Option<palisade_store::Document>> {
                 Box::pin(async move {
                     let doc = self.0.get(c, k).await;
-                    if c == COLLECTION && !self.1.swap(true, Ordering::SeqCst) {
-                        self.0.bump(c, k);
+                    if c == COLLECTION
+                        && !self.1.swap(true, Ordering::SeqCst)
+                        && let Ok(Some(read)) = &doc
+                    {
+                        let won = self.0.replace(c, k, read.version, &read.body).await;
+                        assert_eq!(won.unwrap(), Some(read.version + 1));
                     }
                     doc
                 })
@@ -583,7 +588,7 @@ mod tests {
                 self.0.list(c, a, l)
             }
         }
-        let inner = Arc::new(MemoryStore::default());
+        let inner = TempSqlite::new().await;
         let created = ApiKeys::new(inner.clone())
             .create(spec(None), t(1))
             .await
@@ -601,7 +606,7 @@ mod tests {
 
     #[tokio::test]
     async fn expiry() {
-        let (_, keys) = keys();
+        let (_, keys) = keys().await;
         let created = keys
             .create(spec(Some(Duration::from_secs(60))), t(1000))
             .await
@@ -616,7 +621,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_id_and_wrong_secret() {
-        let (_, keys) = keys();
+        let (_, keys) = keys().await;
         let created = keys.create(spec(None), t(1)).await.unwrap();
         let other = keys.create(spec(None), t(1)).await.unwrap();
         // A well-formed key that was never made.
@@ -652,7 +657,8 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_keys_never_reach_the_store() {
-        let (store, keys) = keys();
+        let store = FailingStore::over(TempSqlite::new().await);
+        let keys = ApiKeys::new(store.clone());
         let good = keys.create(spec(None), t(1)).await.unwrap();
         store.down.store(true, Ordering::SeqCst);
         let id = good.info.id.clone();
@@ -687,7 +693,7 @@ mod tests {
 
     #[tokio::test]
     async fn damaged_records_fail_closed() {
-        let (store, keys) = keys();
+        let (store, keys) = keys().await;
         let good = keys.create(spec(None), t(1)).await.unwrap();
         let doc = store.get(COLLECTION, &good.info.id).await.unwrap().unwrap();
         let mut body = doc.body.clone();
@@ -704,7 +710,7 @@ mod tests {
 
     #[tokio::test]
     async fn list_pages_through_every_key() {
-        let (_, keys) = keys();
+        let (_, keys) = keys().await;
         let mut ids = Vec::new();
         for _ in 0..205 {
             ids.push(keys.create(spec(None), t(1)).await.unwrap().info.id);
@@ -722,7 +728,7 @@ mod tests {
 
     #[tokio::test]
     async fn specs_are_checked() {
-        let (_, keys) = keys();
+        let (_, keys) = keys().await;
         let check = |s: KeySpec, ok: bool| {
             let keys = &keys;
             async move {

@@ -470,8 +470,7 @@ mod tests {
 
     #[tokio::test]
     async fn api_keys_through_the_authenticator() {
-        let store = Arc::new(testing::MemoryStore::default());
-        let keys = ApiKeys::new(store);
+        let keys = ApiKeys::new(testing::TempSqlite::new().await);
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(10);
         let created = keys
             .create(

@@ -1,20 +1,114 @@
-//! An in-memory [`Store`] for this module's unit tests (the real backends live in palisade-store).
+//! Stores for this crate's unit tests: a real SQLite database in a fresh temporary directory, and a wrapper that makes a store fail on demand.
+//!
+//! Every test opens its own database, so tests run in parallel without
+//! seeing each other's documents.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use palisade_store::{Document, Store, StoreError, StoreFuture};
+use palisade_store::{Backend, Document, Store, StoreError, StoreFuture};
 use serde_json::Value;
 
-#[derive(Debug, Default)]
-pub(crate) struct MemoryStore {
-    docs: Mutex<BTreeMap<(String, String), (u64, Value)>>,
-    /// When set, every operation fails as a database that cannot be reached.
+/// A directory under the system's temp dir, unique to this process and
+/// call, removed on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-authz-store-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        // Left over from an earlier process that had this id and was killed.
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The SQLite backend of `palisade_store` on a database of its own; the
+/// directory goes when the last handle does.
+#[derive(Debug)]
+pub(crate) struct TempSqlite {
+    // Declared before `dir` so that the connection closes before its files
+    // are removed.
+    store: Arc<dyn Store>,
+    _dir: TempDir,
+}
+
+impl TempSqlite {
+    pub(crate) async fn new() -> Arc<Self> {
+        let dir = TempDir::new();
+        let backend = Backend::Sqlite {
+            path: dir.0.join("state.db"),
+        };
+        match palisade_store::open(&backend).await {
+            Ok(store) => Arc::new(Self { store, _dir: dir }),
+            Err(e) => panic!("opening the test store {backend}: {e}"),
+        }
+    }
+}
+
+impl Store for TempSqlite {
+    fn insert<'a>(
+        &'a self,
+        collection: &'a str,
+        key: &'a str,
+        body: &'a Value,
+    ) -> StoreFuture<'a, bool> {
+        self.store.insert(collection, key, body)
+    }
+
+    fn get<'a>(&'a self, collection: &'a str, key: &'a str) -> StoreFuture<'a, Option<Document>> {
+        self.store.get(collection, key)
+    }
+
+    fn replace<'a>(
+        &'a self,
+        collection: &'a str,
+        key: &'a str,
+        expected: u64,
+        body: &'a Value,
+    ) -> StoreFuture<'a, Option<u64>> {
+        self.store.replace(collection, key, expected, body)
+    }
+
+    fn list<'a>(
+        &'a self,
+        collection: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Document>> {
+        self.store.list(collection, after, limit)
+    }
+}
+
+/// A real store that fails every operation, without reaching it, while
+/// `down` is set: a database that cannot be reached, for the tests that
+/// the callers fail closed. Until then it is the store it wraps.
+#[derive(Debug)]
+pub(crate) struct FailingStore {
+    inner: Arc<dyn Store>,
     pub(crate) down: AtomicBool,
 }
 
-impl MemoryStore {
+impl FailingStore {
+    pub(crate) fn over(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            down: AtomicBool::new(false),
+        })
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("connection refused".into()))
@@ -22,20 +116,9 @@ impl MemoryStore {
             Ok(())
         }
     }
-
-    fn docs(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), (u64, Value)>> {
-        self.docs.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Overwrites a document behind the API's back (a racing writer).
-    pub(crate) fn bump(&self, collection: &str, key: &str) {
-        if let Some((version, _)) = self.docs().get_mut(&(collection.into(), key.into())) {
-            *version += 1;
-        }
-    }
 }
 
-impl Store for MemoryStore {
+impl Store for FailingStore {
     fn insert<'a>(
         &'a self,
         collection: &'a str,
@@ -44,27 +127,14 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             self.check()?;
-            let mut docs = self.docs();
-            let k = (collection.to_owned(), key.to_owned());
-            if docs.contains_key(&k) {
-                return Ok(false);
-            }
-            docs.insert(k, (1, body.clone()));
-            Ok(true)
+            self.inner.insert(collection, key, body).await
         })
     }
 
     fn get<'a>(&'a self, collection: &'a str, key: &'a str) -> StoreFuture<'a, Option<Document>> {
         Box::pin(async move {
             self.check()?;
-            Ok(self
-                .docs()
-                .get(&(collection.to_owned(), key.to_owned()))
-                .map(|(version, body)| Document {
-                    key: key.to_owned(),
-                    version: *version,
-                    body: body.clone(),
-                }))
+            self.inner.get(collection, key).await
         })
     }
 
@@ -77,15 +147,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
             self.check()?;
-            let mut docs = self.docs();
-            match docs.get_mut(&(collection.to_owned(), key.to_owned())) {
-                Some((version, old)) if *version == expected => {
-                    *version += 1;
-                    *old = body.clone();
-                    Ok(Some(*version))
-                }
-                Some(_) | None => Ok(None),
-            }
+            self.inner.replace(collection, key, expected, body).await
         })
     }
 
@@ -97,17 +159,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, Vec<Document>> {
         Box::pin(async move {
             self.check()?;
-            Ok(self
-                .docs()
-                .iter()
-                .filter(|((c, k), _)| c == collection && after.is_none_or(|a| k.as_str() > a))
-                .take(limit)
-                .map(|((_, k), (version, body))| Document {
-                    key: k.clone(),
-                    version: *version,
-                    body: body.clone(),
-                })
-                .collect())
+            self.inner.list(collection, after, limit).await
         })
     }
 }

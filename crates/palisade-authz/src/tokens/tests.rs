@@ -1,14 +1,12 @@
 //! Tests of task tokens: minting, verifying, narrowing, hostile blocks, keys on disk, revocation.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use palisade_store::{Document, Store, StoreFuture};
-use serde_json::Value;
+use palisade_store::Store;
 
 use super::*;
+use crate::authn::testing::TempSqlite;
 
 /// A directory under the system's temp dir, removed on drop.
 struct TestDir(PathBuf);
@@ -677,71 +675,11 @@ fn inspect_shows_the_blocks_and_whether_they_were_verified() {
     ));
 }
 
-/// The store of the revocation tests: an in-memory map (the server uses SQLite or PostgreSQL).
-#[derive(Debug, Default)]
-struct MemoryStore(Mutex<BTreeMap<(String, String), Document>>);
-
-impl Store for MemoryStore {
-    fn insert<'a>(
-        &'a self,
-        collection: &'a str,
-        key: &'a str,
-        body: &'a Value,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut map = self.0.lock().unwrap();
-            let k = (collection.to_owned(), key.to_owned());
-            if map.contains_key(&k) {
-                return Ok(false);
-            }
-            map.insert(
-                k,
-                Document {
-                    key: key.to_owned(),
-                    version: 1,
-                    body: body.clone(),
-                },
-            );
-            Ok(true)
-        })
-    }
-
-    fn get<'a>(&'a self, collection: &'a str, key: &'a str) -> StoreFuture<'a, Option<Document>> {
-        Box::pin(async move {
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .get(&(collection.to_owned(), key.to_owned()))
-                .cloned())
-        })
-    }
-
-    fn replace<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: u64,
-        _: &'a Value,
-    ) -> StoreFuture<'a, Option<u64>> {
-        Box::pin(async { Ok(None) })
-    }
-
-    fn list<'a>(
-        &'a self,
-        _: &'a str,
-        _: Option<&'a str>,
-        _: usize,
-    ) -> StoreFuture<'a, Vec<Document>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-}
-
 #[tokio::test]
 async fn revoking_the_authority_id_revokes_every_attenuation() {
     let dir = TestDir::new();
     let auth = authority(&dir);
-    let store = Arc::new(MemoryStore::default());
+    let store = TempSqlite::new().await;
     let revocations = Revocations::new(store.clone());
     let minted = auth.issue(&grant(), t0()).unwrap();
     let child = attenuate(
