@@ -17,7 +17,7 @@ pub mod tokens;
 use std::fmt;
 
 use palisade_core::stage::StageFuture;
-use palisade_core::{Call, CallContext, Finding, Obligation, Reason};
+use palisade_core::{Call, CallContext, Finding, Obligation, Reason, ReasonCode};
 
 pub use approvals::{OneTimeApprovals, StoredApprovals};
 pub use permit::{
@@ -76,8 +76,13 @@ pub trait Authorize: Send + Sync + fmt::Debug {
     ) -> StageFuture<'a, Authorization>;
 }
 
-/// Allows every call. Built only from an explicit `pipeline.pass_through` entry,
-/// and every call it allows is recorded as `pass-through` in the audit log.
+/// Allows every call that its caller's own credential allows. Built only
+/// from an explicit `pipeline.pass_through` entry, and every call it allows
+/// is recorded as `pass-through` in the audit log.
+///
+/// Passing authorization through drops the policies, never a task token's
+/// scope: the token itself says what it may do, and its holder may be a
+/// sub-agent given less than its principal has.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassThrough;
 
@@ -87,7 +92,26 @@ impl Authorize for PassThrough {
         call: &'a Call,
         _ctx: &'a CallContext,
     ) -> StageFuture<'a, Authorization> {
-        Box::pin(async move { Ok(Authorization::allow(call)) })
+        Box::pin(async move {
+            let head = call.head();
+            if let Some(task) = head.principal.task()
+                && let Err(why) = task.permits(
+                    &head.target,
+                    head.kind,
+                    head.effect,
+                    std::time::SystemTime::now(),
+                )
+            {
+                return Ok(Authorization::deny(Reason::new(
+                    ReasonCode::NotAuthorized,
+                    format!(
+                        "the task token `{}` does not allow this call: {why}",
+                        task.id()
+                    ),
+                )));
+            }
+            Ok(Authorization::allow(call))
+        })
     }
 }
 

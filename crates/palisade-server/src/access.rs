@@ -95,9 +95,10 @@ pub struct AuthFailure {
 
 impl From<&AuthnError> for AuthFailure {
     fn from(error: &AuthnError) -> Self {
-        let scope = match error {
-            AuthnError::InsufficientScope { needed } => Some(needed.clone()),
-            _ => None,
+        let scope = if let AuthnError::InsufficientScope { needed } = error {
+            Some(needed.clone())
+        } else {
+            None
         };
         Self {
             status: error.status(),

@@ -136,9 +136,6 @@ impl Session {
     /// the policies could allow a call to it. Resource templates name no
     /// one resource, so they are shown; reading one is judged as a call.
     fn may_see(&self, listing: Listing, index: usize, item: &Value) -> bool {
-        let Some(policies) = &self.gateway.policies else {
-            return true;
-        };
         let Some(upstream) = self.upstreams.get(index) else {
             return false;
         };
@@ -164,7 +161,14 @@ impl Session {
             Listing::Templates => return true,
         };
         let target = Target::new(spec.name.as_str(), name.as_str());
-        policies.visible(&self.principal, kind, &target, effect)
+        match &self.gateway.policies {
+            Some(policies) => policies.visible(&self.principal, kind, &target, effect),
+            // Without policies a task token still narrows what its holder sees.
+            None => self.principal.task().is_none_or(|task| {
+                task.permits(&target, kind, effect, std::time::SystemTime::now())
+                    .is_ok()
+            }),
+        }
     }
 
     /// Upstream `index`'s listing, from the catalog or read now (once: a
