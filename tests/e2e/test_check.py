@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from support import PASS_THROUGH, Proc, config_text, everything_stdio, free_port, palisade_bin, write_config
+from support import PASS_THROUGH, UNBUILT, Proc, config_text, everything_stdio, free_port, palisade_bin, write_config
 
 
 def check(config) -> subprocess.CompletedProcess[str]:
@@ -119,17 +119,17 @@ def test_every_missing_pass_through_stage_is_named_at_once_with_the_line_to_add(
     done = check(empty)
     assert done.returncode != 0, done.stdout
     assert f"palisade: {empty}: `pipeline.pass_through`: stages " in done.stderr, done.stderr
-    for stage in PASS_THROUGH:
+    for stage in UNBUILT:
         assert f"`{stage}`" in done.stderr, done.stderr
-    wanted = "pass_through = [" + ", ".join(f'"{s}"' for s in PASS_THROUGH) + "]"
+    wanted = "pass_through = [" + ", ".join(f'"{s}"' for s in UNBUILT) + "]"
     assert done.stderr.endswith(f"add these lines:\n    [pipeline]\n    {wanted}\n"), done.stderr
 
     partial = tmp_path / "partial.toml"
     partial.write_text('[pipeline]\npass_through = ["authorize", "redact"]\n')
     done = check(partial)
     assert done.returncode != 0, done.stdout
-    listed = ["authorize", "redact"] + [s for s in PASS_THROUGH if s not in ("authorize", "redact")]
-    assert "stages `limits`, `outbound-filter`, `approval`, `inject-secrets`, `inbound-filter` have" in done.stderr
+    listed = ["authorize", "redact"] + [s for s in UNBUILT if s != "redact"]
+    assert "stages `limits`, `outbound-filter`, `inject-secrets`, `inbound-filter` have" in done.stderr
     assert done.stderr.endswith(
         "make the line read:\n    pass_through = [" + ", ".join(f'"{s}"' for s in listed) + "]\n"
     ), done.stderr

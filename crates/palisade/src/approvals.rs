@@ -145,13 +145,20 @@ fn list_text(value: &Value) -> String {
         .iter()
         .map(|item| {
             let field = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("-");
+            let arguments = field("arguments");
+            let arguments = match arguments.char_indices().nth(120) {
+                Some((cut, _)) => format!("{}…", arguments.get(..cut).unwrap_or_default()),
+                None => arguments.to_owned(),
+            };
             format!(
-                "{}  {:<9} {:<16} {:<32} {}",
+                "{}  {:<9} {:<16} {}/{}  {}\n    arguments: {}",
                 field("id"),
                 field("state"),
                 field("principal"),
+                field("server"),
                 field("tool"),
-                field("reason")
+                field("reason"),
+                arguments
             )
         })
         .collect::<Vec<_>>()

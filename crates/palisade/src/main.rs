@@ -291,7 +291,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "`palisade mcp` wraps the command given after `--`; remove [upstreams] from the config or use `palisade serve`"
                 );
             }
-            let name = name.unwrap_or_else(|| derive_name(&command));
+            let name = name
+                .or_else(|| config.wrap.name.clone())
+                .unwrap_or_else(|| derive_name(&command));
             let mut words = command.into_iter();
             let program = words.next().context("no server command after `--`")?;
             if palisade_server::config::find_program(&program, None).is_none() {
@@ -299,9 +301,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "cannot run `{program}`: it is not an executable file, nor found on PATH"
                 );
             }
-            config
-                .upstreams
-                .push(Upstream::from_command(&name, program, words.collect()));
+            // The operator's word on the wrapped server's tools, from `[wrap]`.
+            let mut upstream = Upstream::from_command(&name, program, words.collect());
+            upstream.default_effect = config.wrap.default_effect;
+            upstream.effects = config.wrap.effects.clone();
+            config.upstreams.push(upstream);
             init_logging("warn,palisade::upstream=info", &config);
             runtime()?.block_on(wrap(config))
         }
@@ -404,7 +408,13 @@ fn reload_on_hangup(gateway: &std::sync::Arc<Gateway>) {
             return;
         };
         let weak = std::sync::Arc::downgrade(gateway);
-        gateway.spawn(async move {
+        // Not tracked work: it waits for signals until the process ends, and
+        // a shutdown must not wait for it.
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a signal listener that lives as long as the process"
+        )]
+        tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 let Some(gateway) = weak.upgrade() else {
                     return;

@@ -231,11 +231,12 @@ impl Authorize for PolicyAuthorizer {
                     obligations: Vec::new(),
                     findings,
                 },
-                PolicyDecision::NeedsApproval { reason, .. } => Authorization::NeedsApproval {
-                    pending: Box::new(
-                        Permit::issue(call)
-                            .escalate(Reason::new(ReasonCode::ApprovalRequired, reason)),
-                    ),
+                PolicyDecision::NeedsApproval { reason, policies } => Authorization::NeedsApproval {
+                    // The request names the policies that asked, for the human who decides.
+                    pending: Box::new(Permit::issue(call).escalate_by(
+                        Reason::new(ReasonCode::ApprovalRequired, reason),
+                        policies,
+                    )),
                     obligations: Vec::new(),
                     findings,
                 },

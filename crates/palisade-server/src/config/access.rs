@@ -11,13 +11,13 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use super::raw::{RawApprovals, RawAuth, RawAuthz, RawConstraint, RawJwt, RawStorage, RawTls};
+use super::raw::{
+    RawApprovals, RawAuth, RawAuthz, RawConstraint, RawJwt, RawStorage, RawTls, RawWrap,
+};
 use super::validate::Validator;
 use super::{ConfigError, as_humantime};
 
 const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(3600);
-const DEFAULT_APPROVER_ROLE: &str = "approver";
-const DEFAULT_ADMIN_ROLE: &str = "admin";
 const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(60);
 const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
@@ -41,8 +41,6 @@ pub struct Auth {
     pub resource: Option<String>,
     pub authorization_servers: Vec<String>,
     pub scopes_supported: Vec<String>,
-    /// The role that may use the admin API's key and token endpoints.
-    pub admin_role: String,
     pub jwt: Option<Jwt>,
 }
 
@@ -131,7 +129,15 @@ pub struct Approvals {
     /// How long a request may wait for a decision at all.
     #[serde(serialize_with = "as_humantime")]
     pub ttl: Duration,
-    pub approver_role: String,
+}
+
+/// The server `palisade mcp` wraps, as the operator classifies it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Wrap {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub default_effect: palisade_core::EffectClass,
+    pub effects: std::collections::BTreeMap<String, palisade_core::EffectClass>,
 }
 
 /// The certificate the listener presents.
@@ -177,7 +183,6 @@ impl Validator<'_> {
                 resource: None,
                 authorization_servers: Vec::new(),
                 scopes_supported: Vec::new(),
-                admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
                 jwt: None,
             });
         };
@@ -198,16 +203,11 @@ impl Validator<'_> {
                 ));
             }
         }
-        let admin_role = raw
-            .admin_role
-            .unwrap_or_else(|| DEFAULT_ADMIN_ROLE.to_owned());
-        self.word("auth.admin_role", &admin_role)?;
         Ok(Auth {
             anonymous: raw.anonymous.unwrap_or(false),
             resource: raw.resource,
             authorization_servers,
             scopes_supported: raw.scopes_supported.unwrap_or_default(),
-            admin_role,
             jwt: raw.jwt.map(|j| self.jwt(j)).transpose()?,
         })
     }
@@ -377,14 +377,35 @@ impl Validator<'_> {
 
     pub(super) fn approvals(&self, raw: Option<RawApprovals>) -> Result<Approvals, ConfigError> {
         let raw = raw.unwrap_or_default();
-        let approver_role = raw
-            .approver_role
-            .unwrap_or_else(|| DEFAULT_APPROVER_ROLE.to_owned());
-        self.word("approvals.approver_role", &approver_role)?;
         Ok(Approvals {
             hold: self.duration_or_zero("approvals.hold", raw.hold.as_deref(), Duration::ZERO)?,
             ttl: self.duration("approvals.ttl", raw.ttl.as_deref(), DEFAULT_APPROVAL_TTL)?,
-            approver_role,
+        })
+    }
+
+    pub(super) fn wrap(&self, raw: Option<RawWrap>) -> Result<Wrap, ConfigError> {
+        let raw = raw.unwrap_or_default();
+        let effect = |field: String, text: &str| {
+            palisade_core::EffectClass::parse(text).ok_or_else(|| {
+                self.err(
+                    field,
+                    format!("expected one of read, write, egress, irreversible, got `{text}`"),
+                )
+            })
+        };
+        let default_effect = match raw.default_effect {
+            Some(text) => effect("wrap.default_effect".into(), &text)?,
+            None => palisade_core::EffectClass::Irreversible,
+        };
+        let mut effects = std::collections::BTreeMap::new();
+        for (tool, text) in raw.effects.unwrap_or_default() {
+            let class = effect(format!("wrap.effects.{tool}"), &text)?;
+            effects.insert(tool, class);
+        }
+        Ok(Wrap {
+            name: raw.name,
+            default_effect,
+            effects,
         })
     }
 
@@ -431,17 +452,6 @@ impl Validator<'_> {
             ));
         }
         Ok(())
-    }
-
-    fn word(&self, field: &str, value: &str) -> Result<(), ConfigError> {
-        if is_word(value) {
-            Ok(())
-        } else {
-            Err(self.err(
-                field,
-                format!("expected a name of letters, digits, `-` and `_`, got `{value}`"),
-            ))
-        }
     }
 
     /// A path as written, or relative to the config file's directory.

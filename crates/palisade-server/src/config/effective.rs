@@ -48,6 +48,7 @@ struct Effective<'a> {
     auth: &'a Auth,
     authz: &'a Authz,
     approvals: &'a Approvals,
+    wrap: &'a super::Wrap,
     pipeline: &'a PipelineConfig,
     upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
 }
@@ -77,6 +78,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
             auth: &c.auth,
             authz: &c.authz,
             approvals: &c.approvals,
+            wrap: &c.wrap,
             pipeline: &c.pipeline,
             upstreams: c
                 .upstreams

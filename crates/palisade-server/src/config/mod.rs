@@ -23,7 +23,9 @@ use std::time::Duration;
 use palisade_core::{EffectClass, Stage};
 use serde::Serialize;
 
-pub use access::{Approvals, Auth, Authz, ConstraintConfig, ConstraintKind, Jwt, Storage, Tls};
+pub use access::{
+    Approvals, Auth, Authz, ConstraintConfig, ConstraintKind, Jwt, Storage, Tls, Wrap,
+};
 pub use effective::MASKED;
 use raw::{RawConfig, RawPipeline};
 use read::Source;
@@ -85,6 +87,8 @@ pub struct Config {
     pub auth: Auth,
     pub authz: Authz,
     pub approvals: Approvals,
+    /// `palisade mcp`'s wrapped server: its name and its tools' effects.
+    pub wrap: Wrap,
     pub pipeline: PipelineConfig,
     pub upstreams: Vec<Upstream>,
 }
@@ -742,7 +746,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, pipeline, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, pipeline, upstreams",
             ),
         ];
         for (first, expected) in top_level {

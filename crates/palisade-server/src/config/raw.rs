@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub(super) auth: Option<RawAuth>,
     pub(super) authz: Option<RawAuthz>,
     pub(super) approvals: Option<RawApprovals>,
+    pub(super) wrap: Option<RawWrap>,
     /// `None` when the file has no `[pipeline]` table.
     pub(super) pipeline: Option<RawPipeline>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
@@ -61,7 +62,6 @@ pub(super) struct RawAuth {
     pub(super) resource: Option<String>,
     pub(super) authorization_servers: Option<Vec<String>>,
     pub(super) scopes_supported: Option<Vec<String>>,
-    pub(super) admin_role: Option<String>,
     pub(super) jwt: Option<RawJwt>,
 }
 
@@ -100,11 +100,19 @@ pub(super) struct RawConstraint {
     pub(super) write_roles: Option<Vec<String>>,
 }
 
+/// What `palisade mcp` knows of the server it wraps: the operator's word on
+/// its tools' effects (the command comes from after `--`).
+#[derive(Debug, Default)]
+pub(super) struct RawWrap {
+    pub(super) name: Option<String>,
+    pub(super) default_effect: Option<String>,
+    pub(super) effects: Option<BTreeMap<String, String>>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct RawApprovals {
     pub(super) hold: Option<String>,
     pub(super) ttl: Option<String>,
-    pub(super) approver_role: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +154,7 @@ impl RawConfig {
             auth: f.table("auth")?.map(RawAuth::read).transpose()?,
             authz: f.table("authz")?.map(RawAuthz::read).transpose()?,
             approvals: f.table("approvals")?.map(RawApprovals::read).transpose()?,
+            wrap: f.table("wrap")?.map(RawWrap::read).transpose()?,
             pipeline: f.table("pipeline")?.map(RawPipeline::read).transpose()?,
             upstreams: f
                 .named_tables("upstreams")?
@@ -211,7 +220,6 @@ impl RawAuth {
             resource: f.string("resource")?,
             authorization_servers: f.strings("authorization_servers")?,
             scopes_supported: f.strings("scopes_supported")?,
-            admin_role: f.string("admin_role")?,
             jwt: f.table("jwt")?.map(RawJwt::read).transpose()?,
         };
         f.finish()?;
@@ -272,12 +280,23 @@ impl RawConstraint {
     }
 }
 
+impl RawWrap {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawWrap {
+            name: f.string("name")?,
+            default_effect: f.string("default_effect")?,
+            effects: f.string_table("effects", Secret::Shown)?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
 impl RawApprovals {
     fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
         let raw = RawApprovals {
             hold: f.duration("hold")?,
             ttl: f.duration("ttl")?,
-            approver_role: f.string("approver_role")?,
         };
         f.finish()?;
         Ok(raw)

@@ -99,6 +99,7 @@ impl Validator<'_> {
         )?;
         let authz = self.authz(raw.authz)?;
         let approvals = self.approvals(raw.approvals)?;
+        let wrap = self.wrap(raw.wrap)?;
         let pipeline = self.pipeline(raw.pipeline)?;
         let upstreams = self.upstreams(raw.upstreams)?;
         Ok(Config {
@@ -109,6 +110,7 @@ impl Validator<'_> {
             auth,
             authz,
             approvals,
+            wrap,
             pipeline,
             upstreams,
         })

@@ -1,7 +1,7 @@
 //! The admin API: humans list, read, approve and deny held calls.
 //!
 //! Every endpoint authenticates like the MCP endpoint and then requires the
-//! approver role (`approvals.approver_role`); the gate itself refuses an
+//! `approver` role; the gate itself refuses an
 //! approver deciding their own request. Each decision is audited with who
 //! made it. What is shown (the exact arguments) passes the redaction seam.
 
@@ -32,8 +32,8 @@ async fn approver(server: &Server, headers: &HeaderMap) -> Result<Principal, Htt
         return Err(error(StatusCode::FORBIDDEN, "origin not allowed"));
     }
     let principal = authenticate(server, headers).await?;
-    let role = &server.gateway.config.approvals.approver_role;
-    if principal.roles().iter().any(|r| &**r == role.as_str()) {
+    let role = palisade_authz::APPROVER_ROLE;
+    if principal.roles().iter().any(|r| &**r == role) {
         Ok(principal)
     } else {
         Err(error(
