@@ -28,6 +28,11 @@ PENDING = -32012
 DENIED = -32010
 
 
+
+def request_lines(listed: str) -> list[str]:
+    """The lines of `palisade approvals list` that start a request (each is followed by its arguments)."""
+    return [l for l in listed.splitlines() if l.startswith("apr_")]
+
 def approvals_gateway(launcher, tmp_path: Path, *, approvals: str = "") -> tuple[Gateway, Path, Path]:
     """A gateway with API keys, the approval policy and the actions upstream; its config and the upstream's log."""
     data_dir = tmp_path / "data"
@@ -113,7 +118,7 @@ def test_the_round_trip_from_the_cli_runs_the_approved_call_once_and_a_replay_ne
             assert transfers(log) == [], "a held call does not run"
 
             listed = ok(await anyio.to_thread.run_sync(lambda: approvals(config, gateway, bob, "list")))
-            [line] = [l for l in listed.splitlines() if first in l]
+            [line] = [l for l in request_lines(listed) if first in l]
             assert "pending" in line and "alice" in line and "transfer_payment" in line, listed
             shown = json.loads(ok(await anyio.to_thread.run_sync(lambda: approvals(config, gateway, bob, "show", first))))
             assert shown["id"] == first and shown["state"] == "pending", shown
@@ -142,7 +147,7 @@ def test_the_round_trip_from_the_cli_runs_the_approved_call_once_and_a_replay_ne
 
     first, second, everything = run(agent)
     assert transfers(log) == [arguments], "the replay did not run"
-    states = {l.split()[0]: l.split()[1] for l in everything.splitlines()}
+    states = {l.split()[0]: l.split()[1] for l in request_lines(everything)}
     assert states == {first: "consumed", second: "pending"}, everything
 
     [decision] = gateway.events("approval-decided", 1)
@@ -306,7 +311,7 @@ def test_a_held_call_completes_when_approved_while_it_waits(launcher, tmp_path):
         attempts=100,
         pause=0.1,
     )[-1]
-    [line] = listed.splitlines()
+    [line] = request_lines(listed)
     request = line.split()[0]
     assert waiting.is_alive() and answers == [], "the call is held, not answered"
     assert transfers(log) == []

@@ -319,3 +319,57 @@ def test_a_bad_policy_on_reload_is_refused_and_the_old_set_stays(world, tmp_path
     world.gateway.proc.popen.send_signal(signal.SIGHUP)
     world.gateway.proc.wait_for(r"reloaded the policies")
     refused(call(s, "actions__lookup", {"query": "after a good reload"}))
+
+
+def test_the_readme_laptop_policy_keeps_the_wrapped_filesystem_server_usable(tmp_path):
+    """`palisade mcp` with [wrap] effects and a workspace constraint, as the README shows it."""
+    from support import FILESYSTEM_JS, StdioPeer, node_bin, palisade_bin
+
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    (projects / "a.txt").write_text("hello\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    config = tmp_path / "files.toml"
+    config.write_text(
+        f"""data_dir = "{tmp_path / 'data'}"
+[wrap]
+name = "files"
+default_effect = "irreversible"
+effects = {{ read_text_file = "read", list_directory = "read", list_allowed_directories = "read",
+            write_file = "write", edit_file = "write", create_directory = "write",
+            move_file = "irreversible" }}
+
+[authz.constraints.workspace]
+kind = "paths"
+tools = ["write_file", "edit_file", "create_directory", "move_file"]
+arguments = ["path", "source", "destination"]
+allow = ["{projects}"]
+
+[pipeline]
+pass_through = ["limits", "outbound-filter", "inject-secrets", "redact", "inbound-filter"]
+"""
+    )
+    peer = StdioPeer(
+        [palisade_bin(), "mcp", "--config", str(config), "--", node_bin(), str(FILESYSTEM_JS), str(tmp_path)],
+        log_dir=tmp_path / "logs",
+        name="palisade-mcp",
+    )
+    try:
+        peer.initialize()
+
+        def call(name: str, arguments: dict) -> dict:
+            return peer.request("tools/call", {"name": name, "arguments": arguments})
+
+        read = call("read_text_file", {"path": str(projects / "a.txt")})
+        assert "hello" in json.dumps(read["result"]), read
+        assert "error" not in call("write_file", {"path": str(projects / "b.txt"), "content": "new"})
+        assert (projects / "b.txt").read_text() == "new"
+        refused(call("write_file", {"path": str(outside / "c.txt"), "content": "no"}))
+        assert not (outside / "c.txt").exists()
+        held = call("move_file", {"source": str(projects / "a.txt"), "destination": str(projects / "d.txt")})
+        refused(held, HELD)
+        assert (projects / "a.txt").exists(), "a held move has not run"
+        refused(call("move_file", {"source": str(projects / "a.txt"), "destination": str(outside / "d.txt")}))
+    finally:
+        peer.close()

@@ -122,7 +122,7 @@ def test_two_gateways_on_one_database_share_keys_revocations_and_approvals(datab
         return cli(config_b, "approvals", *args, "--url", b.base, env={"PALISADE_TOKEN": bob})
 
     listed = ok(approvals("list"))
-    [line] = [l for l in listed.splitlines() if request in l]
+    [line] = [l for l in listed.splitlines() if l.startswith(request)]
     assert "pending" in line and "alice" in line, listed
     shown = json.loads(ok(approvals("show", request)))
     assert shown["arguments"] == canonical(arguments) and shown["principal"] == "alice", shown
