@@ -264,3 +264,73 @@ def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
+
+
+def test_oidc_tokens_are_checked_against_the_issuers_keys_and_a_wrong_audience_is_refused(launcher, tmp_path):
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "alg": "RS256", "use": "sig"})
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    audience, issuer = "https://palisade.test/mcp", "https://idp.test"
+    extra = f'\n[auth]\nanonymous = false\n[auth.jwt]\nissuer = "{issuer}"\naudience = "{audience}"\njwks = "{jwks}"\nalgorithms = "RS"\n'
+    gateway, _ = keyed_gateway(launcher, tmp_path, extra=extra)
+    now = int(time.time())
+
+    def token(**changes) -> str:
+        claims = {"iss": issuer, "aud": audience, "sub": "erin", "roles": ["dev"], "iat": now, "exp": now + 300}
+        claims.update(changes)
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+
+    good = AuthedSession(gateway.base, token())
+    good.initialize()
+    assert good.request("tools/list")["result"]["tools"]
+    [opened] = gateway.events("session-opened", 1)
+    assert opened["principal"] == "erin", opened
+
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    unsigned = b64(b'{"alg":"none","typ":"JWT"}') + "." + b64(json.dumps({"iss": issuer, "aud": audience, "sub": "root", "exp": now + 300}).encode()) + "."
+    import hashlib
+    import hmac
+
+    head = b64(b'{"alg":"HS256","typ":"JWT","kid":"k1"}') + "." + b64(json.dumps({"iss": issuer, "aud": audience, "sub": "root", "exp": now + 300}).encode())
+    confused = head + "." + b64(hmac.new(public_pem, head.encode(), hashlib.sha256).digest())
+    for bad in [
+        token(aud="https://another.example/mcp"),
+        token(iss="https://evil.example"),
+        token(exp=now - 600),
+        token(nbf=now + 600),
+        unsigned,
+        confused,
+        token()[:-4] + "AAAA",
+    ]:
+        reply = AuthedSession(gateway.base, bad).post(INIT, session=False)
+        assert reply.status == 401, (bad[:40], reply)
+        assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+    gateway.proc.stop()
+    assert token().encode() not in emitted(gateway.audit_path, gateway.proc.stderr_path)
+
+
+def test_a_jwks_that_cannot_be_fetched_stops_the_start_with_a_clear_error(tmp_path):
+    from support import free_port
+
+    port = free_port()
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "d"}"\n[auth]\nanonymous = false\n[auth.jwt]\nissuer = "https://idp.test"\n'
+        f'audience = "https://palisade.test/mcp"\njwks = "http://127.0.0.1:{port}/jwks.json"\n'
+        '[pipeline]\npass_through = ["limits", "outbound-filter", "inject-secrets", "redact", "inbound-filter"]\n'
+        '[server]\nlisten = "127.0.0.1:0"\n'
+    )
+    done = subprocess.run([palisade_bin(), "serve", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done.stderr
+    assert "auth.jwt" in done.stderr and "listening" not in done.stderr, done.stderr
