@@ -15,7 +15,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, read_events
+from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, read_events, write_config
 
 CLIENT_SECONDS = 60
 
@@ -90,9 +90,11 @@ def test_through_serve(launcher, upstream_kind: str) -> None:
 
 
 def test_through_mcp_wrap(tmp_path) -> None:
+    # About routing through the wrapper, not authorization: the layer-1 stages pass through.
+    config = write_config(tmp_path / "palisade.toml", data_dir=tmp_path / "palisade", upstreams={})
     params = StdioServerParameters(
         command=palisade_bin(),
-        args=["mcp", "--name", "everything", "--", node_bin(), str(EVERYTHING_JS), "stdio"],
+        args=["mcp", "--config", str(config), "--name", "everything", "--", node_bin(), str(EVERYTHING_JS), "stdio"],
         env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
     )
     run_session(stdio_client(params), "")

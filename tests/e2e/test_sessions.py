@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from support import RawSession, alive, http_request, palisade_bin, python_stdio
+from support import RawSession, alive, http_request, palisade_bin, python_stdio, write_config
 
 
 def whoami(session: RawSession) -> int:
@@ -145,8 +145,10 @@ def test_palisade_mcp_ends_its_upstream_when_the_client_leaves(tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
     spec = python_stdio("pid_server.py", str(pids))
+    # About the upstream's life, not authorization: the layer-1 stages pass through.
+    config = write_config(tmp_path / "palisade.toml", data_dir=tmp_path / "palisade", upstreams={})
     proc = subprocess.Popen(
-        [palisade_bin(), "mcp", "--", spec["command"], *spec["args"]],
+        [palisade_bin(), "mcp", "--config", str(config), "--", spec["command"], *spec["args"]],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
     )
