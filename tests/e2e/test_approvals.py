@@ -298,10 +298,14 @@ def test_a_held_call_completes_when_approved_while_it_waits(launcher, tmp_path):
     alice, bob = create_key(config, "alice", "dev"), create_key(config, "bob", "approver")
     arguments = {"to": "carol", "amount": 42}
     answers: list[Any] = []
+    progress: list[tuple[float, str | None]] = []
+
+    async def heard(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
 
     async def agent() -> None:
         async with client(gateway.url, alice) as c:
-            answers.append(await c.call_tool(TOOL, arguments))
+            answers.append(await c.call_tool(TOOL, arguments, progress_callback=heard))
 
     waiting = threading.Thread(target=run, args=(agent,), daemon=True)
     waiting.start()
@@ -314,6 +318,9 @@ def test_a_held_call_completes_when_approved_while_it_waits(launcher, tmp_path):
     [line] = request_lines(listed)
     request = line.split()[0]
     assert waiting.is_alive() and answers == [], "the call is held, not answered"
+    # While it waits, the client hears that it is held (every 5 s), so it does not give up.
+    retry_until(lambda: list(progress), lambda heard_so_far: len(heard_so_far) > 0, attempts=150, pause=0.1)
+    assert progress and "approves" in (progress[0][1] or ""), progress
     assert transfers(log) == []
     ok(approvals(config, gateway, bob, "approve", request, "--reason", "ok"))
     waiting.join(30)

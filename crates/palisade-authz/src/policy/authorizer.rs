@@ -231,15 +231,17 @@ impl Authorize for PolicyAuthorizer {
                     obligations: Vec::new(),
                     findings,
                 },
-                PolicyDecision::NeedsApproval { reason, policies } => Authorization::NeedsApproval {
-                    // The request names the policies that asked, for the human who decides.
-                    pending: Box::new(Permit::issue(call).escalate_by(
-                        Reason::new(ReasonCode::ApprovalRequired, reason),
-                        policies,
-                    )),
-                    obligations: Vec::new(),
-                    findings,
-                },
+                PolicyDecision::NeedsApproval { reason, policies } => {
+                    Authorization::NeedsApproval {
+                        // The request names the policies that asked, for the human who decides.
+                        pending: Box::new(Permit::issue(call).escalate_by(
+                            Reason::new(ReasonCode::ApprovalRequired, reason),
+                            policies,
+                        )),
+                        obligations: Vec::new(),
+                        findings,
+                    }
+                }
                 PolicyDecision::Deny { reason, .. } => {
                     // A failed constraint's detail is the most useful thing to say.
                     let reason = match checks.iter().find(|c| !c.passed) {

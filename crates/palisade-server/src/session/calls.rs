@@ -6,6 +6,7 @@
 //! the rest run the pipeline, whose executor is the only code that sends a
 //! call upstream, and only as the `Authorized` value the pipeline hands it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use palisade_core::{
@@ -13,7 +14,8 @@ use palisade_core::{
     Target,
 };
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
-use palisade_mcp::{RequestId, Response};
+use palisade_mcp::protocol::method;
+use palisade_mcp::{Message, Notification, RequestId, Response};
 use palisade_pipeline::{Authorized, CallResult, ExecError, Execute, Executed};
 use serde_json::{Map, Value, json};
 
@@ -123,18 +125,30 @@ impl Session {
             parent: parsed.parent,
         };
         let call_id = head.id;
+        let progress_token = head
+            .params
+            .as_ref()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("progressToken"))
+            .cloned();
         let call = Call::new(head, parsed.arguments);
         let exec = UpstreamCall {
             session: self,
             index: parsed.upstream,
             client_id: &id,
             unavailable: Mutex::new(None),
+            started: AtomicBool::new(false),
         };
-        let result = self
+        let run = self
             .gateway
             .pipeline
-            .run(call, Arc::clone(&self.facts), &exec)
-            .await;
+            .run(call, Arc::clone(&self.facts), &exec);
+        let result = match progress_token {
+            Some(token) if !self.gateway.config.approvals.hold.is_zero() => {
+                self.keep_alive(run, &token, &id, &exec.started).await
+            }
+            Some(_) | None => run.await,
+        };
         let answer = match result {
             CallResult::Returned(Executed::Result(result)) => {
                 if kind == CallKind::Tool {
@@ -154,6 +168,44 @@ impl Session {
             }
         };
         Some(respond(id, answer))
+    }
+
+    /// Awaits `run`, telling the client every few seconds, with the progress
+    /// token it sent, that its call is still held before it runs (waiting
+    /// for a human's approval): a client that times out quiet requests keeps
+    /// it. Once the call reaches its upstream, the upstream's own progress
+    /// is what the client hears.
+    async fn keep_alive<F: Future<Output = CallResult>>(
+        &self,
+        run: F,
+        token: &Value,
+        id: &RequestId,
+        started: &AtomicBool,
+    ) -> CallResult {
+        let mut run = std::pin::pin!(run);
+        let every = std::time::Duration::from_secs(5);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut sent: u64 = 0;
+        loop {
+            tokio::select! {
+                result = &mut run => return result,
+                _ = tick.tick() => {
+                    if started.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    sent = sent.saturating_add(1);
+                    let notification = Notification {
+                        method: method::PROGRESS.to_owned(),
+                        params: Some(json!({
+                            "progressToken": token,
+                            "progress": sent,
+                            "message": "palisade is holding this call until a human approves it",
+                        })),
+                    };
+                    self.send_to_client(Message::Notification(notification), Some(id));
+                }
+            }
+        }
     }
 
     /// Reads a request as a call: checks its shape and finds its upstream.
@@ -393,10 +445,13 @@ struct UpstreamCall<'a> {
     client_id: &'a RequestId,
     /// The error the client reads when no answer came.
     unavailable: Mutex<Option<ErrorObject>>,
+    /// Set when the pipeline hands the call to its upstream.
+    started: AtomicBool,
 }
 
 impl Execute for UpstreamCall<'_> {
     async fn execute(&self, call: Authorized) -> Result<Executed, ExecError> {
+        self.started.store(true, Ordering::SeqCst);
         let answer = self
             .session
             .relay(self.index, self.client_id, Outgoing::Call(&call))
