@@ -61,6 +61,7 @@
 //! `time` and `hour` are plain numbers all the same, the simplest to compare.
 
 mod authorizer;
+mod cache;
 mod request;
 mod schema;
 mod source;
@@ -71,6 +72,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use cedar_policy::{
@@ -82,7 +84,13 @@ use palisade_core::{CallKind, EffectClass, Principal, Target};
 
 pub use authorizer::{ArgumentCheck, ArgumentChecks, NoArgumentChecks, PolicyAuthorizer};
 
-use request::Types;
+use cache::Cache;
+use request::{PrincipalParts, ResourceParts, Types};
+
+/// How many principals, and how many targets, an engine keeps built
+/// entities for (a full cache is emptied and refilled: simple, and a
+/// gateway's working set of callers and tools is far smaller).
+const CACHE_ENTRIES: usize = 4_096;
 
 /// One policy file's text, and where it came from (for ids and errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +250,13 @@ pub struct PolicyEngine {
     irreversible_needs_approval: bool,
     authorizer: Authorizer,
     schema: Schema,
+    /// Each principal's entity and `task` record. Keyed by the whole
+    /// principal (id, kind, roles, tenant, credential, task id: see
+    /// `Principal`'s `Eq`), so two callers differing in any of them never
+    /// share one. Per engine: a reload starts empty.
+    principals: Cache<Principal, PrincipalParts>,
+    /// Each target's resource and server entities.
+    resources: Cache<(CallKind, Target), ResourceParts>,
 }
 
 impl fmt::Debug for PolicyEngine {
@@ -321,6 +336,8 @@ impl PolicyEngine {
             irreversible_needs_approval,
             authorizer: Authorizer::new(),
             schema,
+            principals: Cache::new(CACHE_ENTRIES),
+            resources: Cache::new(CACHE_ENTRIES),
         })
     }
 
@@ -391,14 +408,16 @@ impl PolicyEngine {
                 policies: failed.iter().map(|n| format!("constraint:{n}")).collect(),
             });
         }
-        let built = self
-            .types
-            .request(r, &self.constraint_names)
-            .and_then(|request| {
-                self.types
-                    .entities(r.principal, r.kind, r.target, Some(r.arguments))
-                    .map(|entities| (request, entities))
-            });
+        let built = self.principal_parts(r.principal).and_then(|principal| {
+            let request = self
+                .types
+                .request_with(r, &self.constraint_names, principal.task())?;
+            let resource = self.resource_parts(r.kind, r.target)?;
+            let entities = self
+                .types
+                .assemble(&principal, &resource, Some(r.arguments))?;
+            Ok((request, entities))
+        });
         let (request, entities) = match built {
             Ok(built) => built,
             Err(why) => {
@@ -527,7 +546,11 @@ impl PolicyEngine {
         target: &Target,
         effect: EffectClass,
     ) -> bool {
-        let Ok(entities) = self.types.entities(principal, kind, target, None) else {
+        let entities = self.principal_parts(principal).and_then(|p| {
+            let resource = self.resource_parts(kind, target)?;
+            self.types.assemble(&p, &resource, None)
+        });
+        let Ok(entities) = entities else {
             return false;
         };
         let Ok(request) = Request::new(
@@ -548,6 +571,31 @@ impl PolicyEngine {
     /// The schema the policies were validated against.
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    fn principal_parts(&self, principal: &Principal) -> Result<PrincipalParts, String> {
+        if let Some(parts) = self.principals.get(principal) {
+            return Ok(parts);
+        }
+        let parts = self.types.principal_parts(principal)?;
+        self.principals.insert(principal.clone(), parts.clone());
+        Ok(parts)
+    }
+
+    fn resource_parts(&self, kind: CallKind, target: &Target) -> Result<ResourceParts, String> {
+        let key = (kind, target.clone());
+        if let Some(parts) = self.resources.get(&key) {
+            return Ok(parts);
+        }
+        let parts = self.types.resource_parts(kind, target)?;
+        self.resources.insert(key, Arc::clone(&parts));
+        Ok(parts)
+    }
+
+    /// How many principals and targets have cached entities (for tests).
+    #[cfg(test)]
+    fn cached(&self) -> (usize, usize) {
+        (self.principals.len(), self.resources.len())
     }
 }
 
