@@ -149,6 +149,13 @@ fn bench(c: &mut Criterion) {
 
     let authorized = authorized_pipeline(Arc::new(Discard));
     let alice = developer();
+    // The measured call must be one the policies allow and the upstream runs.
+    let first =
+        runtime.block_on(authorized.run(call_as(0, alice.clone()), Arc::clone(&session), &echo));
+    assert!(
+        matches!(first, palisade_pipeline::CallResult::Returned(_)),
+        "the benchmark call was not allowed: {first:?}"
+    );
     c.bench_function(
         "pipeline/Cedar authorization (10 policies), audit discarded",
         |b| {
