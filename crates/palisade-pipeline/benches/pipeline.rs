@@ -1,9 +1,11 @@
-//! The whole pipeline in process, against its target (p50 ≤ 20 µs), with and without a durable audit file.
+//! The whole pipeline in process, against its target (p50 ≤ 20 µs), with and without a durable audit file, and with Cedar authorization on.
 #![expect(
     clippy::unwrap_used,
     reason = "benchmark setup: a failure is a failed run, not a crash on input"
 )]
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -43,10 +45,68 @@ fn pipeline(audit: Arc<dyn Audit>) -> Pipeline {
     builder.build().unwrap()
 }
 
+/// Ten policies of the kinds an operator starts with: reads by role, writes
+/// under a path, an approval, forbids on taint and out of hours.
+const POLICIES: &str = r#"
+permit (principal in Role::"dev", action == Action::"read", resource in Server::"files");
+permit (principal in Role::"dev", action == Action::"write", resource in Server::"files")
+  when { context.args.hasTag("path") && context.args.getTag("path") like "/srv/shared/*" };
+permit (principal in Role::"ops", action, resource in Server::"shell");
+@approval("deleting needs a human")
+permit (principal in Role::"dev", action, resource == Tool::"files/delete_file");
+permit (principal == Service::"ci", action == Action::"read", resource);
+permit (principal in Role::"dev", action == Action::"egress", resource in Server::"web")
+  when { !context.session.tainted };
+forbid (principal, action == Action::"egress", resource) when { context.session.tainted };
+forbid (principal in Role::"contractor", action, resource) when { context.hour < 8 || context.hour > 18 };
+forbid (principal, action, resource == Tool::"shell/rm");
+forbid (principal, action, resource in Server::"files") when { context.task.present && !(context.task.scopes.contains(context.tool)) };
+"#;
+
+/// Every stage passed through but authorization, which is palisade's
+/// Cedar engine on [`POLICIES`].
+fn authorized_pipeline(audit: Arc<dyn Audit>) -> Pipeline {
+    let authorizer = palisade_authz::policy::PolicyAuthorizer::load(
+        &[palisade_authz::policy::PolicySource {
+            file: PathBuf::from("bench.cedar"),
+            text: POLICIES.to_owned(),
+        }],
+        Arc::new(palisade_authz::policy::NoArgumentChecks),
+        HashMap::new(),
+        Arc::new(SystemClock),
+        true,
+    )
+    .unwrap();
+    let mut builder = Pipeline::builder()
+        .audit(audit)
+        .authorize(Arc::new(authorizer));
+    for stage in palisade_pipeline::PASSABLE {
+        if stage != Stage::Authorize {
+            builder = builder.pass_through(stage);
+        }
+    }
+    builder.build().unwrap()
+}
+
+fn developer() -> Principal {
+    Principal::from_identity(Identity {
+        id: "alice".into(),
+        kind: PrincipalKind::User,
+        roles: vec!["dev".into()],
+        tenant: Some("acme".into()),
+        credential: Credential::ApiKey { key: "k1".into() },
+        task: None,
+    })
+}
+
 fn call(n: u64) -> Call {
+    call_as(n, Principal::new("bench"))
+}
+
+fn call_as(n: u64, principal: Principal) -> Call {
     let head = CallHead {
         id: CallId(n),
-        principal: Principal::new("bench"),
+        principal,
         session: SessionId::new("0123456789abcdef"),
         kind: CallKind::Tool,
         target: Target::new("files", "read_text_file"),
@@ -86,6 +146,30 @@ fn bench(c: &mut Criterion) {
         })
     });
     let _ = std::fs::remove_dir_all(&dir);
+
+    let authorized = authorized_pipeline(Arc::new(Discard));
+    let alice = developer();
+    // The measured call must be one the policies allow and the upstream runs.
+    let first =
+        runtime.block_on(authorized.run(call_as(0, alice.clone()), Arc::clone(&session), &echo));
+    assert!(
+        matches!(first, palisade_pipeline::CallResult::Returned(_)),
+        "the benchmark call was not allowed: {first:?}"
+    );
+    c.bench_function(
+        "pipeline/Cedar authorization (10 policies), audit discarded",
+        |b| {
+            b.iter(|| {
+                n += 1;
+                let outcome = runtime.block_on(authorized.run(
+                    call_as(n, alice.clone()),
+                    Arc::clone(&session),
+                    &echo,
+                ));
+                std::hint::black_box(outcome)
+            })
+        },
+    );
 }
 
 criterion_group!(benches, bench);

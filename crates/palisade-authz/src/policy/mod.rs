@@ -61,6 +61,7 @@
 //! `time` and `hour` are plain numbers all the same, the simplest to compare.
 
 mod authorizer;
+mod cache;
 mod request;
 mod schema;
 mod source;
@@ -71,6 +72,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use cedar_policy::{
@@ -82,7 +84,13 @@ use palisade_core::{CallKind, EffectClass, Principal, Target};
 
 pub use authorizer::{ArgumentCheck, ArgumentChecks, NoArgumentChecks, PolicyAuthorizer};
 
-use request::Types;
+use cache::Cache;
+use request::{PrincipalParts, ResourceParts, Types};
+
+/// How many principals, and how many targets, an engine keeps built
+/// entities for (a full cache is emptied and refilled: simple, and a
+/// gateway's working set of callers and tools is far smaller).
+const CACHE_ENTRIES: usize = 4_096;
 
 /// The policy in force when the operator names no policy file.
 pub const DEFAULT_POLICY: &str = include_str!("default.cedar");
@@ -248,6 +256,22 @@ pub struct PolicyEngine {
     irreversible_needs_approval: bool,
     authorizer: Authorizer,
     schema: Schema,
+    /// Each principal's entity and `task` record. Keyed by the whole
+    /// principal (id, kind, roles, tenant, credential, task id: see
+    /// `Principal`'s `Eq`), so two callers differing in any of them never
+    /// share one. Per engine: a reload starts empty.
+    principals: Cache<Principal, PrincipalParts>,
+    /// Each target's resource and server entities.
+    resources: Cache<(CallKind, Target), ResourceParts>,
+    /// Each policy's `@approval` and `@reason`, read at load: Cedar parses
+    /// the annotation's name on every lookup, a fifth of a whole call's time.
+    annotations: HashMap<String, Annotations>,
+}
+
+#[derive(Debug, Default)]
+struct Annotations {
+    approval: Option<String>,
+    reason: Option<String>,
 }
 
 impl fmt::Debug for PolicyEngine {
@@ -318,6 +342,20 @@ impl PolicyEngine {
             .and_then(|set| Sliced::new(&set))
             .map_err(PolicyError::Schema)?;
         let sliced = Sliced::new(&policies).map_err(PolicyError::Schema)?;
+        let annotations = policies
+            .policies()
+            .map(|p| {
+                let read = |key| p.annotation(key).map(str::to_owned);
+                (
+                    p.id().to_string(),
+                    Annotations {
+                        approval: read("approval"),
+                        reason: read("reason"),
+                    },
+                )
+            })
+            .filter(|(_, a)| a.approval.is_some() || a.reason.is_some())
+            .collect();
         Ok(Self {
             policies,
             sliced,
@@ -327,6 +365,9 @@ impl PolicyEngine {
             irreversible_needs_approval,
             authorizer: Authorizer::new(),
             schema,
+            principals: Cache::new(CACHE_ENTRIES),
+            resources: Cache::new(CACHE_ENTRIES),
+            annotations,
         })
     }
 
@@ -397,14 +438,16 @@ impl PolicyEngine {
                 policies: failed.iter().map(|n| format!("constraint:{n}")).collect(),
             });
         }
-        let built = self
-            .types
-            .request(r, &self.constraint_names)
-            .and_then(|request| {
-                self.types
-                    .entities(r.principal, r.kind, r.target, Some(r.arguments))
-                    .map(|entities| (request, entities))
-            });
+        let built = self.principal_parts(r.principal).and_then(|principal| {
+            let request = self
+                .types
+                .request_with(r, &self.constraint_names, principal.task())?;
+            let resource = self.resource_parts(r.kind, r.target)?;
+            let entities = self
+                .types
+                .assemble(&principal, &resource, Some(r.arguments))?;
+            Ok((request, entities))
+        });
         let (request, entities) = match built {
             Ok(built) => built,
             Err(why) => {
@@ -472,7 +515,7 @@ impl PolicyEngine {
     fn allowed(&self, effect: EffectClass, permits: Vec<String>) -> PolicyDecision {
         let asks: Vec<&str> = permits
             .iter()
-            .filter_map(|id| self.policies.annotation(&PolicyId::new(id), "approval"))
+            .filter_map(|id| self.annotations.get(id)?.approval.as_deref())
             .collect();
         if !asks.is_empty() {
             let mut asks: Vec<&str> = asks
@@ -509,7 +552,7 @@ impl PolicyEngine {
     fn forbid_reason(&self, forbids: &[String]) -> String {
         let reasons: Vec<&str> = forbids
             .iter()
-            .filter_map(|id| self.policies.annotation(&PolicyId::new(id), "reason"))
+            .filter_map(|id| self.annotations.get(id)?.reason.as_deref())
             .collect();
         if reasons.is_empty() {
             format!("forbidden by policy {}", ticked(forbids))
@@ -533,7 +576,11 @@ impl PolicyEngine {
         target: &Target,
         effect: EffectClass,
     ) -> bool {
-        let Ok(entities) = self.types.entities(principal, kind, target, None) else {
+        let entities = self.principal_parts(principal).and_then(|p| {
+            let resource = self.resource_parts(kind, target)?;
+            self.types.assemble(&p, &resource, None)
+        });
+        let Ok(entities) = entities else {
             return false;
         };
         let Ok(request) = Request::new(
@@ -554,6 +601,31 @@ impl PolicyEngine {
     /// The schema the policies were validated against.
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    fn principal_parts(&self, principal: &Principal) -> Result<PrincipalParts, String> {
+        if let Some(parts) = self.principals.get(principal) {
+            return Ok(parts);
+        }
+        let parts = self.types.principal_parts(principal)?;
+        self.principals.insert(principal.clone(), parts.clone());
+        Ok(parts)
+    }
+
+    fn resource_parts(&self, kind: CallKind, target: &Target) -> Result<ResourceParts, String> {
+        let key = (kind, target.clone());
+        if let Some(parts) = self.resources.get(&key) {
+            return Ok(parts);
+        }
+        let parts = self.types.resource_parts(kind, target)?;
+        self.resources.insert(key, Arc::clone(&parts));
+        Ok(parts)
+    }
+
+    /// How many principals and targets have cached entities (for tests).
+    #[cfg(test)]
+    fn cached(&self) -> (usize, usize) {
+        (self.principals.len(), self.resources.len())
     }
 }
 

@@ -1,11 +1,15 @@
 //! A call as Cedar sees it: the principal, action and resource entities, and the typed context.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
 };
+use cedar_policy_core::ast;
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 use palisade_core::{CallKind, EffectClass, Principal, PrincipalKind, Target};
 use serde_json::Value;
 
@@ -25,6 +29,25 @@ pub(super) struct Types {
     arguments: EntityTypeName,
     action: EntityTypeName,
 }
+
+/// What a call's judgement needs of its principal, built once per
+/// principal and shared by its calls: its entity (with its roles and
+/// tenant as parents) and the context's `task` record.
+#[derive(Debug, Clone)]
+pub(super) struct PrincipalParts {
+    entity: Arc<ast::Entity>,
+    task: ast::Value,
+}
+
+impl PrincipalParts {
+    pub(super) fn task(&self) -> &ast::Value {
+        &self.task
+    }
+}
+
+/// A call's resource entity and its server's (one entity when the server
+/// is the resource), built once per target.
+pub(super) type ResourceParts = Arc<[Arc<ast::Entity>]>;
 
 impl Types {
     pub(super) fn new() -> Result<Self, String> {
@@ -134,7 +157,94 @@ impl Types {
         Ok(vec![resource, server])
     }
 
-    /// The entities a call's judgement may look at, with or without its arguments.
+    pub(super) fn principal_parts(&self, principal: &Principal) -> Result<PrincipalParts, String> {
+        let entity = self.principal(principal)?;
+        Ok(PrincipalParts {
+            entity: Arc::new(entity.as_ref().clone()),
+            task: task_record(principal),
+        })
+    }
+
+    pub(super) fn resource_parts(
+        &self,
+        kind: CallKind,
+        target: &Target,
+    ) -> Result<ResourceParts, String> {
+        Ok(self
+            .resource(kind, target)?
+            .iter()
+            .map(|e| Arc::new(e.as_ref().clone()))
+            .collect())
+    }
+
+    /// The same entities as [`Types::entities`], from parts built earlier,
+    /// without recomputing the transitive closure of the hierarchy.
+    ///
+    /// Why that is sound: Cedar needs each entity's ancestors to be closed
+    /// (an ancestor's ancestors listed too) and the hierarchy acyclic. The
+    /// only parents here are a principal's `Role`s and `Tenant` and a
+    /// resource's `Server`, and none of those has parents of its own (roles
+    /// and tenants are not entities at all; a `Server` is built with none),
+    /// so every hierarchy is one level deep: the parents are already all the
+    /// ancestors, and no cycle can form. The uids cannot collide either:
+    /// principal, resource, server and arguments have distinct entity types.
+    /// `fast_entities_equal_the_computed_ones` checks both routes agree.
+    pub(super) fn assemble(
+        &self,
+        principal: &PrincipalParts,
+        resource: &[Arc<ast::Entity>],
+        arguments: Option<&Value>,
+    ) -> Result<Entities, String> {
+        let mut all: Vec<Arc<ast::Entity>> = Vec::with_capacity(resource.len() + 2);
+        all.push(Arc::clone(&principal.entity));
+        all.extend(resource.iter().cloned());
+        if let Some(arguments) = arguments {
+            all.push(Arc::new(self.arguments_entity(arguments)));
+        }
+        CoreEntities::new()
+            .add_entities(
+                all,
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .map(Entities::from)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The arguments entity built from plain values (what [`Types::arguments`]
+    /// builds through restricted expressions, without evaluating them).
+    fn arguments_entity(&self, arguments: &Value) -> ast::Entity {
+        let tags = arguments
+            .as_object()
+            .into_iter()
+            .flat_map(|map| map.iter())
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null
+                    | Value::Bool(_)
+                    | Value::Number(_)
+                    | Value::Array(_)
+                    | Value::Object(_) => v.to_string(),
+                };
+                (
+                    k.as_str().into(),
+                    ast::PartialValue::Value(ast::Value::from(text)),
+                )
+            });
+        ast::Entity::new_with_attr_partial_value(
+            self.arguments_uid().into(),
+            [],
+            Default::default(),
+            Default::default(),
+            tags,
+        )
+    }
+
+    #[cfg(test)]
+    /// The entities a call's judgement may look at, with or without its
+    /// arguments, built from scratch (the reference for [`Types::assemble`]).
     pub(super) fn entities(
         &self,
         principal: &Principal,
@@ -154,6 +264,7 @@ impl Types {
         Self::uid(&self.arguments, "call")
     }
 
+    #[cfg(test)]
     /// One tag per top-level argument: a string as it is, anything else as
     /// its JSON text, so that `hasTag` is true for every argument given.
     fn arguments(&self, arguments: &Value) -> Result<Entity, String> {
@@ -181,6 +292,7 @@ impl Types {
         Entity::new_with_tags(self.arguments_uid(), [], [], tags).map_err(|e| e.to_string())
     }
 
+    #[cfg(test)]
     /// The request for a call: principal, its effect class as the action,
     /// the resource, and the context the schema types.
     pub(super) fn request(
@@ -188,72 +300,93 @@ impl Types {
         r: &PolicyRequest<'_>,
         constraint_names: &[String],
     ) -> Result<Request, String> {
-        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
-        let record = |fields: Vec<(String, RestrictedExpression)>| {
-            RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
-        };
-        let task = r.principal.task();
-        let scopes = task
-            .map(|t| t.scopes().iter().map(|s| string(s)).collect::<Vec<_>>())
-            .unwrap_or_default();
+        self.request_with(r, constraint_names, &task_record(r.principal))
+    }
+
+    /// [`Types::request`] with the principal's `task` record built earlier.
+    ///
+    /// The context is made of plain values rather than restricted
+    /// expressions (nothing in it needs evaluating), and neither it nor the
+    /// request is checked against the schema here: every field and type is
+    /// fixed by this function, so what the check would find is found once by
+    /// `requests_and_entities_conform_to_the_schema`, not on every call. A
+    /// mismatch could only make a policy's evaluation fail, which denies
+    /// (an errored forbid) or allows nothing (an errored permit).
+    pub(super) fn request_with(
+        &self,
+        r: &PolicyRequest<'_>,
+        constraint_names: &[String],
+        task: &ast::Value,
+    ) -> Result<Request, String> {
         let secs = r
             .now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-        let constraints = constraint_names
-            .iter()
-            .map(|name| {
-                let passed = r
-                    .constraints
-                    .iter()
-                    .filter(|(n, _)| n == name)
-                    .all(|(_, passed)| *passed);
-                (name.clone(), RestrictedExpression::new_bool(passed))
-            })
-            .collect();
-        let context = Context::from_pairs([
-            ("effect".to_owned(), string(r.effect.as_str())),
-            ("kind".to_owned(), string(r.kind.as_str())),
-            ("tool".to_owned(), string(r.exposed_name)),
-            (
-                "session".to_owned(),
-                record(vec![(
-                    "tainted".to_owned(),
-                    RestrictedExpression::new_bool(r.tainted),
-                )])?,
-            ),
-            (
-                "task".to_owned(),
-                record(vec![
-                    (
-                        "present".to_owned(),
-                        RestrictedExpression::new_bool(task.is_some()),
-                    ),
-                    ("id".to_owned(), string(task.map(|t| t.id()).unwrap_or(""))),
-                    ("scopes".to_owned(), RestrictedExpression::new_set(scopes)),
-                ])?,
-            ),
-            ("time".to_owned(), RestrictedExpression::new_long(secs)),
-            (
-                "hour".to_owned(),
-                RestrictedExpression::new_long(secs.rem_euclid(86_400) / 3_600),
-            ),
-            ("constraints".to_owned(), record(constraints)?),
-            (
-                "args".to_owned(),
-                RestrictedExpression::new_entity_uid(self.arguments_uid()),
-            ),
-        ])
-        .map_err(|e| e.to_string())?;
+        let constraints = constraint_names.iter().map(|name| {
+            let passed = r
+                .constraints
+                .iter()
+                .filter(|(n, _)| n == name)
+                .all(|(_, passed)| *passed);
+            (name.as_str(), ast::Value::from(passed))
+        });
+        let record = ast::Value::record(
+            [
+                ("effect", ast::Value::from(r.effect.as_str())),
+                ("kind", ast::Value::from(r.kind.as_str())),
+                ("tool", ast::Value::from(r.exposed_name)),
+                (
+                    "session",
+                    ast::Value::record([("tainted", ast::Value::from(r.tainted))], None),
+                ),
+                ("task", task.clone()),
+                ("time", ast::Value::from(secs)),
+                ("hour", ast::Value::from(secs.rem_euclid(86_400) / 3_600)),
+                ("constraints", ast::Value::record(constraints, None)),
+                (
+                    "args",
+                    ast::Value::from(ast::EntityUID::from(self.arguments_uid())),
+                ),
+            ],
+            None,
+        );
+        let context = match record.value {
+            ast::ValueKind::Record(fields) => ast::Context::Value(fields),
+            ast::ValueKind::Lit(_) | ast::ValueKind::Set(_) | ast::ValueKind::ExtensionValue(_) => {
+                return Err("the context is not a record".to_owned());
+            }
+        };
         Request::new(
             self.principal_uid(r.principal),
             self.action(r.effect),
             self.resource_uid(r.kind, r.target),
-            context,
+            Context::from(context),
             None,
         )
         .map_err(|e| e.to_string())
     }
+}
+
+/// The context's `task` record: whether the call comes with a task token,
+/// its id and scopes (empty without one).
+fn task_record(principal: &Principal) -> ast::Value {
+    let task = principal.task();
+    let scopes = task
+        .map(|t| {
+            t.scopes()
+                .iter()
+                .map(|s| ast::Value::from(&**s))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    ast::Value::record(
+        [
+            ("present", ast::Value::from(task.is_some())),
+            ("id", ast::Value::from(task.map_or("", |t| t.id()))),
+            ("scopes", ast::Value::set(scopes, None)),
+        ],
+        None,
+    )
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cedar_policy::Entities;
+use cedar_policy::{Entities, Request};
 use palisade_core::{
     Call, CallContext, CallHead, CallId, CallKind, Credential, EffectClass, Identity, ManualClock,
     Principal, PrincipalKind, ReasonCode, SessionFacts, SessionId, Target, TaskScope,
@@ -717,7 +717,128 @@ fn requests_and_entities_conform_to_the_schema() {
         let entities = e.types.entities(&who, kind, &target, Some(&args)).unwrap();
         Entities::from_entities(entities.iter().cloned(), Some(e.schema()))
             .unwrap_or_else(|err| panic!("{kind:?}: {err}"));
+        // The request as calls build it, with the principal's cached parts.
+        let parts = e.principal_parts(&who).unwrap();
+        let request = e
+            .types
+            .request_with(&r, e.constraint_names(), parts.task())
+            .unwrap();
+        Request::new(
+            request.principal().unwrap().clone(),
+            request.action().unwrap().clone(),
+            request.resource().unwrap().clone(),
+            request.context().unwrap().clone(),
+            Some(e.schema()),
+        )
+        .unwrap_or_else(|err| panic!("{kind:?}: {err}"));
+        let resource = e.resource_parts(kind, &target).unwrap();
+        let assembled = e.types.assemble(&parts, &resource, Some(&args)).unwrap();
+        Entities::from_entities(assembled.iter().cloned(), Some(e.schema()))
+            .unwrap_or_else(|err| panic!("{kind:?}: {err}"));
     }
+}
+
+/// The entities assembled from cached parts, without computing the
+/// hierarchy's transitive closure, are exactly the ones computed from scratch.
+#[test]
+fn fast_entities_equal_the_computed_ones() {
+    let e = engine("permit (principal, action, resource);");
+    let no_roles = Principal::new("svc");
+    let many = person("carol", PrincipalKind::User, &["a", "b", "c"], None);
+    let args = json!({"path": "/a", "n": 1, "deep": {"x": [1]}, "": "empty key"});
+    for who in [alice(), ci_bot(), no_roles, many, with_task(&["x"])] {
+        for (kind, name) in [
+            (CallKind::Tool, "read_text_file"),
+            (CallKind::Prompt, "greet"),
+            (CallKind::Resource, "file:///a"),
+            (CallKind::Completion, "ref/prompt:greet"),
+            (CallKind::Completion, "ref/resource:file:///a"),
+            (CallKind::Completion, "other"),
+            (CallKind::TaskResult, "t-1"),
+        ] {
+            let target = Target::new("files", name);
+            let parts = e.principal_parts(&who).unwrap();
+            let resource = e.resource_parts(kind, &target).unwrap();
+            for arguments in [Some(&args), Some(&json!([1])), None] {
+                let fast = e.types.assemble(&parts, &resource, arguments).unwrap();
+                let slow = e.types.entities(&who, kind, &target, arguments).unwrap();
+                assert!(
+                    fast.as_ref().deep_eq(slow.as_ref()),
+                    "{who:?} {kind:?} {name}: {fast:?} != {slow:?}"
+                );
+            }
+        }
+    }
+}
+
+const BY_ROLE: &str = r#"
+permit (principal in Role::"dev", action == Action::"read", resource);
+forbid (principal, action, resource) when { context.task.present };
+"#;
+
+/// Two principals with the same id but different roles, kind, tenant or
+/// task never share a cached entity, in whichever order they call.
+#[test]
+fn principals_differing_in_anything_but_the_id_do_not_share_a_cache_entry() {
+    let dev = alice();
+    let ops = person("alice", PrincipalKind::User, &["ops"], None);
+    let service = person("alice", PrincipalKind::Service, &["dev"], None);
+    let task = with_task(&["files__read_text_file"]);
+    let cases = [
+        (&dev, "allow"),
+        (&ops, "deny"),
+        (&service, "allow"),
+        (&task, "deny"),
+    ];
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2]] {
+        let e = engine(BY_ROLE);
+        for round in 0..2 {
+            for &i in &order {
+                let (who, want) = cases[i];
+                let got = ask(who, "files/read_text_file", EffectClass::Read)
+                    .explain(&e)
+                    .decision;
+                assert_eq!(got.verb(), want, "{who:?}, round {round}");
+            }
+        }
+        assert_eq!(e.cached(), (4, 1));
+    }
+    // Equal principals built apart share one.
+    let e = engine(BY_ROLE);
+    for _ in 0..3 {
+        ask(&alice(), "files/read_text_file", EffectClass::Read).explain(&e);
+    }
+    assert_eq!(e.cached(), (1, 1));
+}
+
+/// A reload starts from empty caches: entities built for the old engine
+/// are not reused, and the new policies decide.
+#[tokio::test]
+async fn a_reload_starts_with_empty_caches() {
+    async fn verdict(a: &PolicyAuthorizer, read: &Call, ctx: &CallContext) -> &'static str {
+        match a.authorize(read, ctx).await.unwrap() {
+            Authorization::Allow { .. } => "allow",
+            Authorization::NeedsApproval { .. } => "needs-approval",
+            Authorization::Deny { .. } => "deny",
+        }
+    }
+    let a = authorizer(BY_ROLE);
+    let who = alice();
+    let read = call(who.clone(), "read_text_file", EffectClass::Read, json!({}));
+    let ctx = CallContext::new(SessionFacts::new());
+    assert_eq!(verdict(&a, &read, &ctx).await, "allow");
+    let before = a.engine();
+    assert_eq!(before.cached(), (1, 1));
+    a.reload(&[source(
+        "p.cedar",
+        r#"permit (principal in Role::"ops", action, resource);"#,
+    )])
+    .unwrap();
+    assert_eq!(a.engine().cached(), (0, 0));
+    assert_eq!(verdict(&a, &read, &ctx).await, "deny");
+    assert_eq!(a.engine().cached(), (1, 1));
+    // The old engine's entries stay with it, never seen by the new one.
+    assert_eq!(before.cached(), (1, 1));
 }
 
 // The authorizer: constraints from the checker, permits, findings, reloads.
