@@ -228,6 +228,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config, listen } => {
             let config = load(config.config.as_deref(), listen.listen.as_deref())?;
+            // The policies and constraints too: a file that `serve` would
+            // refuse is refused here.
+            if !config
+                .pipeline
+                .pass_through
+                .contains(&palisade_core::Stage::Authorize)
+            {
+                palisade_server::access::authorizer(
+                    &config,
+                    std::sync::Arc::new(palisade_core::SystemClock),
+                )?;
+            }
             #[expect(
                 clippy::print_stdout,
                 reason = "printing the effective config is what `check` is for"
