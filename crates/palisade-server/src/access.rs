@@ -1,6 +1,7 @@
-//! Layer 1 as the server holds it: the authenticator every transport asks,
-//! the resource identity bearer tokens must name, and how a failed
-//! authentication is answered.
+//! Layer 1 as the server builds it from the config: the state store, the authenticators every transport asks, the policies and constraints.
+//!
+//! Also the resource identity bearer tokens must name (RFC 9728), and how a
+//! failed authentication is answered.
 
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
