@@ -30,18 +30,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthFailure> {
     let text = value
         .to_str()
         .map_err(|_| AuthFailure::invalid_request("the Authorization header is not ASCII"))?;
-    let (scheme, credential) = text.split_once(' ').unwrap_or((text, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthFailure::invalid_request(
-            "the Authorization header must use the Bearer scheme",
-        ));
-    }
-    let credential = credential.trim();
-    if credential.is_empty() {
-        return Err(AuthFailure::invalid_request(
-            "the bearer credential is empty",
-        ));
-    }
+    // The scheme and the token's syntax are layer 1's to judge (RFC 6750).
+    let credential = palisade_authz::authn::bearer_token(text.trim_end())
+        .map_err(|e| AuthFailure::invalid_request(e.description()))?;
     Ok(Some(credential))
 }
 
