@@ -1,0 +1,1 @@
+//! OpenBao / HashiCorp Vault KV v2 as a vault (being written; see the secrets issue).
