@@ -184,15 +184,18 @@ pub trait OutboundFilter: Send + Sync + fmt::Debug {
     ) -> StageFuture<'a, Decision>;
 }
 
-/// Layer 2, injection: puts secret values into the outbound arguments,
-/// toward the call's bound destination only, after every check has run.
+/// Layer 2, injection: after every check has run, makes sure each secret
+/// the call will use exists, is not revoked, and goes only to its bound
+/// destination; a deny names which secret and why. Values are put in at
+/// the outbound request itself, inside the secrets layer, never into the
+/// arguments that the rest of palisade (and its audit record) sees.
 pub trait InjectSecrets: Send + Sync + fmt::Debug {
     fn inject<'a>(
         &'a self,
         head: &'a CallHead,
         arguments: &'a mut Value,
         ctx: &'a CallContext,
-    ) -> StageFuture<'a, Vec<Finding>>;
+    ) -> StageFuture<'a, Decision>;
 }
 
 /// Layer 2, redaction: removes secret values from what comes back.

@@ -10,7 +10,7 @@ use palisade_core::stage::{
     Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact, StageFuture,
 };
 use palisade_core::{
-    AuditEvent, Bounded, Call, CallContext, CallHead, CallRecord, Clock, Finding, InboundDecision,
+    AuditEvent, Bounded, Decision, Call, CallContext, CallHead, CallRecord, Clock, Finding, InboundDecision,
     LimitDecision, Outcome, Reason, ReasonCode, RedactionSeam, SessionFacts, Stage, StageRecord,
     StageVerdict, Usage, Verdict,
 };
@@ -499,13 +499,33 @@ impl Pipeline {
                     .within(Stage::InjectSecrets, injector.inject(head, arguments, ctx))
                     .await
                 {
-                    Ok(findings) => self.push(
-                        guard,
-                        Stage::InjectSecrets,
-                        t,
-                        StageVerdict::Allow,
+                    Ok(Decision {
+                        verdict: Verdict::Allow,
                         findings,
-                    ),
+                    }) => {
+                        ctx.add_findings(findings.iter().cloned());
+                        self.push(
+                            guard,
+                            Stage::InjectSecrets,
+                            t,
+                            StageVerdict::Allow,
+                            findings,
+                        )
+                    }
+                    // Approval was the gate before this one; here it is a deny.
+                    Ok(Decision {
+                        verdict: Verdict::Deny(reason) | Verdict::NeedsApproval(reason),
+                        findings,
+                    }) => {
+                        ctx.add_findings(findings.iter().cloned());
+                        return Ran::Stopped(self.deny(
+                            guard,
+                            Stage::InjectSecrets,
+                            t,
+                            reason,
+                            findings,
+                        ));
+                    }
                     Err(reason) => {
                         return Ran::Stopped(self.failed(guard, Stage::InjectSecrets, t, &reason));
                     }

@@ -406,18 +406,21 @@ impl InjectSecrets for Stub {
         _head: &'a CallHead,
         arguments: &'a mut Value,
         _ctx: &'a CallContext,
-    ) -> StageFuture<'a, Vec<Finding>> {
+    ) -> StageFuture<'a, Decision> {
         Box::pin(async move {
             note(&self.journal, "inject-secrets");
             trouble(&self.act).await?;
             if let Some(map) = arguments.as_object_mut() {
                 map.insert("token".into(), json!("injected-secret"));
             }
-            Ok(vec![Finding {
-                stage: Stage::InjectSecrets,
-                code: "secret.injected".into(),
-                message: "one token".into(),
-            }])
+            Ok(Decision {
+                verdict: Verdict::Allow,
+                findings: vec![Finding {
+                    stage: Stage::InjectSecrets,
+                    code: "secret.injected".into(),
+                    message: "one token".into(),
+                }],
+            })
         })
     }
 }

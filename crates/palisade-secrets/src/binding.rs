@@ -303,10 +303,8 @@ mod tests {
             Ok(())
         );
         assert_eq!(admits(&d, "https://api.example.com:443/v1", "POST"), Ok(()));
-        assert_eq!(
-            admits(&d, "https://API.EXAMPLE.COM./v1/x", "GET").is_err(),
-            true
-        );
+        // A trailing dot is another name to `Url`: refused, not guessed at.
+        assert!(admits(&d, "https://API.EXAMPLE.COM./v1/x", "GET").is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod value;
 pub mod vault;
 
 pub use binding::{Binding, Destination, Placement, SecretName};
-// pub use broker::Broker;
-// pub use redact::SecretRedactor;
+pub use broker::Broker;
+pub use redact::SecretRedactor;
 pub use value::SecretValue;
 pub use vault::{Meta, Vault, VaultError};
