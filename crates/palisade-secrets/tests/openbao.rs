@@ -538,6 +538,26 @@ async fn approle_logs_in_renews_before_the_lease_ends_and_logs_in_again() {
     let third = vault.token_accessor().await.unwrap();
     assert_ne!(third, second);
 
+    // Refused by policy (outside `palisade/`): the token is still good, so
+    // it is kept, not replaced by a login per denied call.
+    let (role_id, secret_id) = server.approle().await;
+    let mut settings = OpenBao::new(
+        server.url.clone(),
+        "dev",
+        Auth::approle(role_id, secret(&secret_id)),
+    );
+    settings.prefix = "not-palisade".to_owned();
+    let outside = OpenBaoVault::new(settings).unwrap();
+    let error = outside.check().await.unwrap_err();
+    assert!(error.to_string().contains("not-palisade/dev"), "{error}");
+    let kept = outside.token_accessor().await.unwrap();
+    for _ in 0..3 {
+        let error = outside.read(&k).await.unwrap_err();
+        assert!(matches!(error, VaultError::Refused(_)), "{error:?}");
+        assert_hides(&error, &[&secret_id]);
+    }
+    assert_eq!(outside.token_accessor().await.unwrap(), kept);
+
     // A renewal that fails (the token was revoked) is a new login too.
     server
         .root_ok(

@@ -433,7 +433,9 @@ impl OpenBaoVault {
     }
 
     /// A request with the current token. With AppRole, a refusal may mean
-    /// the token was revoked or expired early: one new login, one retry.
+    /// the token was revoked or expired early: if OpenBao no longer knows
+    /// the token, one new login and one retry. (A refusal by policy keeps
+    /// the token: logging in per denied call would pile up tokens.)
     async fn authed(
         &self,
         method: Method,
@@ -449,13 +451,16 @@ impl OpenBaoVault {
         {
             return Ok(answer);
         }
+        let lookup = self
+            .send(Method::GET, "auth/token/lookup-self", None, Some(&token))
+            .await?;
+        if lookup.status != StatusCode::FORBIDDEN {
+            return Ok(answer);
+        }
         {
             let mut session = self.session.lock().await;
             if session.as_ref().is_some_and(|s| s.token.same_as(&token)) {
-                tracing::debug!(
-                    path = path_and_query,
-                    "OpenBao refused the AppRole token; logging in again"
-                );
+                tracing::info!("OpenBao no longer accepts the AppRole token; logging in again");
                 *session = None;
             }
         }
