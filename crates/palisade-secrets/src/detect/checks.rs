@@ -6,6 +6,10 @@ use base64::Engine as _;
 /// Written here rather than pulled in as a crate: GitHub's checksum is
 /// computed over 30 bytes, and twenty lines do not need a dependency.
 pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a constant table filled over its own index range, at compile time"
+    )]
     const TABLE: [u32; 256] = {
         let mut table = [0u32; 256];
         let mut i = 0;
@@ -245,14 +249,54 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "baz",
 ];
 
+/// A run of `len` characters each one after the previous (`abcde`, `34567`):
+/// typed by a person writing an example, almost never drawn at random.
+fn has_sequence(value: &[u8], len: usize) -> bool {
+    let mut run = 1;
+    for pair in value.windows(2) {
+        let (Some(&a), Some(&b)) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        run = if a.is_ascii_alphanumeric() && b == a.wrapping_add(1) && b.is_ascii_alphanumeric() {
+            run + 1
+        } else {
+            1
+        };
+        if run >= len {
+            return true;
+        }
+    }
+    false
+}
+
+/// The value without the quotes (and escaping backslashes) around it.
+fn strip_quotes(mut value: &[u8]) -> &[u8] {
+    while let [b'"' | b'\'' | b'\\', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b'"' | b'\'' | b'\\'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// A variable interpolated into the value (`$HOME`, `${X}`, `$(cmd)`).
+fn interpolates(value: &[u8]) -> bool {
+    value.windows(2).any(|w| matches!(w, [b'$', next] if next.is_ascii_alphabetic() || matches!(next, b'_' | b'{' | b'(')))
+}
+
 /// A value that is a placeholder, a mask, a template or a reference to
 /// something else (`$VAR`, `%VAR%`, `config.password`), not a secret.
 pub(crate) fn is_placeholder(value: &[u8]) -> bool {
+    let value = strip_quotes(value.trim_ascii());
     let Ok(text) = std::str::from_utf8(value) else {
         return false;
     };
     let lower = text.to_ascii_lowercase();
     if lower.is_empty() || longest_run(value) * 2 > value.len() || longest_run(value) >= 5 {
+        return true;
+    }
+    if has_sequence(value, 5) || interpolates(value) {
         return true;
     }
     if PLACEHOLDER_WORDS.contains(&lower.as_str())

@@ -32,6 +32,18 @@ pub(crate) enum Check {
     Password,
     /// A value that must look random (header tokens).
     Random,
+    /// A `data:` value in a document that says `kind: Secret`.
+    KubernetesSecret,
+}
+
+/// A quick test of the bytes at an anchor, before the window's regex runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    Open,
+    /// An assignment operator (or quote, or `>`) follows the name.
+    Assignment,
+    /// `://` is followed by user info (an `@` before the host ends).
+    UserInfo,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +61,7 @@ pub(crate) struct RuleSpec {
     /// Lower wins when two detections overlap: a vendor format (0) over a URL
     /// or header (1) over a generic assignment (2).
     pub priority: u8,
+    pub gate: Gate,
 }
 
 const fn token(
@@ -64,6 +77,7 @@ const fn token(
         pattern,
         check: Check::TokenBody,
         priority: 0,
+        gate: Gate::Open,
     }
 }
 
@@ -89,7 +103,7 @@ macro_rules! key_name {
 /// A quoted value or a bare one, each in its own group.
 macro_rules! value {
     () => {
-        r#"(?:"(?P<dq>[^"\r\n]{1,256})"|'(?P<sq>[^'\r\n]{1,256})'|`(?P<bq>[^`\r\n]{1,256})`|(?P<uq>[^\s"'`,;<>(){}\[\]&|\\]{1,256}))"#
+        r#"(?:\\?"(?P<dq>[^"\\\r\n]{1,256})\\?"|'(?P<sq>[^'\r\n]{1,256})'|`(?P<bq>[^`\r\n]{1,256})`|(?P<uq>[^\s"'`,;<>(){}\[\]&|\\]{1,256}))"#
     };
 }
 
@@ -247,7 +261,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     token(
         "slack-token",
         &["xox"],
-        r"(?-u)\bxox(?:e\.xox[a-z]|[a-z])-[A-Za-z0-9-]{10,250}",
+        r"(?-u)\bxox(?:e\.xox[a-z]|[a-z])-[A-Za-z0-9-]{24,250}",
     ),
     token(
         "slack-app-token",
@@ -303,7 +317,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     token(
         "anthropic-api-key",
         &["sk-ant-"],
-        r"(?-u)\bsk-ant-(?:api|admin|sid|oat|ort)[0-9]{2}-[A-Za-z0-9_-]{20,}",
+        r"(?-u)\bsk-ant-(?:api|admin|sid|oat|ort)[0-9]{2}-[A-Za-z0-9_-]{80,100}AA\b",
     ),
     token(
         "huggingface-token",
@@ -492,7 +506,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     token(
         "sourcegraph-token",
         &["sgp_", "sgs_"],
-        r"(?-u)\bsg[ps]_(?:[a-f0-9]{16}_|local_)?[a-f0-9]{40}\b",
+        r"(?-u)\bsg[ps]_(?:[a-fA-F0-9]{16}_|local_)?[a-fA-F0-9]{40}\b",
     ),
     token(
         "dynatrace-token",
@@ -691,6 +705,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     },
     RuleSpec {
         check: Check::Password,
+        gate: Gate::UserInfo,
         before: 32,
         after: 512,
         priority: 1,
@@ -707,7 +722,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         ..token(
             "http-authorization",
             &["authorization"],
-            r#"(?i-u)\b(?:proxy-)?authorization["']?[ \t]*[:=][ \t]*["']?(?:bearer|token|basic|digest|apikey|api-key|sso-key|key)[ \t]+(?P<s>[A-Za-z0-9._~+/=:-]{8,})"#,
+            r#"(?i-u)\b(?:proxy-)?authorization["']?[ \t]*[:=][ \t]*["']?(?:[a-z][a-z0-9_-]{0,20}[ \t]+)?(?P<s>[A-Za-z0-9._~+/=:@-]{8,})"#,
         )
     },
     RuleSpec {
@@ -727,7 +742,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         ..token(
             "cli-password",
             &["curl"],
-            r#"(?i-u)\bcurl\b[^\r\n]*?[ \t](?:-u|--user)[ \t=]*["']?[^\s:"']+:(?P<s>[^\s"']+)"#,
+            r#"(?i-u)\bcurl\b(?:[^\r\n]|\\\r?\n)*?[ \t](?:-u|--user)[ \t=]*["']?[^\s:"']*:(?P<s>[^\s"']+)"#,
         )
     },
     RuleSpec {
@@ -752,11 +767,11 @@ pub(crate) const RULES: &[RuleSpec] = &[
     },
     RuleSpec {
         check: Check::Password,
-        before: 300,
+        after: 400,
         priority: 1,
         ..token(
             "netrc-password",
-            &["pass"],
+            &["machine"],
             r"(?-u)\bmachine[ \t]+\S+[ \t\r\n]+login[ \t]+\S+[ \t\r\n]+password[ \t]+(?P<s>\S+)",
         )
     },
@@ -790,9 +805,30 @@ pub(crate) const RULES: &[RuleSpec] = &[
             r"(?i-u)password to proceed to installation:?\s+(?P<s>[a-f0-9]{32})\b",
         )
     },
+    RuleSpec {
+        check: Check::Password,
+        priority: 1,
+        ..token(
+            "bundler-credentials",
+            &["bundle_"],
+            r#"(?-u)\bBUNDLE_[A-Z0-9_]+__[A-Z0-9_]+[ \t]*[:=][ \t]*["']?(?P<s>[^\s"':]+:[^\s"']+)"#,
+        )
+    },
+    RuleSpec {
+        check: Check::KubernetesSecret,
+        before: 2048,
+        after: 1024,
+        priority: 1,
+        ..token(
+            "kubernetes-secret",
+            &["data:"],
+            r#"(?-u)\bdata:[ \t]*\r?\n[ \t]+["']?[A-Za-z0-9_.-]+["']?:[ \t]*["']?(?P<s>[A-Za-z0-9+/]{12,}={0,2})"#,
+        )
+    },
     // --- Generic assignments: `name = value` where the name says secret.
     RuleSpec {
         check: Check::Assignment,
+        gate: Gate::Assignment,
         before: 64,
         after: 320,
         priority: 2,
@@ -809,6 +845,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     },
     RuleSpec {
         check: Check::Assignment,
+        gate: Gate::Assignment,
         before: 64,
         after: 320,
         priority: 2,
@@ -824,6 +861,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     },
     RuleSpec {
         check: Check::Assignment,
+        gate: Gate::Assignment,
         before: 96,
         after: 400,
         priority: 2,
@@ -839,6 +877,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     },
     RuleSpec {
         check: Check::Assignment,
+        gate: Gate::Assignment,
         before: 2,
         after: 320,
         priority: 2,

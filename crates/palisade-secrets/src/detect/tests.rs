@@ -619,3 +619,24 @@ fn plain_prose_and_logs_yield_nothing() {
         check(line, None);
     }
 }
+
+#[test]
+fn kubernetes_secrets_and_bundler_credentials() {
+    let value = base64::engine::general_purpose::STANDARD.encode(random(ALNUM, 24, 180));
+    check_span(
+        &format!("apiVersion: v1\nkind: Secret\ndata:\n  config.json: {value}\n"),
+        &value,
+        "kubernetes-secret",
+    );
+    check(
+        &format!("apiVersion: v1\nkind: ConfigMap\ndata:\n  config.json: {value}\n"),
+        None,
+    );
+    let pass = random(ALNUM, 16, 181);
+    check_span(
+        &format!("export BUNDLE_GEMS__EXAMPLE__COM=deploy:{pass}"),
+        &format!("deploy:{pass}"),
+        "bundler-credentials",
+    );
+    check("BUNDLE_GEMS__EXAMPLE__COM=${GEM_CREDENTIALS}", None);
+}
