@@ -10,9 +10,9 @@ use palisade_core::stage::{
     Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact, StageFuture,
 };
 use palisade_core::{
-    AuditEvent, Bounded, Decision, Call, CallContext, CallHead, CallRecord, Clock, Finding, InboundDecision,
-    LimitDecision, Outcome, Reason, ReasonCode, RedactionSeam, SessionFacts, Stage, StageRecord,
-    StageVerdict, Usage, Verdict,
+    AuditEvent, Bounded, Call, CallContext, CallHead, CallRecord, Clock, Decision, Finding,
+    InboundDecision, LimitDecision, Outcome, Reason, ReasonCode, RedactionSeam, SessionFacts,
+    Stage, StageRecord, StageVerdict, Usage, Verdict,
 };
 use serde_json::Value;
 use tokio_util::task::TaskTracker;

@@ -26,6 +26,12 @@ impl SecretValue {
     pub fn len(&self) -> usize {
         self.expose().len()
     }
+
+    /// Compares in time independent of where the values differ.
+    pub(crate) fn same_as(&self, other: &SecretValue) -> bool {
+        let (a, b) = (self.expose().as_bytes(), other.expose().as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 impl fmt::Debug for SecretValue {

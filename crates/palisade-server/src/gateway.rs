@@ -7,6 +7,7 @@ use std::time::Duration;
 use palisade_authz::approvals::{ApprovalSettings, StoredApprovals};
 use palisade_authz::policy::PolicyAuthorizer;
 use palisade_authz::{ApprovalGate, Authorize};
+use palisade_core::stage::InjectSecrets;
 use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionEnd, SessionId, Stage};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol;
@@ -39,6 +40,8 @@ pub enum StartError {
     Access(#[from] crate::access::AccessError),
     #[error("`approvals`: {0}")]
     Approvals(#[from] palisade_authz::approvals::SettingsError),
+    #[error("secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     #[error("cannot write the audit log `{path}`: {failure}")]
     AuditWrite {
         path: std::path::PathBuf,
@@ -66,6 +69,9 @@ pub struct Gateway {
     pub policies: Option<Arc<PolicyAuthorizer>>,
     /// The listener's certificate, when `[server.tls]` is set.
     pub tls: Option<crate::tls::Certificates>,
+    /// The secrets broker: vault, bindings, and the redactor it teaches.
+    pub broker: Arc<palisade_secrets::Broker>,
+    withheld_env: Arc<[String]>,
     pub mode: Mode,
     pub upstreams: Vec<Arc<config::Upstream>>,
     pub pipeline: Pipeline,
@@ -81,7 +87,24 @@ impl Gateway {
     /// Builds the gateway and records that it started: if even that record
     /// cannot be written, palisade does not start.
     pub async fn start(config: Config, mode: Mode) -> Result<Arc<Self>, StartError> {
+        Self::start_with(
+            config,
+            mode,
+            Arc::new(palisade_secrets::SecretRedactor::new()),
+        )
+        .await
+    }
+
+    /// As [`Gateway::start`], with the redactor palisade's log lines
+    /// already pass (see [`crate::secrets::seam`]).
+    pub async fn start_with(
+        config: Config,
+        mode: Mode,
+        redactor: Arc<palisade_secrets::SecretRedactor>,
+    ) -> Result<Arc<Self>, StartError> {
         let store = crate::access::open_store(&config).await?;
+        let broker =
+            crate::secrets::broker(&config, Arc::clone(&redactor), Arc::clone(&store)).await?;
         let clock: Arc<dyn palisade_core::Clock> = Arc::new(palisade_core::SystemClock);
         let access =
             crate::access::Access::build(&config, Arc::clone(&store), Arc::clone(&clock)).await?;
@@ -102,7 +125,7 @@ impl Gateway {
                 Arc::new(palisade_core::SystemClock),
             )?))
         };
-        let gateway = Self::new(config, mode, access, store, approvals, policies)?;
+        let gateway = Self::new(config, mode, access, store, approvals, policies, broker)?;
         let event = AuditEvent::GatewayStarted {
             time: gateway.pipeline.now(),
             version: env!("CARGO_PKG_VERSION"),
@@ -127,6 +150,7 @@ impl Gateway {
         store: Arc<dyn Store>,
         approvals: Arc<StoredApprovals>,
         policies: Option<Arc<PolicyAuthorizer>>,
+        broker: Arc<palisade_secrets::Broker>,
     ) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -147,6 +171,15 @@ impl Gateway {
         if !config.pipeline.pass_through.contains(&Stage::Approval) {
             builder = builder.approval(Arc::clone(&approvals) as Arc<dyn ApprovalGate>);
         }
+        if !config.pipeline.pass_through.contains(&Stage::InjectSecrets) {
+            builder = builder.inject_secrets(Arc::clone(&broker) as Arc<dyn InjectSecrets>);
+        }
+        if !config.pipeline.pass_through.contains(&Stage::Redact) {
+            let redactor = Arc::clone(broker.redactor());
+            builder = builder
+                .redactor(Arc::clone(&redactor) as Arc<dyn palisade_core::Redactor>)
+                .redact(Arc::new(palisade_secrets::redact::RedactStage(redactor)));
+        }
         let pipeline = builder.build()?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -160,7 +193,10 @@ impl Gateway {
             .as_ref()
             .map(crate::tls::Certificates::load)
             .transpose()?;
+        let withheld_env = crate::secrets::withheld_env(&config).into();
         Ok(Arc::new(Self {
+            broker,
+            withheld_env,
             access,
             store,
             approvals,
@@ -175,14 +211,6 @@ impl Gateway {
             learnt: Mutex::new(vec![None; upstream_count]),
             tasks,
         }))
-    }
-
-    /// The seam a gateway built from `config` will have, for what palisade
-    /// writes before the gateway exists (its log lines). No redactor exists
-    /// yet, so the seam passes through; a config that does not pass `redact`
-    /// through is refused when the pipeline is built.
-    pub fn seam_for(_config: &Config) -> RedactionSeam {
-        RedactionSeam::pass_through()
     }
 
     /// The redaction seam everything leaving palisade passes.
@@ -296,6 +324,8 @@ impl Gateway {
                     http: self.http.clone(),
                     request_timeout: spec.request_timeout,
                     seam: self.seam().clone(),
+                    broker: Arc::clone(&self.broker),
+                    withheld_env: Arc::clone(&self.withheld_env),
                 };
                 let learnt = lock(&self.learnt).get(index).cloned().flatten();
                 Arc::new(Upstream::new(

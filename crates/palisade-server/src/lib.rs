@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod http;
 pub mod logging;
 mod printable;
+pub mod secrets;
 pub mod session;
 pub mod stdio;
 pub mod tls;

@@ -4,16 +4,20 @@
 mod approvals;
 mod keys;
 mod policy;
+mod scan;
+mod secrets;
 mod token;
 
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
+use palisade_secrets::SecretRedactor;
 use palisade_server::config::Upstream;
 use palisade_server::logging::RedactedStderr;
 use palisade_server::{Config, Gateway, Mode};
@@ -95,6 +99,15 @@ enum Command {
         #[command(subcommand)]
         command: policy::PolicyCommand,
     },
+    /// Set, list, show, rotate and revoke secrets (in the config's vault; values are never printed).
+    Secrets {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
+    /// Scan files (or stdin, `-`) for secrets; exit status 1 on findings. Values are never printed.
+    Scan(scan::ScanArgs),
     /// Validate a config file and print the effective configuration.
     Check {
         #[command(flatten)]
@@ -121,7 +134,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("palisade: {e:#}");
+            // Error texts pass the redactor too: one naming a value by
+            // mistake still does not print it.
+            let text = format!("palisade: {e:#}");
+            eprintln!(
+                "{}",
+                palisade_core::Redactor::redact_text(redactor().as_ref(), &text)
+            );
             ExitCode::FAILURE
         }
     }
@@ -190,6 +209,14 @@ fn load(path: Option<&Path>, listen: Option<&str>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The process's one redactor: log lines, error texts and, once a gateway
+/// runs, everything it sends pass it; the gateway's broker teaches it the
+/// vault's values.
+fn redactor() -> &'static Arc<SecretRedactor> {
+    static REDACTOR: OnceLock<Arc<SecretRedactor>> = OnceLock::new();
+    REDACTOR.get_or_init(|| Arc::new(SecretRedactor::new()))
+}
+
 /// Log lines go to stderr through the redaction seam. What upstreams write
 /// to their stderr is logged under `palisade::upstream`, at info.
 fn init_logging(default: &str, config: &Config) {
@@ -197,7 +224,10 @@ fn init_logging(default: &str, config: &Config) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(RedactedStderr::new(Gateway::seam_for(config)))
+        .with_writer(RedactedStderr::new(palisade_server::secrets::seam(
+            config,
+            redactor(),
+        )))
         .with_target(false)
         .init();
 }
@@ -226,6 +256,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 | token::TokenCommand::Rotate => token::run(&command, &config.data_dir, None),
             }
         }
+        Command::Secrets { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            runtime()?.block_on(secrets::run(&config, command))
+        }
+        Command::Scan(args) => scan::run(&args),
         Command::Check { config, listen } => {
             let config = load(config.config.as_deref(), listen.listen.as_deref())?;
             // The policies and constraints too: a file that `serve` would
@@ -372,7 +407,7 @@ fn derive_name(command: &[String]) -> String {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let gateway = Gateway::start(config, Mode::Aggregate).await?;
+    let gateway = Gateway::start_with(config, Mode::Aggregate, Arc::clone(redactor())).await?;
     let (listener, addr) = palisade_server::http::bind(&gateway)
         .await
         .with_context(|| format!("cannot listen on {}", gateway.config.server.listen))?;
@@ -440,7 +475,7 @@ fn reload_on_hangup(gateway: &std::sync::Arc<Gateway>) {
 }
 
 async fn wrap(config: Config) -> anyhow::Result<ExitCode> {
-    let gateway = Gateway::start(config, Mode::Wrap).await?;
+    let gateway = Gateway::start_with(config, Mode::Wrap, Arc::clone(redactor())).await?;
     let principal = gateway
         .access
         .local_principal()

@@ -252,7 +252,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 score.false_positives += usize::from(fired);
                 if fired {
                     let ours: Vec<&str> = detections.iter().map(|d| d.kind).collect();
-                    false_positives.push(format!("{} ({}): {}", record.id, record.kind, ours.join(", ")));
+                    false_positives.push(format!(
+                        "{} ({}): {}",
+                        record.id,
+                        record.kind,
+                        ours.join(", ")
+                    ));
                 }
             }
         }

@@ -52,6 +52,14 @@ impl std::fmt::Debug for Unlock {
 }
 
 impl Unlock {
+    /// A passphrase nobody knows: for a vault file that does not exist, so
+    /// that reading finds nothing and nothing written could be read back.
+    pub fn unknown() -> Self {
+        let mut bytes = [0u8; 32];
+        let _ = getrandom::fill(&mut bytes);
+        Unlock::Passphrase(SecretString::from(hex::encode(bytes)))
+    }
+
     /// Reads a key file: an age identity, or else its first line as a
     /// passphrase. A file others can read is refused.
     pub fn from_key_file(path: &Path) -> Result<Self, VaultError> {

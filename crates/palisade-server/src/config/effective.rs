@@ -15,20 +15,6 @@ use super::{
 /// those are where API keys live, and check output ends up in CI logs.
 pub const MASKED: &str = "<set>";
 
-impl Transport {
-    fn masked(&self) -> Transport {
-        let mut copy = self.clone();
-        let values = match &mut copy {
-            Transport::Stdio { env, .. } => env.values_mut(),
-            Transport::Http { headers, .. } => headers.values_mut(),
-        };
-        for value in values {
-            *value = MASKED.to_owned();
-        }
-        copy
-    }
-}
-
 impl Config {
     /// The effective configuration as TOML, for `palisade check`.
     pub fn to_toml(&self) -> String {
@@ -50,7 +36,60 @@ struct Effective<'a> {
     approvals: &'a Approvals,
     wrap: &'a super::Wrap,
     pipeline: &'a PipelineConfig,
+    vault: &'a super::VaultSettings,
+    #[serde(skip_serializing_if = "indexmap::IndexMap::is_empty")]
+    secrets: indexmap::IndexMap<&'a str, EffectiveSecret<'a>>,
     upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
+}
+
+/// A binding in the file's own layout.
+#[derive(Serialize)]
+struct EffectiveSecret<'a> {
+    environment: &'a str,
+    upstreams: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    methods: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotate_every: Option<String>,
+}
+
+impl<'a> From<&'a palisade_secrets::Binding> for EffectiveSecret<'a> {
+    fn from(b: &'a palisade_secrets::Binding) -> Self {
+        use palisade_secrets::Placement;
+        let (header, format, query, env) = match &b.placement {
+            Placement::Header { name, format } => {
+                (Some(name.as_str()), Some(format.as_str()), None, None)
+            }
+            Placement::Query { name } => (None, None, Some(name.as_str()), None),
+            Placement::Env { name } => (None, None, None, Some(name.as_str())),
+        };
+        EffectiveSecret {
+            environment: &b.environment,
+            upstreams: &b.upstreams,
+            destination: b
+                .destination
+                .as_ref()
+                .map(|d| format!("{}://{}:{}{}", d.scheme, d.host, d.port, d.path_prefix)),
+            methods: b.destination.as_ref().map_or(&[], |d| d.methods.as_slice()),
+            header,
+            format,
+            query,
+            env,
+            rotate_every: b
+                .rotate_every
+                .map(|d| humantime::format_duration(d).to_string()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -80,6 +119,12 @@ impl<'a> From<&'a Config> for Effective<'a> {
             approvals: &c.approvals,
             wrap: &c.wrap,
             pipeline: &c.pipeline,
+            vault: &c.vault,
+            secrets: c
+                .secrets
+                .iter()
+                .map(|b| (b.name.as_str(), EffectiveSecret::from(b)))
+                .collect(),
             upstreams: c
                 .upstreams
                 .iter()
@@ -92,7 +137,8 @@ impl<'a> From<&'a Config> for Effective<'a> {
                     (
                         u.name.as_str(),
                         EffectiveUpstream {
-                            transport: u.transport.masked(),
+                            // A literal `env` or `headers` value serializes masked.
+                            transport: u.transport.clone(),
                             prefix: &u.prefix,
                             request_timeout: u.request_timeout,
                             default_effect: u.default_effect.as_str(),

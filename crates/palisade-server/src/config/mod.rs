@@ -13,6 +13,8 @@ mod access;
 mod effective;
 mod raw;
 mod read;
+mod secrets;
+pub use secrets::DEFAULT_MAX_RESPONSE_BYTES;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -91,6 +93,10 @@ pub struct Config {
     pub wrap: Wrap,
     pub pipeline: PipelineConfig,
     pub upstreams: Vec<Upstream>,
+    /// Where secret values live.
+    pub vault: VaultSettings,
+    /// `[secrets.NAME]`: what each secret may be used for.
+    pub secrets: Vec<palisade_secrets::Binding>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,7 +168,7 @@ pub enum Transport {
     Stdio {
         command: String,
         args: Vec<String>,
-        env: BTreeMap<String, String>,
+        env: BTreeMap<String, Setting>,
         /// Pass palisade's whole environment on (the `palisade mcp` default).
         inherit_env: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,7 +176,90 @@ pub enum Transport {
     },
     Http {
         url: String,
-        headers: BTreeMap<String, String>,
+        headers: BTreeMap<String, Setting>,
+    },
+    /// A tool palisade itself serves (`builtin = "http_request"`).
+    Builtin {
+        builtin: Builtin,
+        /// URL prefixes the tool may reach without a secret.
+        allow: Vec<String>,
+        max_response_bytes: usize,
+    },
+}
+
+/// The tools palisade serves itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    /// An HTTP request whose `{{secret:NAME}}` placeholders the broker fills.
+    HttpRequest,
+}
+
+/// An `env` or `headers` value: written in the file, or a secret's name.
+/// Serialized (for `check`) without a literal's value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Setting {
+    Literal(String),
+    Secret {
+        secret: palisade_secrets::SecretName,
+        format: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Literal(_) => f.write_str(effective::MASKED),
+            Setting::Secret { secret, .. } => write!(f, "secret `{secret}`"),
+        }
+    }
+}
+
+impl Serialize for Setting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Setting::Literal(_) => s.serialize_str(effective::MASKED),
+            Setting::Secret { secret, format } => {
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("secret", secret.as_str())?;
+                if let Some(format) = format {
+                    map.serialize_entry("format", format)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Where secret values live (`[vault]`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum VaultSettings {
+    /// The age-encrypted file `secrets.<environment>.age` in the data directory.
+    File {
+        /// An age identity or passphrase file; else `PALISADE_VAULT_PASSPHRASE`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_file: Option<PathBuf>,
+    },
+    /// OpenBao or HashiCorp Vault, KV v2.
+    Openbao {
+        address: String,
+        mount: String,
+        prefix: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        /// The environment variable holding the token (token auth).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_env: Option<String>,
+        /// AppRole auth: the role id, and the variable holding the secret id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_id_env: Option<String>,
+        approle_mount: String,
+        #[serde(serialize_with = "as_humantime")]
+        request_timeout: Duration,
     },
 }
 
@@ -203,8 +292,14 @@ impl Upstream {
 }
 
 impl Transport {
-    /// The environment a spawned upstream gets.
-    pub fn child_env(env: &BTreeMap<String, String>, inherit_env: bool) -> Vec<(String, String)> {
+    /// The environment a spawned upstream gets, but for the variables that
+    /// come from secrets (the broker sets those) and palisade's own
+    /// credentials (`withheld`), which never pass to an upstream.
+    pub fn child_env(
+        env: &BTreeMap<String, Setting>,
+        inherit_env: bool,
+        withheld: &[String],
+    ) -> Vec<(String, String)> {
         let mut out: BTreeMap<String, String> = if inherit_env {
             std::env::vars().collect()
         } else {
@@ -213,10 +308,36 @@ impl Transport {
                 .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
                 .collect()
         };
-        out.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for name in WITHHELD_ENV
+            .iter()
+            .copied()
+            .chain(withheld.iter().map(String::as_str))
+        {
+            out.remove(name);
+        }
+        for (k, v) in env {
+            match v {
+                Setting::Literal(v) => {
+                    out.insert(k.clone(), v.clone());
+                }
+                Setting::Secret { .. } => {
+                    out.remove(k);
+                }
+            }
+        }
         out.into_iter().collect()
     }
 }
+
+/// palisade's own credentials: never passed on to a spawned upstream, even
+/// with `inherit_env`.
+pub const WITHHELD_ENV: [&str; 5] = [
+    "PALISADE_VAULT_PASSPHRASE",
+    "PALISADE_TOKEN",
+    "BAO_TOKEN",
+    "VAULT_TOKEN",
+    "PALISADE_TEST_OPENBAO_TOKEN",
+];
 
 fn as_humantime<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
@@ -229,13 +350,8 @@ fn stages_as_names<S: serde::Serializer>(stages: &[Stage], s: S) -> Result<S::Ok
 /// The stages that have no implementation yet. The embedded default passes
 /// them through, explicitly; a config file must list them itself. A stage
 /// that has one (the approval gate) may still be listed, to turn it off.
-pub const UNIMPLEMENTED_STAGES: [Stage; 5] = [
-    Stage::Limits,
-    Stage::OutboundFilter,
-    Stage::InjectSecrets,
-    Stage::Redact,
-    Stage::InboundFilter,
-];
+pub const UNIMPLEMENTED_STAGES: [Stage; 3] =
+    [Stage::Limits, Stage::OutboundFilter, Stage::InboundFilter];
 
 impl Config {
     /// Reads and validates a config file.
@@ -746,7 +862,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, pipeline, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, vault, secrets, pipeline, upstreams",
             ),
         ];
         for (first, expected) in top_level {
@@ -762,11 +878,11 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         for (extra, field) in [
             (
                 "[upstreams.a]\ncommand = \"x\"\nenv = { KEY = 123456 }",
-                "`upstreams.a.env.KEY`: expected a string, got a whole number (",
+                "`upstreams.a.env.KEY`: expected a string or { secret = \"name\" }, got a whole number",
             ),
             (
                 "[upstreams.a]\nurl = \"http://h/mcp\"\nheaders = \"Bearer 123456\"",
-                "`upstreams.a.headers`: expected a table of strings, such as { NAME = \"value\" }, got a string (",
+                "`upstreams.a.headers`: expected a table such as { NAME = \"value\" } or { NAME = { secret = \"name\" } }, got a string (",
             ),
         ] {
             let err = Config::parse(&format!("{PASS}\n{extra}"), "p.toml")
@@ -860,14 +976,14 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             "{err}"
         );
         let err = Config::parse(
-            "[pipeline]\npass_through = [\"authorize\", \"redact\", \"limits\", \"outbound-filter\", \"approval\", \"inbound-filter\"]",
+            "[pipeline]\npass_through = [\"authorize\", \"redact\", \"outbound-filter\", \"approval\", \"inbound-filter\"]",
             "p.toml",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains(": stage `inject-secrets` has no implementation yet,")
-                && err.contains("to run without it, make the line read:\n    pass_through = [\"authorize\", \"redact\", \"limits\", \"outbound-filter\", \"approval\", \"inbound-filter\", \"inject-secrets\"]"),
+            err.contains(": stage `limits` has no implementation yet,")
+                && err.contains("to run without it, make the line read:\n    pass_through = [\"authorize\", \"redact\", \"outbound-filter\", \"approval\", \"inbound-filter\", \"limits\"]"),
             "{err}"
         );
         let err = Config::parse(
@@ -978,6 +1094,16 @@ impl std::fmt::Debug for Transport {
                 .field("url", &url.split(['?', '#']).next().unwrap_or_default())
                 .field("headers", &headers.keys().collect::<Vec<_>>())
                 .finish(),
+            Transport::Builtin {
+                builtin,
+                allow,
+                max_response_bytes,
+            } => f
+                .debug_struct("Builtin")
+                .field("builtin", builtin)
+                .field("allow", allow)
+                .field("max_response_bytes", max_response_bytes)
+                .finish(),
         }
     }
 }
@@ -991,13 +1117,16 @@ mod debug_tests {
         let stdio = Transport::Stdio {
             command: "server".into(),
             args: vec!["--token=hunter2".into()],
-            env: BTreeMap::from([("API_KEY".into(), "hunter2".into())]),
+            env: BTreeMap::from([("API_KEY".into(), Setting::Literal("hunter2".into()))]),
             inherit_env: false,
             cwd: None,
         };
         let http = Transport::Http {
             url: "https://mcp.example.com/mcp?key=hunter2".into(),
-            headers: BTreeMap::from([("Authorization".into(), "Bearer hunter2".into())]),
+            headers: BTreeMap::from([(
+                "Authorization".into(),
+                Setting::Literal("Bearer hunter2".into()),
+            )]),
         };
         for transport in [stdio, http] {
             let text = format!("{transport:?}");

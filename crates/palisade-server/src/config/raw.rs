@@ -20,6 +20,9 @@ pub(super) struct RawConfig {
     pub(super) authz: Option<RawAuthz>,
     pub(super) approvals: Option<RawApprovals>,
     pub(super) wrap: Option<RawWrap>,
+    pub(super) vault: Option<RawVault>,
+    /// `[secrets.NAME]`: each secret's binding, in the file's order.
+    pub(super) secrets: IndexMap<String, RawSecret>,
     /// `None` when the file has no `[pipeline]` table.
     pub(super) pipeline: Option<RawPipeline>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
@@ -115,6 +118,44 @@ pub(super) struct RawApprovals {
     pub(super) ttl: Option<String>,
 }
 
+/// An `env` or `headers` value: written out, or a secret's name.
+#[derive(Debug, Clone)]
+pub(super) enum RawSetting {
+    Literal(String),
+    Secret {
+        secret: String,
+        format: Option<String>,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawVault {
+    pub(super) backend: Option<String>,
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) address: Option<String>,
+    pub(super) mount: Option<String>,
+    pub(super) prefix: Option<String>,
+    pub(super) namespace: Option<String>,
+    pub(super) token_env: Option<String>,
+    pub(super) role_id: Option<String>,
+    pub(super) secret_id_env: Option<String>,
+    pub(super) approle_mount: Option<String>,
+    pub(super) request_timeout: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawSecret {
+    pub(super) environment: Option<String>,
+    pub(super) upstreams: Option<Vec<String>>,
+    pub(super) destination: Option<String>,
+    pub(super) methods: Option<Vec<String>>,
+    pub(super) header: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) query: Option<String>,
+    pub(super) env: Option<String>,
+    pub(super) rotate_every: Option<String>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct RawPipeline {
     pub(super) pass_through: Option<Vec<String>>,
@@ -125,11 +166,14 @@ pub(super) struct RawPipeline {
 pub(super) struct RawUpstream {
     pub(super) command: Option<String>,
     pub(super) args: Option<Vec<String>>,
-    pub(super) env: Option<BTreeMap<String, String>>,
+    pub(super) env: Option<BTreeMap<String, RawSetting>>,
     pub(super) inherit_env: Option<bool>,
     pub(super) cwd: Option<PathBuf>,
     pub(super) url: Option<String>,
-    pub(super) headers: Option<BTreeMap<String, String>>,
+    pub(super) headers: Option<BTreeMap<String, RawSetting>>,
+    pub(super) builtin: Option<String>,
+    pub(super) allow: Option<Vec<String>>,
+    pub(super) max_response_bytes: Option<usize>,
     pub(super) prefix: Option<String>,
     pub(super) request_timeout: Option<String>,
     pub(super) default_effect: Option<String>,
@@ -155,6 +199,12 @@ impl RawConfig {
             authz: f.table("authz")?.map(RawAuthz::read).transpose()?,
             approvals: f.table("approvals")?.map(RawApprovals::read).transpose()?,
             wrap: f.table("wrap")?.map(RawWrap::read).transpose()?,
+            vault: f.table("vault")?.map(RawVault::read).transpose()?,
+            secrets: f
+                .named_tables("secrets")?
+                .into_iter()
+                .map(|(name, t)| Ok((name, RawSecret::read(t)?)))
+                .collect::<Result<_, ConfigError>>()?,
             pipeline: f.table("pipeline")?.map(RawPipeline::read).transpose()?,
             upstreams: f
                 .named_tables("upstreams")?
@@ -303,6 +353,44 @@ impl RawApprovals {
     }
 }
 
+impl RawVault {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawVault {
+            backend: f.string("backend")?,
+            key_file: f.path("key_file")?,
+            address: f.string("address")?,
+            mount: f.string("mount")?,
+            prefix: f.string("prefix")?,
+            namespace: f.string("namespace")?,
+            token_env: f.string("token_env")?,
+            role_id: f.string("role_id")?,
+            secret_id_env: f.string("secret_id_env")?,
+            approle_mount: f.string("approle_mount")?,
+            request_timeout: f.duration("request_timeout")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawSecret {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawSecret {
+            environment: f.string("environment")?,
+            upstreams: f.strings("upstreams")?,
+            destination: f.string("destination")?,
+            methods: f.strings("methods")?,
+            header: f.string("header")?,
+            format: f.string("format")?,
+            query: f.string("query")?,
+            env: f.string("env")?,
+            rotate_every: f.duration("rotate_every")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
 impl RawPipeline {
     fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
         let raw = RawPipeline {
@@ -319,11 +407,14 @@ impl RawUpstream {
         let raw = RawUpstream {
             command: f.string("command")?,
             args: f.strings("args")?,
-            env: f.string_table("env", Secret::Hidden)?,
+            env: f.settings("env")?,
             inherit_env: f.boolean("inherit_env")?,
             cwd: f.path("cwd")?,
             url: f.string("url")?,
-            headers: f.string_table("headers", Secret::Hidden)?,
+            headers: f.settings("headers")?,
+            builtin: f.string("builtin")?,
+            allow: f.strings("allow")?,
+            max_response_bytes: f.whole("max_response_bytes")?,
             prefix: f.string("prefix")?,
             request_timeout: f.duration("request_timeout")?,
             default_effect: f.string("default_effect")?,

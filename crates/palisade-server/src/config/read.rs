@@ -13,6 +13,7 @@ use toml::Spanned;
 use toml::de::{DeArray, DeInteger, DeTable, DeValue};
 
 use super::ConfigError;
+use super::raw::RawSetting;
 
 /// The config text and the name that errors give it.
 pub(super) struct Source<'t> {
@@ -333,6 +334,54 @@ impl<'s, 't> Fields<'s, 't> {
             })
             .collect::<Result<BTreeMap<_, _>, _>>()
             .map(Some)
+    }
+
+    /// A table whose values are each a string, or a reference to a secret
+    /// `{ secret = "NAME", format = "Bearer {}" }`, such as `env` or `headers`.
+    /// Literal values are never shown in an error.
+    pub(super) fn settings(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<BTreeMap<String, RawSetting>>, ConfigError> {
+        let Some((field, value)) = self.take(key) else {
+            return Ok(None);
+        };
+        let expected = "a table such as { NAME = \"value\" } or { NAME = { secret = \"name\" } }";
+        let entries = self
+            .source
+            .kind(&field, value, expected, Secret::Hidden, table)?;
+        let mut out = BTreeMap::new();
+        for (k, v) in entries {
+            let k = k.into_inner().into_owned();
+            let path = format!("{field}.{k}");
+            let setting = match v.into_inner() {
+                DeValue::String(s) => RawSetting::Literal(s.into_owned()),
+                DeValue::Table(t) => {
+                    let mut f = Fields::new(self.source, path.clone(), t);
+                    let secret = f.string("secret")?;
+                    let format = f.string("format")?;
+                    f.finish()?;
+                    let Some(secret) = secret else {
+                        return Err(self.source.invalid(
+                            path,
+                            "a table here names a secret: `{ secret = \"name\" }`".into(),
+                        ));
+                    };
+                    RawSetting::Secret { secret, format }
+                }
+                other => {
+                    return Err(self.source.invalid(
+                        path,
+                        format!(
+                            "expected a string or {{ secret = \"name\" }}, got {}",
+                            describe(&other, Secret::Hidden)
+                        ),
+                    ));
+                }
+            };
+            out.insert(k, setting);
+        }
+        Ok(Some(out))
     }
 
     /// A table of fields, such as `[server]`, to read with its own `Fields`.

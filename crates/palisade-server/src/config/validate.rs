@@ -102,6 +102,9 @@ impl Validator<'_> {
         let wrap = self.wrap(raw.wrap)?;
         let pipeline = self.pipeline(raw.pipeline)?;
         let upstreams = self.upstreams(raw.upstreams)?;
+        let vault = self.vault(raw.vault)?;
+        let secrets = self.secrets(raw.secrets, &environment)?;
+        self.references_are_bound(&upstreams, &secrets, &environment)?;
         Ok(Config {
             data_dir,
             environment,
@@ -113,6 +116,8 @@ impl Validator<'_> {
             wrap,
             pipeline,
             upstreams,
+            vault,
+            secrets,
         })
     }
 
@@ -356,7 +361,64 @@ impl Validator<'_> {
                 "an upstream name is 1 to 64 characters of a-z, 0-9, `-` and `_`, without `__`",
             ));
         }
+        if let Some(builtin) = &raw.builtin {
+            for (field, present) in [
+                ("command", raw.command.is_some()),
+                ("url", raw.url.is_some()),
+                ("args", raw.args.is_some()),
+                ("env", raw.env.is_some()),
+                ("inherit_env", raw.inherit_env.is_some()),
+                ("cwd", raw.cwd.is_some()),
+                ("headers", raw.headers.is_some()),
+            ] {
+                if present {
+                    return Err(self.err(at(field), "a built-in tool does not take this"));
+                }
+            }
+            if builtin != "http_request" {
+                return Err(self.err(
+                    at("builtin"),
+                    format!("expected \"http_request\", got `{builtin}`"),
+                ));
+            }
+        } else {
+            for (field, present) in [
+                ("allow", raw.allow.is_some()),
+                ("max_response_bytes", raw.max_response_bytes.is_some()),
+            ] {
+                if present {
+                    return Err(self.err(
+                        at(field),
+                        "only a built-in `http_request` upstream takes this",
+                    ));
+                }
+            }
+        }
         let transport = match (raw.command, raw.url) {
+            _ if raw.builtin.is_some() => {
+                let allow = raw.allow.unwrap_or_default();
+                for (i, prefix) in allow.iter().enumerate() {
+                    match reqwest::Url::parse(prefix) {
+                        Ok(url)
+                            if matches!(url.scheme(), "http" | "https")
+                                && url.username().is_empty()
+                                && url.password().is_none() => {}
+                        Ok(_) | Err(_) => {
+                            return Err(self.err(
+                                format!("upstreams.{name}.allow[{i}]"),
+                                format!("expected an http or https URL prefix, got `{prefix}`"),
+                            ));
+                        }
+                    }
+                }
+                Transport::Builtin {
+                    builtin: super::Builtin::HttpRequest,
+                    allow,
+                    max_response_bytes: raw
+                        .max_response_bytes
+                        .unwrap_or(super::secrets::DEFAULT_MAX_RESPONSE_BYTES),
+                }
+            }
             (Some(command), None) => {
                 if raw.headers.is_some() {
                     return Err(
@@ -369,7 +431,7 @@ impl Validator<'_> {
                 Transport::Stdio {
                     command,
                     args: raw.args.unwrap_or_default(),
-                    env: raw.env.unwrap_or_default(),
+                    env: self.settings(&at("env"), raw.env)?,
                     inherit_env: raw.inherit_env.unwrap_or(false),
                     cwd: raw.cwd,
                 }
@@ -401,7 +463,7 @@ impl Validator<'_> {
                 }
                 Transport::Http {
                     url,
-                    headers: raw.headers.unwrap_or_default(),
+                    headers: self.settings(&at("headers"), raw.headers)?,
                 }
             }
             (Some(_), Some(_)) => {
@@ -413,7 +475,7 @@ impl Validator<'_> {
             (None, None) => {
                 return Err(self.err(
                     format!("upstreams.{name}"),
-                    "set `command` (a stdio server) or `url` (a Streamable HTTP server)",
+                    "set `command` (a stdio server), `url` (a Streamable HTTP server) or `builtin = \"http_request\"`",
                 ));
             }
         };

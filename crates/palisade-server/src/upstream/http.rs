@@ -11,13 +11,19 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use palisade_secrets::SecretName;
+
 use super::{Failure, LinkContext, Pending, dispatch, lock};
+use crate::config::Setting;
 
 pub(super) struct HttpLink {
     pub pending: Arc<Pending>,
     ctx: LinkContext,
     url: reqwest::Url,
     headers: HeaderMap,
+    /// Headers whose values the broker supplies per request: the current
+    /// version, toward this URL only.
+    secret_headers: Vec<(HeaderName, SecretName, Option<String>)>,
     session: Arc<Mutex<Session>>,
     event_stream: Mutex<Option<JoinHandle<()>>>,
     /// Set when the link closes; every exchange still reading stops.
@@ -34,17 +40,26 @@ impl HttpLink {
     pub fn new(
         ctx: &LinkContext,
         url: &str,
-        configured: &BTreeMap<String, String>,
+        configured: &BTreeMap<String, Setting>,
     ) -> Result<Self, Failure> {
         let bad = |what: String| Failure::new(format!("upstream `{}`: {what}", ctx.name));
         let url = reqwest::Url::parse(url).map_err(|e| bad(format!("invalid url `{url}`: {e}")))?;
         let mut headers = HeaderMap::new();
+        let mut secret_headers = Vec::new();
         for (name, value) in configured {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad(format!("invalid header name `{name}`")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| bad(format!("invalid value for header `{name}`")))?;
-            headers.insert(name, value);
+            match value {
+                Setting::Literal(value) => {
+                    let mut value = HeaderValue::from_str(value)
+                        .map_err(|_| bad(format!("invalid value for header `{name}`")))?;
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
+                Setting::Secret { secret, format } => {
+                    secret_headers.push((name, secret.clone(), format.clone()));
+                }
+            }
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
@@ -56,6 +71,7 @@ impl HttpLink {
             ctx: ctx.clone(),
             url,
             headers,
+            secret_headers,
             session: Arc::new(Mutex::new(Session::default())),
             event_stream: Mutex::new(None),
             closed: watch::Sender::new(false),
@@ -66,8 +82,29 @@ impl HttpLink {
         lock(&self.session).protocol_version = HeaderValue::from_str(version).ok();
     }
 
-    fn headers(&self) -> HeaderMap {
+    /// The headers of one request with `method`: secrets read now, so a
+    /// rotation or a revocation applies to the next request.
+    async fn headers(&self, method: &str) -> Result<HeaderMap, Failure> {
         let mut headers = self.headers.clone();
+        for (name, secret, format) in &self.secret_headers {
+            let value = self
+                .ctx
+                .broker
+                .header(
+                    &self.ctx.name,
+                    &self.url,
+                    method,
+                    name.as_str(),
+                    secret,
+                    format.as_deref(),
+                )
+                .await
+                .map_err(|refusal| Failure {
+                    retry_after: refusal.retry_after,
+                    ..Failure::new(format!("upstream `{}`: {refusal}", self.ctx.name))
+                })?;
+            headers.insert(name.clone(), value);
+        }
         let session = lock(&self.session).clone();
         if let Some(id) = session.id {
             headers.insert(header::SESSION_ID, id);
@@ -75,7 +112,7 @@ impl HttpLink {
         if let Some(version) = session.protocol_version {
             headers.insert(header::PROTOCOL_VERSION, version);
         }
-        headers
+        Ok(headers)
     }
 
     pub async fn send(&self, message: Message) -> Result<(), Failure> {
@@ -96,7 +133,7 @@ impl HttpLink {
             .ctx
             .http
             .post(self.url.clone())
-            .headers(self.headers())
+            .headers(self.headers("POST").await?)
             .body(message.to_bytes());
         match request_id {
             // A request's answer may stream for a long time: read it in the background.
@@ -149,13 +186,19 @@ impl HttpLink {
 
     /// Opens the GET stream for messages the upstream sends outside any request.
     /// A server without one (HTTP 405) is fine.
-    pub fn open_event_stream(&self) {
+    pub async fn open_event_stream(&self) {
         let exchange = Exchange {
             ctx: self.ctx.clone(),
             pending: Arc::clone(&self.pending),
             session: Arc::clone(&self.session),
         };
-        let mut headers = self.headers();
+        let mut headers = match self.headers("GET").await {
+            Ok(headers) => headers,
+            Err(failure) => {
+                tracing::warn!(upstream = %self.ctx.name, "no GET event stream: {}", failure.message);
+                return;
+            }
+        };
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         headers.remove(CONTENT_TYPE);
         let get = self.ctx.http.get(self.url.clone()).headers(headers);
@@ -188,12 +231,10 @@ impl HttpLink {
             "upstream `{}` session was closed",
             self.ctx.name
         )));
-        if lock(&self.session).id.is_some() {
-            let delete = self
-                .ctx
-                .http
-                .delete(self.url.clone())
-                .headers(self.headers());
+        if lock(&self.session).id.is_some()
+            && let Ok(headers) = self.headers("DELETE").await
+        {
+            let delete = self.ctx.http.delete(self.url.clone()).headers(headers);
             let _ = tokio::time::timeout(Duration::from_secs(2), delete.send()).await;
         }
     }

@@ -5,6 +5,7 @@
 //! requests, subscriptions and log levels from leaking between clients, and
 //! is what per-session sandboxes will need.
 
+mod builtin;
 mod http;
 mod stdio;
 
@@ -124,6 +125,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Link {
     Stdio(stdio::StdioLink),
     Http(Box<http::HttpLink>),
+    Builtin(builtin::BuiltinLink),
 }
 
 impl Link {
@@ -131,6 +133,7 @@ impl Link {
         match self {
             Link::Stdio(l) => &l.pending,
             Link::Http(l) => &l.pending,
+            Link::Builtin(l) => &l.pending,
         }
     }
 
@@ -138,6 +141,7 @@ impl Link {
         match self {
             Link::Stdio(l) => l.send(message).await,
             Link::Http(l) => l.send(message).await,
+            Link::Builtin(l) => l.send(message).await,
         }
     }
 
@@ -145,6 +149,7 @@ impl Link {
         match self {
             Link::Stdio(l) => l.close().await,
             Link::Http(l) => l.close().await,
+            Link::Builtin(l) => l.close().await,
         }
     }
 }
@@ -174,6 +179,10 @@ pub(crate) struct LinkContext {
     pub request_timeout: Duration,
     /// What the upstream's stderr passes before palisade logs it.
     pub seam: RedactionSeam,
+    /// Supplies the secrets the upstream's configuration names.
+    pub broker: Arc<palisade_secrets::Broker>,
+    /// palisade's own credential variables, never passed to a child.
+    pub withheld_env: Arc<[String]>,
 }
 
 /// One upstream, for one client session.
@@ -349,16 +358,36 @@ impl Upstream {
                 env,
                 inherit_env,
                 cwd,
-            } => Link::Stdio(stdio::StdioLink::spawn(
-                &self.ctx,
-                command,
-                args,
-                env,
-                *inherit_env,
-                cwd.as_deref(),
-            )?),
+            } => {
+                // The secrets are read now, for this process: a rotation
+                // later restarts it (see `secrets_current`).
+                let secrets = self
+                    .ctx
+                    .broker
+                    .env(&self.spec.name)
+                    .await
+                    .map_err(|refusal| Failure {
+                        retry_after: refusal.retry_after,
+                        ..Failure::new(format!(
+                            "cannot start upstream `{}`: {refusal}",
+                            self.spec.name
+                        ))
+                    })?;
+                Link::Stdio(stdio::StdioLink::spawn(
+                    &self.ctx,
+                    command,
+                    args,
+                    env,
+                    *inherit_env,
+                    cwd.as_deref(),
+                    &secrets,
+                )?)
+            }
             Transport::Http { url, headers } => {
                 Link::Http(Box::new(http::HttpLink::new(&self.ctx, url, headers)?))
+            }
+            Transport::Builtin { .. } => {
+                Link::Builtin(builtin::BuiltinLink::new(&self.ctx, &self.client_init))
             }
         };
         match self.handshake(&link).await {
@@ -412,7 +441,7 @@ impl Upstream {
         }))
         .await?;
         if let Link::Http(http) = link {
-            http.open_event_stream();
+            http.open_event_stream().await;
         }
         tracing::info!(upstream = %name, version, "upstream connected");
         Ok(())
@@ -464,7 +493,50 @@ impl Upstream {
         self.start_any(method, Some(params)).await
     }
 
+    /// A spawned upstream whose environment holds a secret that has been
+    /// rotated since it started is restarted with the new value; one whose
+    /// secret was revoked is stopped. Each message reads the versions (the
+    /// file vault from memory unless its file changed).
+    async fn secrets_current(&self) -> Result<(), Failure> {
+        if !matches!(self.spec.transport, Transport::Stdio { .. })
+            || self.ctx.broker.references(&self.spec.name).is_empty()
+        {
+            return Ok(());
+        }
+        let current = self.current();
+        let Some(Link::Stdio(running)) = current.as_deref() else {
+            return Ok(());
+        };
+        let wanted = self.ctx.broker.current_versions(&self.spec.name).await;
+        if wanted.as_ref().is_ok_and(|w| *w == running.secret_versions) {
+            return Ok(());
+        }
+        {
+            let mut state = self.state.lock().await;
+            let stale = lock(&self.link).take();
+            *state = State::Down {
+                failures: 0,
+                retry_at: None,
+            };
+            drop(state);
+            if let Some(link) = stale {
+                link.close().await;
+            }
+        }
+        match wanted {
+            Ok(_) => {
+                tracing::info!(upstream = %self.spec.name, "a secret in the upstream's environment was rotated; restarting it");
+                Ok(())
+            }
+            Err(refusal) => Err(Failure {
+                retry_after: refusal.retry_after,
+                ..Failure::new(format!("upstream `{}` stopped: {refusal}", self.spec.name))
+            }),
+        }
+    }
+
     async fn start_any(&self, method: &str, params: Option<Value>) -> Result<InFlight, Failure> {
+        self.secrets_current().await?;
         self.connect().await?;
         let link = self.current().ok_or_else(|| {
             Failure::new(format!("upstream `{}` is not connected", self.spec.name))

@@ -19,11 +19,14 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use super::{Failure, LinkContext, Pending, dispatch};
-use crate::config::Transport;
+use crate::config::{Setting, Transport};
 use crate::printable::escape_controls;
 
 pub(super) struct StdioLink {
     pub pending: Arc<Pending>,
+    /// The version of each secret in the child's environment: a rotation
+    /// restarts the child with the new one.
+    pub secret_versions: BTreeMap<palisade_secrets::SecretName, u64>,
     writer: mpsc::Sender<Vec<u8>>,
     child: Arc<tokio::sync::Mutex<Child>>,
     name: Arc<str>,
@@ -34,9 +37,10 @@ impl StdioLink {
         ctx: &LinkContext,
         command: &str,
         args: &[String],
-        env: &BTreeMap<String, String>,
+        env: &BTreeMap<String, Setting>,
         inherit_env: bool,
         cwd: Option<&Path>,
+        secrets: &[palisade_secrets::broker::EnvSecret],
     ) -> Result<Self, Failure> {
         #[expect(
             clippy::disallowed_methods,
@@ -45,13 +49,16 @@ impl StdioLink {
         let mut cmd = Command::new(command);
         cmd.args(args)
             .env_clear()
-            .envs(Transport::child_env(env, inherit_env))
+            .envs(Transport::child_env(env, inherit_env, &ctx.withheld_env))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
+        }
+        for secret in secrets {
+            secret.apply(&mut cmd);
         }
         // A gateway that is SIGKILLed must not leave its upstreams running.
         palisade_sandbox::die_with_parent(cmd.as_std_mut());
@@ -99,6 +106,10 @@ impl StdioLink {
         ));
         Ok(Self {
             pending,
+            secret_versions: secrets
+                .iter()
+                .map(|s| (s.secret.clone(), s.version))
+                .collect(),
             writer,
             child,
             name: ctx.name.clone(),
