@@ -45,14 +45,18 @@ pub fn to_error(stage: Stage, reason: &Reason) -> ErrorObject {
             "palisade cannot write its audit log, so this call did not run",
         ),
     };
-    // Layer 1 writes its reasons for the agent (which policy, which
-    // constraint, which approval request): they say what to change or whom
-    // to ask, and name nothing internal. Every other stage's detail stays in
-    // the audit record.
+    // Layers 1 and 2 write their reasons for the agent (which policy, which
+    // constraint, which approval request; which secret and which rule of its
+    // binding): they say what to change or whom to ask, name nothing
+    // internal and never a value. Every other stage's detail stays in the
+    // audit record.
     let readable = matches!(
         reason.code,
         ReasonCode::NotAuthorized | ReasonCode::ApprovalRequired
-    ) && matches!(stage, Stage::Authorize | Stage::Approval);
+    ) && matches!(
+        stage,
+        Stage::Authorize | Stage::Approval | Stage::InjectSecrets
+    );
     if readable && !reason.detail.is_empty() {
         let detail = bounded(&reason.detail, 400);
         let message = format!("{message}: {detail}");
