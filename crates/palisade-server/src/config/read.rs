@@ -369,7 +369,11 @@ impl<'s, 't> Fields<'s, 't> {
                     };
                     RawSetting::Secret { secret, format }
                 }
-                other => {
+                other @ (DeValue::Integer(_)
+                | DeValue::Float(_)
+                | DeValue::Boolean(_)
+                | DeValue::Datetime(_)
+                | DeValue::Array(_)) => {
                     return Err(self.source.invalid(
                         path,
                         format!(
