@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::call::{ArgumentDigest, CallHead, CallId, CallKind, EffectClass, Principal, SessionId};
@@ -141,6 +142,13 @@ pub struct CallRecord {
     pub name: Bounded,
     pub effect: EffectClass,
     pub arguments_sha256: ArgumentDigest,
+    /// The arguments as the agent sent them (before any secret went in);
+    /// like every string of the record, redacted on the way to the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// What the call returned, after the redact stage (outcome records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
     pub stages: Vec<StageRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
@@ -164,6 +172,8 @@ impl CallRecord {
             name: Bounded::new(Arc::clone(&head.target.name)),
             effect: head.effect,
             arguments_sha256: digest,
+            arguments: None,
+            result: None,
             stages: Vec::new(),
             outcome: None,
             taint: None,
@@ -245,6 +255,12 @@ pub enum AuditEvent<'a> {
         /// Stages (and the redaction seam) that run as pass-through.
         pass_through: Vec<Stage>,
         degraded: Vec<&'static str>,
+    },
+    /// Secrets older than their rotation schedule, found at start.
+    SecretsOverdue {
+        time: String,
+        /// Each secret's name and how far past its schedule it is.
+        secrets: Vec<(String, String)>,
     },
     CallIntent(&'a CallRecord),
     CallOutcome(&'a CallRecord),

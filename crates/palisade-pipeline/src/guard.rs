@@ -73,8 +73,14 @@ impl OutcomeGuard {
     }
 
     /// The arguments changed (a rewrite): the records name the ones that run.
-    pub(crate) fn set_digest(&mut self, digest: ArgumentDigest) {
+    pub(crate) fn set_digest(&mut self, digest: ArgumentDigest, arguments: &serde_json::Value) {
         self.record.arguments_sha256 = digest;
+        self.record.arguments = Some(arguments.clone());
+    }
+
+    /// The redacted result, for the outcome record.
+    pub(crate) fn set_result(&mut self, result: &serde_json::Value) {
+        self.record.result = Some(result.clone());
     }
 
     pub(crate) fn hold(&mut self, limits: Arc<dyn Limit>, reservation: Reservation) {

@@ -330,7 +330,9 @@ impl Pipeline {
             tasks: self.tasks.clone(),
             timeout: self.stage_timeout,
         };
-        OutcomeGuard::new(CallRecord::new(head, call.digest()), writer)
+        let mut record = CallRecord::new(head, call.digest());
+        record.arguments = Some(call.arguments().clone());
+        OutcomeGuard::new(record, writer)
     }
 
     async fn stages<E: Execute>(
@@ -410,7 +412,7 @@ impl Pipeline {
                 let mut findings = decision.findings;
                 let rewritten = call.rehash();
                 if rewritten {
-                    guard.set_digest(call.digest());
+                    guard.set_digest(call.digest(), call.arguments());
                     findings.push(Finding {
                         stage: Stage::OutboundFilter,
                         code: "arguments.rewritten".into(),
@@ -577,6 +579,8 @@ impl Pipeline {
             {
                 Ok(findings) => {
                     ctx.add_findings(findings.iter().cloned());
+                    // Only a redacted result is kept in the record.
+                    guard.set_result(answer);
                     self.push(guard, Stage::Redact, t, StageVerdict::Allow, findings);
                 }
                 Err(reason) => return Ran::Withheld(self.failed(guard, Stage::Redact, t, &reason)),

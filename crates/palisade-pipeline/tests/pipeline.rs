@@ -832,10 +832,13 @@ async fn an_allowed_call_runs_every_stage_in_order_and_its_intent_is_recorded_be
     assert!(outcome["latency_micros"].is_u64());
     assert_eq!(findings(&outcome, "redact"), ["secret.password"]);
     assert_eq!(findings(&outcome, "inject-secrets"), ["secret.injected"]);
-    // Records carry the digest, never the arguments or the result.
+    // Records carry the arguments as the agent sent them (never what the
+    // secrets stage put in) and the result after the redact stage.
     let text = serde_json::to_string(&sink.lines()).unwrap();
-    assert!(!text.contains("injected-secret") && !text.contains("/etc/motd"));
-    assert!(!text.contains("password is"));
+    assert!(!text.contains("injected-secret"), "{text}");
+    assert!(text.contains("/etc/motd"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(outcome["result"].is_object(), "{outcome}");
     assert_eq!(meter.log(), [("check", 1), ("settle", 1)]);
 }
 

@@ -140,6 +140,19 @@ impl Gateway {
                 path: gateway.config.audit_path(),
                 failure,
             })?;
+        let overdue = gateway.overdue_secrets().await;
+        if !overdue.is_empty() {
+            for (name, late) in &overdue {
+                tracing::warn!("secret `{name}` is {late} past its rotation schedule");
+            }
+            let event = AuditEvent::SecretsOverdue {
+                time: gateway.pipeline.now(),
+                secrets: overdue,
+            };
+            if let Err(failure) = gateway.pipeline.record(&event).await {
+                tracing::error!("{failure}");
+            }
+        }
         Ok(gateway)
     }
 
@@ -211,6 +224,27 @@ impl Gateway {
             learnt: Mutex::new(vec![None; upstream_count]),
             tasks,
         }))
+    }
+
+    /// Secrets past their rotation schedule: each name, and by how much.
+    /// A vault that cannot be read now reports none (the next call says why).
+    pub async fn overdue_secrets(&self) -> Vec<(String, String)> {
+        match self.broker.overdue().await {
+            Ok(overdue) => overdue
+                .into_iter()
+                .map(|(name, late)| {
+                    let late = Duration::from_secs(late.as_secs());
+                    (
+                        name.to_string(),
+                        humantime::format_duration(late).to_string(),
+                    )
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("cannot list the secrets to check their rotation: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// The redaction seam everything leaving palisade passes.

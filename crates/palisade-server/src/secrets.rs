@@ -224,3 +224,46 @@ pub async fn broker(
     };
     Ok(Broker::start(settings).await?)
 }
+
+/// Literal `env` and `headers` values that look like credentials: each
+/// field, for `palisade check` to warn about (a credential belongs in the
+/// vault, referenced by name). The value is never part of the message.
+pub fn literal_credentials(config: &Config) -> Vec<String> {
+    const NAMES: [&str; 8] = [
+        "authorization",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "api-key",
+        "apikey",
+        "credential",
+    ];
+    let detector = palisade_secrets::detect::Detector::new();
+    let mut out = Vec::new();
+    for upstream in &config.upstreams {
+        let (kind, settings) = match &upstream.transport {
+            Transport::Stdio { env, .. } => ("env", env),
+            Transport::Http { headers, .. } => ("headers", headers),
+            Transport::Builtin { .. } => continue,
+        };
+        for (key, setting) in settings {
+            let Setting::Literal(value) = setting else {
+                continue;
+            };
+            let name = key.to_ascii_lowercase().replace('_', "-");
+            let named = NAMES.iter().any(|n| name.contains(n));
+            let detected = detector.find(value).first().map(|d| d.kind);
+            let why = match (detected, named) {
+                (Some(kind), _) => format!("looks like a {kind} credential"),
+                (None, true) if value.len() >= 8 => "is named like a credential".to_owned(),
+                (None, true | false) => continue,
+            };
+            out.push(format!(
+                "`upstreams.{}.{kind}.{key}` {why}: keep it in the vault (`palisade secrets set NAME`) and write {{ secret = \"NAME\" }} here",
+                upstream.name
+            ));
+        }
+    }
+    out
+}

@@ -232,6 +232,56 @@ fn init_logging(default: &str, config: &Config) {
         .init();
 }
 
+/// `check`'s look at the vault, when it opens without a prompt: secrets
+/// past their rotation schedule, and bound secrets the vault does not hold.
+fn check_vault(config: &Config) -> anyhow::Result<()> {
+    let vault = match palisade_server::secrets::open_vault(config, None) {
+        Ok(vault) => vault,
+        Err(e) => {
+            eprintln!("palisade: note: the vault was not opened, so rotation was not checked: {e}");
+            return Ok(());
+        }
+    };
+    let metas = match runtime()?.block_on(vault.list()) {
+        Ok(metas) => metas,
+        Err(e) => {
+            eprintln!("palisade: note: cannot list {}: {e}", vault.describe());
+            return Ok(());
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for binding in config
+        .secrets
+        .iter()
+        .filter(|b| b.environment == config.environment)
+    {
+        match metas.iter().find(|m| m.name == binding.name) {
+            None => eprintln!(
+                "palisade: warning: secret `{}` is bound but {} does not hold it: `palisade secrets set {}`",
+                binding.name,
+                vault.describe(),
+                binding.name
+            ),
+            Some(meta) if meta.revoked => {
+                eprintln!("palisade: warning: secret `{}` is revoked", binding.name)
+            }
+            Some(meta) => {
+                if let Some(late) = binding.overdue(meta.updated, now) {
+                    eprintln!(
+                        "palisade: warning: secret `{}` is {} past its rotation schedule: `palisade secrets rotate {}`",
+                        binding.name,
+                        humantime::format_duration(std::time::Duration::from_secs(late.as_secs())),
+                        binding.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -282,6 +332,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 print!("{}", config.to_toml());
             }
+            for warning in palisade_server::secrets::literal_credentials(&config) {
+                eprintln!("palisade: warning: {warning}");
+            }
+            check_vault(&config)?;
             for degraded in palisade_server::gateway::DEGRADED {
                 eprintln!("palisade: degraded: {degraded}");
             }

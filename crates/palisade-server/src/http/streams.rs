@@ -138,6 +138,16 @@ pub(super) async fn health(State(server): State<Arc<Server>>) -> HttpResponse {
         "upstreams": gateway.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
         "pass_through": gateway.pipeline.passed_through().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "degraded": crate::gateway::DEGRADED,
+        "secrets": {
+            "vault": gateway.broker.vault().describe(),
+            "known": gateway.broker.redactor().known_count(),
+            "rotation_overdue": gateway
+                .overdue_secrets()
+                .await
+                .into_iter()
+                .map(|(name, late)| json!({"name": name, "overdue_by": late}))
+                .collect::<Vec<_>>(),
+        },
     });
     json_response(StatusCode::OK, body.to_string())
 }
