@@ -274,10 +274,15 @@ impl Detector {
         // Per rule, where its last match ended: an anchor inside a match
         // already found needs no second look.
         let mut done_until = vec![0usize; self.rules.len()];
+        // The gates already opened or closed at this anchor: most anchors
+        // start several rules behind the same gate (the generic ones), and
+        // the gate, not the regex, is what runs at nearly every anchor.
+        let mut gates: Vec<(Gate, usize, bool)> = Vec::with_capacity(8);
         for hit in anchors.find_iter(bytes) {
             let Some(triggers) = self.triggers.get(hit.pattern().as_usize()) else {
                 continue;
             };
+            gates.clear();
             for trigger in triggers {
                 let at = hit.start() + trigger.offset;
                 let (Some(rule), Some(until)) = (
@@ -287,6 +292,19 @@ impl Detector {
                     continue;
                 };
                 if at < *until {
+                    continue;
+                }
+                let gate = rule.spec.gate;
+                let open = if let Some(&(_, _, open)) =
+                    gates.iter().find(|(g, a, _)| *g == gate && *a == at)
+                {
+                    open
+                } else {
+                    let open = gate_open(gate, bytes, at);
+                    gates.push((gate, at, open));
+                    open
+                };
+                if !open {
                     continue;
                 }
                 if let Some(found) = run_rule(rule, bytes, at) {
@@ -299,13 +317,10 @@ impl Detector {
     }
 }
 
-/// Runs one rule over the window around an anchor at `at`; the match must
-/// contain the anchor.
+/// Runs one rule over the window around an anchor at `at`, once its gate is
+/// open; the match must contain the anchor.
 fn run_rule(rule: &Rule, bytes: &[u8], at: usize) -> Option<Candidate> {
     let spec = &rule.spec;
-    if !gate_open(spec.gate, bytes, at) {
-        return None;
-    }
     let from = at.saturating_sub(spec.before);
     let to = at.saturating_add(spec.after).min(bytes.len());
     // The haystack keeps everything before the window so that `\b` and `^`
@@ -369,15 +384,20 @@ fn gate_open(gate: Gate, bytes: &[u8], at: usize) -> bool {
                 && after_name.find(|b| !matches!(b, b' ' | b'\t')) == Some(&b',')
         }
         Gate::SaysIs => {
-            let sentence = rest
+            // One pass to the end of the sentence; only at a quote look back
+            // for `is `.
+            let window = rest.get(..rest.len().min(64)).unwrap_or(&[]);
+            window
                 .iter()
-                .take(64)
-                .position(|b| matches!(b, b'\n' | b'.' | b';' | b':' | b'='))
-                .unwrap_or(rest.len().min(64));
-            rest.get(..sentence)
-                .unwrap_or(&[])
-                .windows(4)
-                .any(|w| matches!(w, [b'i' | b'I', b's' | b'S', b' ', b'"' | b'\'']))
+                .take_while(|b| !matches!(b, b'\n' | b'.' | b';' | b':' | b'='))
+                .enumerate()
+                .any(|(i, b)| {
+                    matches!(b, b'"' | b'\'')
+                        && i >= 3
+                        && window
+                            .get(i - 3..i)
+                            .is_some_and(|w| w.eq_ignore_ascii_case(b"is "))
+                })
         }
         Gate::UserInfo => rest
             .iter()
