@@ -140,12 +140,14 @@ fn longest_run(value: &[u8]) -> usize {
     best
 }
 
-/// Markers of a value that stands for a secret rather than being one: template
-/// syntax, masks, and the words documentation uses.
-const PLACEHOLDER_MARKS: &[&str] = &[
+/// Template syntax, masks and references to where the value really is.
+const REFERENCE_MARKS: &[&str] = &[
     "xxxx",
     "****",
-    "....",
+    "####",
+    // An ellipsis (`..`, `...`, `…`): the value was cut short.
+    "..",
+    "\u{2026}",
     "${",
     "{{",
     "}}",
@@ -154,6 +156,18 @@ const PLACEHOLDER_MARKS: &[&str] = &[
     "$(",
     "<",
     ">",
+    "process.env",
+    "os.environ",
+    "getenv",
+    "env(",
+    "env[",
+    "secrets.",
+    "vault:",
+];
+
+/// Markers of a value that stands for a secret rather than being one: the
+/// words documentation uses (on top of [`REFERENCE_MARKS`]).
+const PLACEHOLDER_MARKS: &[&str] = &[
     "your",
     "example",
     "changeme",
@@ -168,13 +182,6 @@ const PLACEHOLDER_MARKS: &[&str] = &[
     "fake",
     "todo",
     "fixme",
-    "process.env",
-    "os.environ",
-    "getenv",
-    "env(",
-    "env[",
-    "secrets.",
-    "vault:",
     "000000",
     "123456",
     "abcdef",
@@ -249,24 +256,36 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "baz",
 ];
 
-/// A run of `len` characters each one after the previous (`abcde`, `34567`):
-/// typed by a person writing an example, almost never drawn at random.
+/// A run of `len` characters each one after (or before) the previous
+/// (`abcde`, `34567`, `98765`), or the same every other character
+/// (`a1b2c3d4e5`): typed by a person writing an example, almost never drawn
+/// at random.
 fn has_sequence(value: &[u8], len: usize) -> bool {
-    let mut run = 1;
-    for pair in value.windows(2) {
-        let (Some(&a), Some(&b)) = (pair.first(), pair.get(1)) else {
-            continue;
-        };
-        run = if a.is_ascii_alphanumeric() && b == a.wrapping_add(1) && b.is_ascii_alphanumeric() {
-            run + 1
-        } else {
-            1
-        };
-        if run >= len {
-            return true;
-        }
-    }
-    false
+    [1, 2].into_iter().any(|stride| {
+        [1u8, u8::MAX].into_iter().any(|step| {
+            // One run per phase: with a stride of 2, even and odd positions
+            // are separate sequences.
+            let mut runs = [1usize; 2];
+            value
+                .iter()
+                .zip(value.iter().skip(stride))
+                .enumerate()
+                .any(|(i, (&a, &b))| {
+                    let Some(run) = runs.get_mut(i % stride) else {
+                        return false;
+                    };
+                    *run = if a.is_ascii_alphanumeric()
+                        && b.is_ascii_alphanumeric()
+                        && b == a.wrapping_add(step)
+                    {
+                        *run + 1
+                    } else {
+                        1
+                    };
+                    *run >= len
+                })
+        })
+    })
 }
 
 /// The value without the quotes (and escaping backslashes) around it.
@@ -280,20 +299,60 @@ fn strip_quotes(mut value: &[u8]) -> &[u8] {
     value
 }
 
-/// A variable interpolated into the value (`$HOME`, `${X}`, `$(cmd)`).
+/// A variable interpolated into the value (`$HOME`, `${X}`, `$(cmd)`,
+/// `/home/$USER`). A `$` inside a word (`pa$$word`, `super$ecret`) is a
+/// character of the password, the way people write them, not a variable.
 fn interpolates(value: &[u8]) -> bool {
-    value.windows(2).any(|w| matches!(w, [b'$', next] if next.is_ascii_alphabetic() || matches!(next, b'_' | b'{' | b'(')))
+    value.windows(2).enumerate().any(|(i, w)| match w {
+        [b'$', b'{' | b'('] => true,
+        [b'$', next] if next.is_ascii_alphabetic() || *next == b'_' => {
+            let before = i.checked_sub(1).and_then(|j| value.get(j));
+            before.is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'$')
+        }
+        _ => false,
+    })
 }
 
-/// A value that is a placeholder, a mask, a template or a reference to
-/// something else (`$VAR`, `%VAR%`, `config.password`), not a secret.
-pub(crate) fn is_placeholder(value: &[u8]) -> bool {
+/// A value that is a template, a variable, a mask or a reference to where
+/// the secret really is (`${X}`, `$VAR`, `%VAR%`, `****`, `[PASSWORD]`), but
+/// not one that is merely a word: in a slot that holds only a password,
+/// `secret` is the password.
+pub(crate) fn is_reference_or_mask(value: &[u8]) -> bool {
     let value = strip_quotes(value.trim_ascii());
     let Ok(text) = std::str::from_utf8(value) else {
         return false;
     };
     let lower = text.to_ascii_lowercase();
-    if lower.is_empty() || longest_run(value) * 2 > value.len() || longest_run(value) >= 5 {
+    let run = longest_run(value);
+    let bracketed = |open: char, close: char| lower.starts_with(open) && lower.ends_with(close);
+    lower.is_empty()
+        || (run >= 5 && run * 2 > value.len())
+        || (bracketed('[', ']') && lower.len() > 2)
+        || interpolates(value)
+        || REFERENCE_MARKS.iter().any(|m| lower.contains(m))
+        || lower.starts_with('$')
+        || (lower.starts_with('%') && lower.ends_with('%'))
+}
+
+/// A value that is a placeholder, a mask, a template or a reference to
+/// something else (`$VAR`, `%VAR%`, `config.password`), not a secret.
+pub(crate) fn is_placeholder(value: &[u8]) -> bool {
+    if is_reference_or_mask(value) {
+        return true;
+    }
+    let value = strip_quotes(value.trim_ascii());
+    let Ok(text) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let lower = text.to_ascii_lowercase();
+    // A run of one character: a mask (`aaaa…`, `0000…`). In long base64,
+    // runs of `A` (zero bytes) are common, so there a run must also fill a
+    // good part of the value.
+    let run = longest_run(value);
+    if lower.is_empty()
+        || run * 2 > value.len()
+        || (run >= 5 && (value.len() < 32 || run * 4 > value.len()))
+    {
         return true;
     }
     if has_sequence(value, 5) || interpolates(value) {
@@ -309,13 +368,38 @@ pub(crate) fn is_placeholder(value: &[u8]) -> bool {
 }
 
 /// An unquoted value that reads as code: a dotted path, a call, a type.
+/// A dotted value with a random-looking part (`s.` and 24 random
+/// characters, a Vault token) is not a member access: members are words.
 pub(crate) fn is_code_reference(value: &[u8]) -> bool {
     let identifier_like = value
         .iter()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'(' | b')'));
     let has_digit = value.iter().any(u8::is_ascii_digit);
     let dotted = value.contains(&b'.') || value.contains(&b'(');
-    identifier_like && (dotted || !has_digit)
+    let random_part = value
+        .split(|b| matches!(b, b'.' | b'(' | b')'))
+        .any(|part| part.len() >= 16 && looks_random(part, 16));
+    identifier_like && (dotted || !has_digit) && !random_part
+}
+
+/// A value made of words joined by separators (`jetbrains.mps.v8_elimination`,
+/// `cmp2-qat-1208358310`, `#add-password`): an identifier, a selector or a
+/// version, not something drawn at random. Each part is lower-case letters
+/// (digits allowed only after them) or digits alone.
+pub(crate) fn is_identifier(value: &[u8]) -> bool {
+    let value = value.strip_prefix(b"#").unwrap_or(value);
+    let separators = |b: &u8| matches!(b, b'.' | b'_' | b'-' | b':' | b'/');
+    if !value.iter().any(separators) {
+        return false;
+    }
+    value.split(separators).all(|part| {
+        let letters = part.iter().take_while(|b| b.is_ascii_lowercase()).count();
+        let rest = part.get(letters..).unwrap_or(&[]);
+        let digits_only = rest.iter().all(u8::is_ascii_digit);
+        // A long part of letters then digits is a word with a number
+        // (`version2`); a long run of digits alone is an id.
+        digits_only && (letters == 0 || rest.len() <= 4)
+    })
 }
 
 /// How a value that should be random must look: long enough, spread over
@@ -331,7 +415,12 @@ pub(crate) fn looks_random(value: &[u8], min_len: usize) -> bool {
     let symbol = value.iter().any(|b| !b.is_ascii_alphanumeric());
     let classes = [lower, upper, digit, symbol].iter().filter(|&&c| c).count();
     let bits = entropy(value);
-    let needed = if value.len() < 16 {
+    // Hex has only 16 symbols: a random 16-character hex string often
+    // measures below 3 bits, where base62 would not.
+    let hex = value.iter().all(u8::is_ascii_hexdigit);
+    let needed = if hex && value.len() >= 16 {
+        2.7
+    } else if value.len() < 16 {
         2.8
     } else if value.len() < 24 {
         3.0
@@ -343,7 +432,7 @@ pub(crate) fn looks_random(value: &[u8], min_len: usize) -> bool {
             .iter()
             .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'-'));
     let wordish = letters_only && !(lower && upper && value.len() >= 20);
-    bits >= needed && classes >= 2 && !wordish
+    bits >= needed && classes >= 2 && !wordish && !is_identifier(value)
 }
 
 /// The random part of a vendor token (after its prefix) must not be a mask
@@ -351,7 +440,7 @@ pub(crate) fn looks_random(value: &[u8], min_len: usize) -> bool {
 pub(crate) fn token_body_ok(body: &[u8]) -> bool {
     let lower: Vec<u8> = body.to_ascii_lowercase();
     let masked = [
-        "xxxxx", "*****", "00000000", "12345678", "abcdefgh", "example", "your",
+        "xxxxx", "*****", "#####", "00000000", "12345678", "abcdefgh", "example", "your",
     ]
     .iter()
     .any(|m| contains(&lower, m.as_bytes()));

@@ -15,8 +15,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{Captures, Regex};
 
 use checks::{
-    base64_pem_ok, contains, entropy, github_checksum_ok, is_code_reference, is_placeholder,
-    jwt_header_ok, looks_random, token_body_ok,
+    base64_pem_ok, contains, entropy, github_checksum_ok, is_code_reference, is_identifier,
+    is_placeholder, is_reference_or_mask, jwt_header_ok, looks_random, token_body_ok,
 };
 use rules::{Check, Gate, RULES, RuleSpec};
 
@@ -118,6 +118,17 @@ pub fn kinds() -> &'static [&'static str] {
         "salesforce-token",
         "teams-webhook",
         "discord-webhook",
+        "twilio-api-key",
+        "dependency-track-api-key",
+        "intra42-client-secret",
+        "cloudflare-origin-ca-key",
+        "cloudflare-api-key",
+        "thingsboard-access-token",
+        "truenas-api-key",
+        "hashicorp-vault-unseal-key",
+        "okta-api-token",
+        "sumologic-access-id",
+        "sumologic-access-key",
         "password-hash",
         "jwt",
         "private-key",
@@ -263,10 +274,15 @@ impl Detector {
         // Per rule, where its last match ended: an anchor inside a match
         // already found needs no second look.
         let mut done_until = vec![0usize; self.rules.len()];
+        // The gates already opened or closed at this anchor: most anchors
+        // start several rules behind the same gate (the generic ones), and
+        // the gate, not the regex, is what runs at nearly every anchor.
+        let mut gates: Vec<(Gate, usize, bool)> = Vec::with_capacity(8);
         for hit in anchors.find_iter(bytes) {
             let Some(triggers) = self.triggers.get(hit.pattern().as_usize()) else {
                 continue;
             };
+            gates.clear();
             for trigger in triggers {
                 let at = hit.start() + trigger.offset;
                 let (Some(rule), Some(until)) = (
@@ -276,6 +292,19 @@ impl Detector {
                     continue;
                 };
                 if at < *until {
+                    continue;
+                }
+                let gate = rule.spec.gate;
+                let open = if let Some(&(_, _, open)) =
+                    gates.iter().find(|(g, a, _)| *g == gate && *a == at)
+                {
+                    open
+                } else {
+                    let open = gate_open(gate, bytes, at);
+                    gates.push((gate, at, open));
+                    open
+                };
+                if !open {
                     continue;
                 }
                 if let Some(found) = run_rule(rule, bytes, at) {
@@ -288,13 +317,10 @@ impl Detector {
     }
 }
 
-/// Runs one rule over the window around an anchor at `at`; the match must
-/// contain the anchor.
+/// Runs one rule over the window around an anchor at `at`, once its gate is
+/// open; the match must contain the anchor.
 fn run_rule(rule: &Rule, bytes: &[u8], at: usize) -> Option<Candidate> {
     let spec = &rule.spec;
-    if !gate_open(spec.gate, bytes, at) {
-        return None;
-    }
     let from = at.saturating_sub(spec.before);
     let to = at.saturating_add(spec.after).min(bytes.len());
     // The haystack keeps everything before the window so that `\b` and `^`
@@ -348,6 +374,30 @@ fn gate_open(gate: Gate, bytes: &[u8], at: usize) -> bool {
                 next,
                 Some(b':' | b'=' | b'(' | b'"' | b'\'' | b'`' | b'>' | b'\\')
             )
+        }
+        Gate::QuotedPair => {
+            let mut after_name = rest
+                .iter()
+                .skip_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                .take(12);
+            matches!(after_name.next(), Some(b'"' | b'\''))
+                && after_name.find(|b| !matches!(b, b' ' | b'\t')) == Some(&b',')
+        }
+        Gate::SaysIs => {
+            // One pass to the end of the sentence; only at a quote look back
+            // for `is `.
+            let window = rest.get(..rest.len().min(64)).unwrap_or(&[]);
+            window
+                .iter()
+                .take_while(|b| !matches!(b, b'\n' | b'.' | b';' | b':' | b'='))
+                .enumerate()
+                .any(|(i, b)| {
+                    matches!(b, b'"' | b'\'')
+                        && i >= 3
+                        && window
+                            .get(i - 3..i)
+                            .is_some_and(|w| w.eq_ignore_ascii_case(b"is "))
+                })
         }
         Gate::UserInfo => rest
             .iter()
@@ -417,6 +467,7 @@ fn check(spec: &RuleSpec, bytes: &[u8], caps: &Captures<'_>) -> Option<(usize, u
         Check::AwsSecret => !contains(value, b"EXAMPLE") && entropy(value) >= 4.0,
         Check::Assignment => assignment_ok(caps.name("k").map(|k| k.as_bytes()), value, quoted),
         Check::Password => password_ok(value),
+        Check::SlotPassword => slot_password_ok(value),
         Check::Random => !is_placeholder(value) && looks_random(value, 8),
         Check::KubernetesSecret => !is_placeholder(value) && says_kind_secret(bytes, start, end),
     };
@@ -497,11 +548,74 @@ enum KeyClass {
     Weak,
 }
 
-/// Words of a name that make it about something else: the secret's id, file,
-/// length or type, or a word that only contains a keyword (`keyboard`).
-const NOT_SECRET_WORDS: &[&str] = &[
+/// Words that contain a keyword without being about a secret (`keyboard`,
+/// `author`, `max_tokens`): they never make a name secret.
+const DECOY_WORDS: &[&str] = &[
+    "keyword",
+    "keywords",
+    "keyboard",
+    "monkey",
+    "turkey",
+    "donkey",
+    "hotkey",
+    "keyframe",
+    "keycode",
+    "keys",
+    "author",
+    "authors",
+    "authored",
+    "tokenizer",
+    "tokens",
+    "passport",
+    "bypass",
+    "compass",
+    "passive",
+    "passthrough",
+    "passing",
+    "passed",
+];
+
+/// Words that, anywhere in a name, make it about something other than a
+/// secret value: the public half, a form's text, a page or an action.
+const MODIFIER_WORDS: &[&str] = &[
     "public",
     "pub",
+    "csrf",
+    "xsrf",
+    "prompt",
+    "label",
+    "hint",
+    "placeholder",
+    "description",
+    "title",
+    "button",
+    "input",
+    "error",
+    "message",
+    "validation",
+    "reset",
+    "forgot",
+    "change",
+    "regex",
+    "pattern",
+    "policy",
+    "format",
+    // Keys that name data, not grant access: an S3 object's key, a
+    // database's primary or sort key, a cache's key.
+    "bucket",
+    "primary",
+    "foreign",
+    "partition",
+    "sort",
+    "cache",
+    "lookup",
+];
+
+/// Head nouns: after the secret's keyword they make the name about the
+/// secret's id, file, length or type (`password_file`, `api_key_id`); before
+/// it they only qualify it (`ClearTextPassword`, `file_password`). English
+/// compounds put the head last.
+const HEAD_WORDS: &[&str] = &[
     "name",
     "names",
     "file",
@@ -522,13 +636,9 @@ const NOT_SECRET_WORDS: &[&str] = &[
     "timeout",
     "header",
     "field",
-    "prompt",
-    "label",
-    "hint",
-    "format",
+    "text",
     "algorithm",
     "alg",
-    "policy",
     "mode",
     "enabled",
     "enable",
@@ -539,33 +649,11 @@ const NOT_SECRET_WORDS: &[&str] = &[
     "username",
     "id",
     "ids",
-    "keyword",
-    "keywords",
-    "keyboard",
-    "monkey",
-    "turkey",
-    "donkey",
-    "hotkey",
-    "keyframe",
-    "keycode",
-    "keys",
-    "author",
-    "authors",
-    "authored",
-    "tokenizer",
-    "tokens",
     "limit",
     "budget",
     "usage",
     "prefix",
     "location",
-    "passport",
-    "bypass",
-    "compass",
-    "passive",
-    "passthrough",
-    "passing",
-    "passed",
     "rotation",
     "provider",
     "method",
@@ -578,20 +666,6 @@ const NOT_SECRET_WORDS: &[&str] = &[
     "updated",
     "ref",
     "arn",
-    "regex",
-    "pattern",
-    "placeholder",
-    "description",
-    "title",
-    "text",
-    "input",
-    "button",
-    "error",
-    "message",
-    "validation",
-    "reset",
-    "forgot",
-    "bucket",
     "entry",
     "st",
 ];
@@ -624,11 +698,31 @@ fn words(name: &[u8]) -> Vec<String> {
 }
 
 fn key_class(name: &[u8]) -> Option<KeyClass> {
+    const KEYWORDS: &[&str] = &[
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ];
     let words = words(name);
-    if words.iter().any(|w| NOT_SECRET_WORDS.contains(&w.as_str())) {
+    if words.iter().any(|w| MODIFIER_WORDS.contains(&w.as_str())) {
         return None;
     }
-    let joined = words.concat();
+    let is_keyword =
+        |w: &String| !DECOY_WORDS.contains(&w.as_str()) && KEYWORDS.iter().any(|k| w.contains(k));
+    let last = words.iter().rposition(is_keyword)?;
+    let after = words.get(last + 1..).unwrap_or(&[]);
+    if after.iter().any(|w| HEAD_WORDS.contains(&w.as_str())) {
+        return None;
+    }
+    let joined: String = words
+        .iter()
+        .filter(|w| !DECOY_WORDS.contains(&w.as_str()))
+        .map(String::as_str)
+        .collect();
     let has = |word: &str| joined.contains(word);
     if has("pass") || has("pwd") {
         Some(KeyClass::Password)
@@ -660,15 +754,44 @@ fn assignment_ok(name: Option<&[u8]>, value: &[u8], quoted: bool) -> bool {
     let literal = quoted || name.is_some_and(is_env_name);
     if is_placeholder(value)
         || (!literal && is_code_reference(value))
-        || name.is_some_and(|n| n.eq_ignore_ascii_case(value))
+        || name.is_some_and(|n| spells_the_name(n, value))
     {
         return false;
     }
     match class {
-        KeyClass::Password => password_ok(value),
+        KeyClass::Password => password_ok(value) && !names_something_else(value),
         KeyClass::Secret => looks_random(value, 8),
         KeyClass::Weak => looks_random(value, 16),
     }
+}
+
+/// A value that is the name again, or part of it, however it is
+/// separated (`KeyMeshing = "id-Gost-None-KeyMeshing"`): a label, not a value.
+fn spells_the_name(name: &[u8], value: &[u8]) -> bool {
+    let letters = |bytes: &[u8]| -> Vec<u8> {
+        bytes
+            .iter()
+            .filter(|b| b.is_ascii_alphanumeric())
+            .map(u8::to_ascii_lowercase)
+            .collect()
+    };
+    let (name, value) = (letters(name), letters(value));
+    value.len() >= 4 && (contains(&name, &value) || contains(&value, &name) && name.len() >= 8)
+}
+
+/// A value under a password's name that is a path, a URL, or an identifier
+/// spelled with the keyword (`#add-password`, `cms_user_password`): a route,
+/// a selector or a setting's name, not the password.
+fn names_something_else(value: &[u8]) -> bool {
+    let lower = value.to_ascii_lowercase();
+    let path = lower.starts_with(b"/")
+        || lower.starts_with(b"./")
+        || lower.starts_with(b"~/")
+        || contains(&lower, b"://");
+    let spelled = ["pass", "pwd", "secret", "token"]
+        .iter()
+        .any(|k| contains(&lower, k.as_bytes()));
+    path || (is_identifier(&lower) && spelled)
 }
 
 /// A password a person chose: any characters, but not a placeholder, and
@@ -676,6 +799,30 @@ fn assignment_ok(name: Option<&[u8]>, value: &[u8], quoted: bool) -> bool {
 fn password_ok(value: &[u8]) -> bool {
     let spaced = value.iter().any(u8::is_ascii_whitespace);
     (4..=128).contains(&value.len()) && !spaced && !is_placeholder(value)
+}
+
+/// A password in a slot that holds nothing else (a URL's user info, a
+/// connection string's `Password=`): whatever is there is the password, even
+/// a word like `secret`, unless it is a template, a variable or a mask.
+/// The slot's own name written in it (`user:password@`) is documentation
+/// labelling the slot, though.
+fn slot_password_ok(value: &[u8]) -> bool {
+    let names_the_slot = [
+        "pass",
+        "passwd",
+        "password",
+        "pwd",
+        "null",
+        "nil",
+        "none",
+        "undefined",
+    ]
+    .iter()
+    .any(|n| value.eq_ignore_ascii_case(n.as_bytes()));
+    (1..=256).contains(&value.len())
+        && !value.iter().any(u8::is_ascii_whitespace)
+        && !names_the_slot
+        && !is_reference_or_mask(value)
 }
 
 /// Sorts candidates, drops the ones an earlier-chosen (more specific, then

@@ -28,8 +28,11 @@ pub(crate) enum Check {
     AwsSecret,
     /// `name = value`: the name says what class of secret, the value must fit it.
     Assignment,
-    /// A password in a URL, a command line or a call: not a placeholder.
+    /// A password in a command line or a call: not a placeholder.
     Password,
+    /// A password in a slot that holds nothing else (URL user info, a
+    /// connection string's `Password=`): anything but a template or a mask.
+    SlotPassword,
     /// A value that must look random (header tokens).
     Random,
     /// A `data:` value in a document that says `kind: Secret`.
@@ -44,6 +47,10 @@ pub(crate) enum Gate {
     Assignment,
     /// `://` is followed by user info (an `@` before the host ends).
     UserInfo,
+    /// The name runs on to a closing quote and a comma (`"API_KEY", "…"`).
+    QuotedPair,
+    /// `is` and a quote follow within the sentence (`password is 'x'`).
+    SaysIs,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -258,11 +265,16 @@ pub(crate) const RULES: &[RuleSpec] = &[
     ),
     // --- Slack: `xox` and a type letter (config tokens `xoxe.xoxp-`), app
     // tokens `xapp-`, and incoming webhooks.
-    token(
-        "slack-token",
-        &["xox"],
-        r"(?-u)\bxox(?:e\.xox[a-z]|[a-z])-[A-Za-z0-9-]{24,250}",
-    ),
+    RuleSpec {
+        before: 1,
+        ..token(
+            "slack-token",
+            &["xox"],
+            // Configuration tokens (`xoxe.xoxp-1-…`) are long; the `xoxp-`
+            // inside one is not a token of its own.
+            r"(?-u)(?:^|[^.A-Za-z0-9_])(?P<s>xoxe\.xox[a-z]-[A-Za-z0-9-]{100,250}|xox[a-z]-[A-Za-z0-9-]{24,250})",
+        )
+    },
     token(
         "slack-app-token",
         &["xapp-"],
@@ -276,8 +288,10 @@ pub(crate) const RULES: &[RuleSpec] = &[
     // --- Payments.
     token(
         "stripe-key",
-        &["sk_live_", "sk_test_", "rk_live_", "rk_test_"],
-        r"(?-u)\b[rs]k_(?:live|test)_[A-Za-z0-9]{10,247}\b",
+        &[
+            "sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_",
+        ],
+        r"(?-u)\b[rs]k_(?:live|test|prod)_[A-Za-z0-9]{10,247}\b",
     ),
     token(
         "stripe-webhook-secret",
@@ -350,7 +364,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
     token(
         "jina-api-key",
         &["jina_"],
-        r"(?-u)\bjina_[a-f0-9]{32}[A-Za-z0-9_-]{30,}",
+        r"(?-u)\bjina_[a-f0-9]{32}[A-Za-z0-9_-]{28,}",
     ),
     token(
         "langsmith-api-key",
@@ -520,7 +534,12 @@ pub(crate) const RULES: &[RuleSpec] = &[
     ),
     RuleSpec {
         before: 37,
-        ..token("new-relic-key", &["nral"], r"(?-u)\b[a-f0-9]{36}NRAL\b")
+        // EU-region license keys start `eu01xx`.
+        ..token(
+            "new-relic-key",
+            &["nral"],
+            r"(?-u)\b(?:eu01xx[a-f0-9]{30}|[a-f0-9]{36})NRAL\b",
+        )
     },
     token(
         "new-relic-key",
@@ -532,8 +551,8 @@ pub(crate) const RULES: &[RuleSpec] = &[
         after: 1024,
         ..token(
             "mapbox-token",
-            &["sk.eyj", "tk.eyj"],
-            r"(?-u)\b[st]k\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}",
+            &["sk.eyj", "tk.eyj", "pk.eyj"],
+            r"(?-u)\b[pst]k\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}",
         )
     },
     token(
@@ -543,11 +562,15 @@ pub(crate) const RULES: &[RuleSpec] = &[
     ),
     token("pulumi-token", &["pul-"], r"(?-u)\bpul-[a-f0-9]{40}\b"),
     token("prefect-token", &["pnu_"], r"(?-u)\bpnu_[A-Za-z0-9]{36}\b"),
-    token(
-        "infracost-token",
-        &["ico-"],
-        r"(?-u)\bico-[A-Za-z0-9]{32}\b",
-    ),
+    RuleSpec {
+        before: 1,
+        ..token(
+            "infracost-token",
+            &["ico-"],
+            // Not a file name's `.ico-` (`favicon.ico-<hash>.png`).
+            r"(?-u)(?:^|[^./A-Za-z0-9_-])(?P<s>ico-[A-Za-z0-9]{32})\b",
+        )
+    },
     token(
         "scalingo-token",
         &["tk-us-"],
@@ -603,7 +626,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         ..token(
             "telegram-bot-token",
             &[":aa"],
-            r"(?-u)\b[0-9]{8,10}:AA[A-Za-z0-9_-]{33}\b",
+            r"(?-u)\b[0-9]{8,10}:AA[A-Za-z0-9_-]{32,33}\b",
         )
     },
     token(
@@ -633,6 +656,108 @@ pub(crate) const RULES: &[RuleSpec] = &[
         &["/api/webhooks/"],
         r"(?-u)/api/webhooks/[0-9]{15,20}/(?P<s>[A-Za-z0-9_-]{60,})",
     ),
+    // --- Vendors whose formats have a prefix, documented by the vendor.
+    token("twilio-api-key", &["sk"], r"(?-u)\bSK[0-9a-fA-F]{32}\b"),
+    token(
+        "dependency-track-api-key",
+        &["odt_"],
+        r"(?-u)\bodt_[A-Za-z0-9]{32,}\b",
+    ),
+    token(
+        "intra42-client-secret",
+        &["s-s4t2ud-", "s-s4t2af-"],
+        r"(?-u)\bs-s4t2(?:ud|af)-[a-f0-9]{64}\b",
+    ),
+    RuleSpec {
+        after: 256,
+        ..token(
+            "cloudflare-origin-ca-key",
+            &["v1.0-"],
+            r"(?-u)\bv1\.0-[a-f0-9]{24}-[a-f0-9]{146}\b",
+        )
+    },
+    RuleSpec {
+        after: 512,
+        ..token(
+            "thingsboard-access-token",
+            &["thingsboard"],
+            r"(?i-u)thingsboard\.cloud/api/v1/(?P<s>[a-z0-9]{20})/",
+        )
+    },
+    RuleSpec {
+        after: 256,
+        ..token(
+            "truenas-api-key",
+            &["login_with_api_key"],
+            r#"(?-u)login_with_api_key"[^\[]{0,64}\[\s*"(?P<s>[0-9]+-[A-Za-z0-9]{64})""#,
+        )
+    },
+    RuleSpec {
+        after: 128,
+        ..token(
+            "hashicorp-vault-unseal-key",
+            &["unseal"],
+            r"(?i-u)\bunseal(?:[ \t]+key[ \t]+[0-9]+:)?[ \t]+(?P<s>[A-Za-z0-9+/]{43}[A-Za-z0-9+/=])(?:[^A-Za-z0-9+/=]|$)",
+        )
+    },
+    // --- Vendors whose keys have no prefix: the vendor's name must come
+    // first, close by, and the key must have its documented shape.
+    RuleSpec {
+        after: 160,
+        ..token(
+            "okta-api-token",
+            &["okta", "ssws"],
+            r"(?is-u)(?:\b|_)(?:okta|ssws).{0,80}?\b(?P<s>00[A-Za-z0-9_-]{40})(?:[^A-Za-z0-9_-]|$)",
+        )
+    },
+    RuleSpec {
+        after: 128,
+        ..token(
+            "sumologic-access-id",
+            &["sumo"],
+            r"(?-u)\b(?i:sumo(?:logic)?)(?:[_.-][A-Za-z0-9_.-]*|[A-Z][A-Za-z0-9_.-]*)?[^\r\nA-Za-z0-9]{1,8}(?P<s>su[A-Za-z0-9]{12})\b",
+        )
+    },
+    RuleSpec {
+        after: 160,
+        ..token(
+            "sumologic-access-key",
+            &["sumo"],
+            r"(?-u)\b(?i:sumo(?:logic)?)(?:[_.-][A-Za-z0-9_.-]*|[A-Z][A-Za-z0-9_.-]*)?[^\r\nA-Za-z0-9]{1,8}(?P<s>[A-Za-z0-9]{64})\b",
+        )
+    },
+    RuleSpec {
+        after: 128,
+        ..token(
+            "cloudflare-api-key",
+            &["cloudflare"],
+            r"(?i-u)cloudflare[a-z0-9_.-]*[^\r\nA-Za-z0-9]{1,8}(?-i:(?P<s>[a-f0-9]{37}|[A-Za-z0-9_-]{40}))(?:[^A-Za-z0-9_-]|$)",
+        )
+    },
+    RuleSpec {
+        after: 128,
+        ..token(
+            "facebook-access-token",
+            &["facebook"],
+            r"(?i-u)facebook[^\r\n]{0,40}?\b(?P<s>[0-9]{15,16}\|[A-Za-z0-9_-]{27,40})\b",
+        )
+    },
+    RuleSpec {
+        after: 128,
+        ..token(
+            "hashicorp-vault-token",
+            &["vault"],
+            r#"(?i-u)vault[a-z_.-]*["']?(?:[ \t]*[:=][ \t]*|[ \t]+)["'`]?(?-i:(?P<s>[sb]\.[A-Za-z0-9_-]{24,}))"#,
+        )
+    },
+    RuleSpec {
+        after: 128,
+        ..token(
+            "azure-devops-pat",
+            &["ado_pat", "azdo", "devops"],
+            r#"(?i-u)(?:ado_pat|azdo|devops)[a-z0-9_.-]*["']?[ \t]*[:=][ \t]*["']?(?-i:(?P<s>[a-z2-7]{52}))\b"#,
+        )
+    },
     // --- Password hashes: crackable offline, so as sensitive as the password.
     RuleSpec {
         check: Check::Pattern,
@@ -704,7 +829,7 @@ pub(crate) const RULES: &[RuleSpec] = &[
         )
     },
     RuleSpec {
-        check: Check::Password,
+        check: Check::SlotPassword,
         gate: Gate::UserInfo,
         before: 32,
         after: 512,
@@ -713,6 +838,48 @@ pub(crate) const RULES: &[RuleSpec] = &[
             "url-password",
             &["://"],
             r#"(?i-u)\b[a-z][a-z0-9+.-]{1,24}://[^\s:@/"'<>]{0,128}:(?P<s>[^\s@/"'<>]{1,256})@[a-z0-9_.\[-]"#,
+        )
+    },
+    // A token as the URL's user, without a password (`git clone
+    // https://TOKEN@host/...`): it must look random, a user name does not.
+    RuleSpec {
+        check: Check::Random,
+        gate: Gate::UserInfo,
+        before: 32,
+        after: 512,
+        priority: 1,
+        ..token(
+            "url-password",
+            &["://"],
+            r#"(?i-u)\b[a-z][a-z0-9+.-]{1,24}://(?P<s>[A-Za-z0-9_-]{20,256})@[a-z0-9_.\[-]"#,
+        )
+    },
+    // ODBC, ADO.NET and JDBC connection strings: `;`-separated pairs, where
+    // `Password=` or `Pwd=` holds the password whatever it spells.
+    RuleSpec {
+        check: Check::SlotPassword,
+        gate: Gate::Assignment,
+        before: 4,
+        after: 160,
+        priority: 1,
+        ..token(
+            "generic-password",
+            &["pass", "pwd"],
+            // `s`: after a `;`; `sq`: before `;` and another `Key=`.
+            r#"(?i-u)(?:;[ \t]*(?:password|pwd)[ \t]*=[ \t]*(?P<s>[^;"'\s]{1,128})|\b(?:password|pwd)[ \t]*=[ \t]*(?P<sq>[^;"'\s]{1,128})[ \t]*;[ \t]*[a-z][a-z0-9 _]{0,30}=)"#,
+        )
+    },
+    // Prose: `the password is 'hunter2'`, `the default password for user
+    // "x" is "y"`: a quoted word after `is`.
+    RuleSpec {
+        check: Check::Password,
+        gate: Gate::SaysIs,
+        after: 128,
+        priority: 2,
+        ..token(
+            "generic-password",
+            &["pass"],
+            r#"(?i-u)\bpass(?:word|wd)?\b[^\r\n.;:=]{0,48}?\bis[ \t]+(?:"(?P<dq>[^"\s]{3,64})"|'(?P<sq>[^'\s]{3,64})')"#,
         )
     },
     RuleSpec {
@@ -742,7 +909,19 @@ pub(crate) const RULES: &[RuleSpec] = &[
         ..token(
             "cli-password",
             &["curl"],
-            r#"(?i-u)\bcurl\b(?:[^\r\n]|\\\r?\n)*?[ \t](?:-u|--user)[ \t=]*["']?[^\s:"']*:(?P<s>[^\s"']+)"#,
+            r#"(?i-u)\bcurl\b(?:[^\r\n]|\\\r?\n)*?[ \t](?:-u|--user)[ \t=]*["']?[^\s:"']*["']?:["']?(?P<s>[^\s"']+)"#,
+        )
+    },
+    // `curl -u "KEY:"`: an API key as the user and no password (Stripe,
+    // Elastic, Mailgun document this); it must look random.
+    RuleSpec {
+        check: Check::Random,
+        after: 1024,
+        priority: 1,
+        ..token(
+            "cli-password",
+            &["curl"],
+            r#"(?i-u)\bcurl\b(?:[^\r\n]|\\\r?\n)*?[ \t](?:-u|--user)[ \t=]*["']?(?P<s>[^\s:"']{8,}):["']?(?:[\s]|$)"#,
         )
     },
     RuleSpec {
@@ -822,7 +1001,9 @@ pub(crate) const RULES: &[RuleSpec] = &[
         ..token(
             "kubernetes-secret",
             &["data:"],
-            r#"(?-u)\bdata:[ \t]*\r?\n[ \t]+["']?[A-Za-z0-9_.-]+["']?:[ \t]*["']?(?P<s>[A-Za-z0-9+/]{12,}={0,2})"#,
+            // Other keys of `data` may come first; a value may sit on the
+            // next line after a block scalar's `|` or `>`.
+            r#"(?-u)\bdata:[ \t]*\r?\n(?:[ \t]+[^\r\n]*\r?\n){0,16}?[ \t]+["']?[A-Za-z0-9_.-]+["']?:[ \t]*(?:[|>][+-]?[ \t]*\r?\n[ \t]+)?["']?(?P<s>[A-Za-z0-9+/]{12,}={0,2})"#,
         )
     },
     // --- Generic assignments: `name = value` where the name says secret.
@@ -885,6 +1066,25 @@ pub(crate) const RULES: &[RuleSpec] = &[
             "generic-secret",
             ASSIGNMENT_ANCHORS,
             concat!(r#"(?i-u)<"#, key_name!(), r#">(?P<uq>[^<\s]{1,256})</"#),
+        )
+    },
+    // A name and its value as two strings in a call or a list:
+    // `getenv("API_TOKEN", "…")`, Gradle's `buildConfigField 'String',
+    // 'API_KEY', '"…"'`.
+    RuleSpec {
+        check: Check::Assignment,
+        gate: Gate::QuotedPair,
+        before: 64,
+        after: 320,
+        priority: 2,
+        ..token(
+            "generic-secret",
+            ASSIGNMENT_ANCHORS,
+            concat!(
+                r#"(?i-u)["']"#,
+                key_name!(),
+                r#"["'][ \t]*,[ \t]*["']\\?"?(?P<dq>[^"'\\\r\n]{1,256})\\?"?["']"#
+            ),
         )
     },
 ];

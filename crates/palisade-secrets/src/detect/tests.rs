@@ -640,3 +640,215 @@ fn kubernetes_secrets_and_bundler_credentials() {
     );
     check("BUNDLE_GEMS__EXAMPLE__COM=${GEM_CREDENTIALS}", None);
 }
+
+#[test]
+fn vendor_formats_added_in_the_second_round() {
+    let hex = |n, seed| random(HEX, n, seed);
+    let alnum = |n, seed| random(ALNUM, n, seed);
+    let sk = format!("SK{}", hex(32, 200));
+    check_span(&format!("TWILIO_API_KEY_SID={sk}"), &sk, "twilio-api-key");
+    check("SKIP_THE_TESTS=1", None);
+    let odt = format!("odt_{}", alnum(32, 201));
+    check_span(
+        &format!("X-Api-Key: {odt}"),
+        &odt,
+        "dependency-track-api-key",
+    );
+    let intra = format!("s-s4t2ud-{}", hex(64, 202));
+    check_span(&format!("secret: {intra}"), &intra, "intra42-client-secret");
+    let origin = format!("v1.0-{}-{}", hex(24, 203), hex(146, 204));
+    check_span(
+        &format!("ORIGIN_CA_KEY: {origin}"),
+        &origin,
+        "cloudflare-origin-ca-key",
+    );
+    check("release v1.0-beta is out", None);
+    let okta = format!("00{}", random(URLSAFE, 40, 205));
+    check_span(&format!("okta_api_token = {okta}"), &okta, "okta-api-token");
+    check_span(
+        &format!("Authorization: SSWS {okta}"),
+        &okta,
+        "okta-api-token",
+    );
+    check(&format!("bookTable = {okta}"), None);
+    let sumo_id = format!("su{}", alnum(12, 206));
+    check_span(
+        &format!("SUMO_ACCESS_ID = \"{sumo_id}\""),
+        &sumo_id,
+        "sumologic-access-id",
+    );
+    check(&format!("sumOrders = {sumo_id}"), None);
+    let sumo_key = alnum(64, 207);
+    check_span(
+        &format!("sumologic.accessKey: {sumo_key}"),
+        &sumo_key,
+        "sumologic-access-key",
+    );
+    let global = hex(37, 208);
+    check_span(
+        &format!("cloudflare: \"{global}\""),
+        &global,
+        "cloudflare-api-key",
+    );
+    let fb = format!(
+        "{}|{}",
+        random("0123456789", 16, 209),
+        random(URLSAFE, 27, 210)
+    );
+    check_span(
+        &format!("facebook app token {fb}"),
+        &fb,
+        "facebook-access-token",
+    );
+    let vault = format!("s.{}", alnum(24, 211));
+    check_span(
+        &format!("-vaultToken {vault}"),
+        &vault,
+        "hashicorp-vault-token",
+    );
+    check_span(&format!("token: {vault}"), &vault, "generic-secret");
+    let unseal = random(B64, 44, 212);
+    check_span(
+        &format!("Unseal Key 1: {unseal}"),
+        &unseal,
+        "hashicorp-vault-unseal-key",
+    );
+    check_span(
+        &format!("vault operator unseal {unseal}"),
+        &unseal,
+        "hashicorp-vault-unseal-key",
+    );
+    let pat = random("abcdefghijklmnopqrstuvwxyz234567", 52, 213);
+    check_span(&format!("ado_pat = \"{pat}\""), &pat, "azure-devops-pat");
+    let board = random("abcdefghijklmnopqrstuvwxyz0123456789", 20, 214);
+    check_span(
+        &format!("https://thingsboard.cloud/api/v1/{board}/telemetry"),
+        &board,
+        "thingsboard-access-token",
+    );
+    let nas = format!("7-{}", alnum(64, 215));
+    check_span(
+        &format!(r#"{{"method": "auth.login_with_api_key", "params": ["{nas}"]}}"#),
+        &nas,
+        "truenas-api-key",
+    );
+    let eu = format!("eu01xx{}NRAL", hex(30, 216));
+    check_span(&format!("license_key: {eu}"), &eu, "new-relic-key");
+    check(&format!("favicon.ico-{}.png", hex(32, 217)), None);
+    check("xoxe.xoxb-1-ShortConfigValue0Q", None);
+}
+
+#[test]
+fn passwords_in_slots_prose_and_connection_strings() {
+    let pass = format!("{}7", random(LETTERS, 9, 220));
+    // A URL's user info and a connection string hold only a password: even
+    // a word there is one, but not a template, a variable or the slot's name.
+    check_span("postgresql://app:secret@db/app", "secret", "url-password");
+    check("postgresql://app:password@db/app", None);
+    check("mysql://app:${DB_PASS}@db/app", None);
+    check_span(
+        &format!("Data Source=db;User ID=app;Password={pass};Initial Catalog=x"),
+        &pass,
+        "generic-password",
+    );
+    check_span(
+        "Server=db;Uid=app;Pwd=secret;",
+        "secret",
+        "generic-password",
+    );
+    check("char *password = NULL;", None);
+    check("text << \"Password=#{password}, \"", None);
+    // A token as the URL's user.
+    let token = random(ALNUM, 36, 221);
+    check_span(
+        &format!("git clone https://{token}@git.example.net/a/b"),
+        &token,
+        "url-password",
+    );
+    check("git clone https://deploy-user@git.example.net/a/b", None);
+    // Prose.
+    check_span(
+        &format!("The password is '{pass}'"),
+        &pass,
+        "generic-password",
+    );
+    check_span(
+        &format!("the default password for user \"ops\" is \"{pass}\"."),
+        &pass,
+        "generic-password",
+    );
+    check("the password is 'admin'", None);
+    check("the password is stored in a vault.", None);
+    // curl with quoted parts, and with the key as the user.
+    check_span(
+        &format!("curl --user ops:'{pass}' https://x"),
+        &pass,
+        "cli-password",
+    );
+    let key = random(ALNUM, 24, 222);
+    check_span(
+        &format!("curl -u \"{key}:\" https://x"),
+        &key,
+        "cli-password",
+    );
+    check("curl -u \"${USER}\":\"${PASS}\" https://x", None);
+    check("curl --user admin:[SECRET] https://localhost:9200/", None);
+}
+
+#[test]
+fn generic_names_values_and_placeholders_in_the_second_round() {
+    let hex16 = random(HEX, 16, 230);
+    check_span(&format!("-H \"Token: {hex16}\""), &hex16, "generic-secret");
+    // The head noun is the last word: a clear-text password is a password,
+    // a password file is a file.
+    let pass = format!("{}4!", random(ALNUM, 10, 231));
+    check_span(
+        &format!("<add key=\"ClearTextPassword\" value=\"{pass}\" />"),
+        &pass,
+        "generic-password",
+    );
+    check(&format!("password_file = \"{pass}\""), None);
+    // `$` inside a word is part of the password.
+    check_span(
+        "password = \"hunt3r$Tw0\"",
+        "hunt3r$Tw0",
+        "generic-password",
+    );
+    check("password = \"$DB_PASS\"", None);
+    // A name and its value as a call's two strings.
+    let secret = random(ALNUM, 32, 232);
+    check_span(
+        &format!("getenv(\"API_TOKEN\", \"{secret}\")"),
+        &secret,
+        "generic-secret",
+    );
+    check("getenv(\"API_TOKEN\", \"\")", None);
+    for line in [
+        "<setting key=\"org.acme.cache_v2_eviction\" value=\"enabled\" />",
+        "deploySecrets: web2-stg-4410029381",
+        "csrf-token=QmFzZTY0IGlzIG5vdCBhIHNlY3JldA8x7Kp2Ww==",
+        "this.showPassword = \"#show-password\";",
+        "\"help_password\": \"/docs/account/choosing-one\"",
+        "signingKey=m9n8o7p6q5r4s3t2u1v0w9x8",
+        "export API_TOKEN=tok_Zm9vYmFyYmF6cXV4...",
+        "\"bucket_key\": \"Invoices2031-Q7.v2x\"",
+        "cache_key = \"u7Kp2WwQmFzZTY0x9Lr3\"",
+        "NID_rsa_oaep_KeyWrap = \"rsa-oaep-KeyWrap\"",
+        "\"slack\": \"xoxb-4410029381-7730219944-#########################\"",
+    ] {
+        check(line, None);
+    }
+    // Long base64 runs of `A` are zero bytes, not a mask.
+    let data = format!("AAAAAAAAAAC{}", random(B64, 80, 233));
+    check_span(
+        &format!("apiVersion: v1\nkind: Secret\ndata:\n\tpassword: {data}\n"),
+        &data,
+        "kubernetes-secret",
+    );
+    let cfg = random(B64, 60, 234);
+    check_span(
+        &format!("apiVersion: v1\ndata:\n  .dockercfg: |\n    {cfg}\nkind: Secret\n"),
+        &cfg,
+        "kubernetes-secret",
+    );
+}
