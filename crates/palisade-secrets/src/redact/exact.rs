@@ -58,6 +58,8 @@ pub struct Hit {
 /// The automaton over every known value's patterns.
 pub struct Exact {
     automaton: Option<AhoCorasick>,
+    /// Where in a text the automaton needs to look.
+    sieve: Sieve,
     /// Per pattern: which secret (index into `names`) and how it is encoded.
     patterns: Vec<(usize, Encoding)>,
     names: Vec<SecretName>,
@@ -229,6 +231,89 @@ impl Squeezed {
     }
 }
 
+/// Bytes per window the sieve hashes.
+const WINDOW: usize = 4;
+
+/// A filter over sampled windows of the squeezed text that tells where an
+/// occurrence of some pattern may be, so that the automaton (a DFA without a
+/// prefilter: there are too many patterns for one) runs over a few short
+/// regions instead of the whole text.
+///
+/// Every pattern is at least `shortest` bytes long, so a window of
+/// [`WINDOW`] bytes taken every `stride = shortest - WINDOW + 1` bytes falls
+/// wholly inside any occurrence, at one of its first `stride` offsets. The
+/// sieve holds a bit for the hash of each pattern's windows at those
+/// offsets; a window whose bit is clear starts no occurrence near it. An
+/// occurrence found by a window at `q` starts at `q - (stride - 1)` or later
+/// and ends by `q + longest`: that is the region searched. Regions that touch
+/// are merged, so each occurrence lies wholly inside one region and the
+/// leftmost-longest matches in the regions are the ones in the whole text.
+struct Sieve {
+    stride: usize,
+    longest: usize,
+    /// One bit per hash value; `shift` turns a 32-bit hash into an index.
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl Sieve {
+    fn build(patterns: &[Zeroizing<Vec<u8>>]) -> Self {
+        let shortest = patterns.iter().map(|p| p.len()).min().unwrap_or(MIN_LEN);
+        let longest = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        let stride = shortest.max(WINDOW) - WINDOW + 1;
+        // About 1 bit in 128 set: a window of ordinary text passes rarely.
+        let windows = patterns.len().saturating_mul(stride).max(1);
+        let order = windows
+            .saturating_mul(128)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(12, 24);
+        let mut sieve = Self {
+            stride,
+            longest,
+            bits: vec![0; 1 << (order - 6)],
+            shift: 32 - order,
+        };
+        for pattern in patterns {
+            for offset in 0..stride {
+                if let Some(window) = pattern.get(offset..offset + WINDOW) {
+                    let (word, bit) = sieve.slot(window);
+                    if let Some(w) = sieve.bits.get_mut(word) {
+                        *w |= bit;
+                    }
+                }
+            }
+        }
+        sieve
+    }
+
+    fn slot(&self, window: &[u8]) -> (usize, u64) {
+        let mut word = [0u8; WINDOW];
+        word.copy_from_slice(window);
+        let hash = u32::from_le_bytes(word).wrapping_mul(0x9E37_79B1) >> self.shift;
+        ((hash >> 6) as usize, 1 << (hash & 63))
+    }
+
+    /// The regions of `bytes` an occurrence may lie in, ascending, disjoint.
+    fn regions(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
+        let mut regions: Vec<(usize, usize)> = Vec::new();
+        let mut at = 0;
+        while let Some(window) = bytes.get(at..at + WINDOW) {
+            let (word, bit) = self.slot(window);
+            if self.bits.get(word).is_some_and(|w| w & bit != 0) {
+                let from = at.saturating_sub(self.stride - 1);
+                let to = at.saturating_add(self.longest).min(bytes.len());
+                match regions.last_mut() {
+                    Some((_, end)) if *end >= from => *end = to.max(*end),
+                    _ => regions.push((from, to)),
+                }
+            }
+            at += self.stride;
+        }
+        regions
+    }
+}
+
 fn base64_alignments(value: &[u8], out: &mut Vec<(Vec<u8>, Encoding)>) {
     for (engine, encoding) in [
         (&STANDARD_NO_PAD, Encoding::Base64),
@@ -302,6 +387,7 @@ impl Exact {
     pub fn empty() -> Self {
         Self {
             automaton: None,
+            sieve: Sieve::build(&[]),
             patterns: Vec::new(),
             names: Vec::new(),
             digests: HashSet::new(),
@@ -352,8 +438,10 @@ impl Exact {
                 })
                 .ok()
         };
+        let sieve = Sieve::build(&pattern_bytes);
         Self {
             automaton,
+            sieve,
             patterns,
             names,
             digests,
@@ -393,7 +481,14 @@ impl Exact {
             return Vec::new();
         };
         let bytes = squeeze(text.as_bytes());
-        let mut matches = automaton.find_iter(bytes.as_ref()).peekable();
+        let mut matches = self
+            .sieve
+            .regions(bytes.as_ref())
+            .into_iter()
+            .flat_map(|(from, to)| {
+                automaton.find_iter(aho_corasick::Input::new(bytes.as_ref()).range(from..to))
+            })
+            .peekable();
         // Most texts hold no known value: they need no offset map.
         if matches.peek().is_none() {
             return Vec::new();
@@ -496,6 +591,37 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_sieve_keeps_every_occurrence_at_every_offset() {
+        let values = [VALUE, "short-one", "x7Yq!p2@Lm#9vRt$Kd8&Wz3^Nb5*Hc1"];
+        let e = exact(&values);
+        let plain = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(values.iter().flat_map(|v| patterns_of(v)).map(|(p, _)| p))
+            .unwrap();
+        for lead in 0..20 {
+            for value in values {
+                let text = format!("{}{value}{}{value}tail", "a".repeat(lead), "-".repeat(lead));
+                let whole: Vec<_> = plain
+                    .find_iter(text.as_bytes())
+                    .map(|m| (m.start(), m.end()))
+                    .collect();
+                let sieved: Vec<_> = e.find(&text).iter().map(|h| (h.start, h.end)).collect();
+                assert_eq!(sieved, whole, "lead {lead}");
+                assert_eq!(sieved.len(), 2, "lead {lead}");
+            }
+        }
+        // Ordinary text passes the sieve in few places.
+        let prose = "the quick brown fox jumps over the lazy dog ".repeat(100);
+        let covered: usize = e
+            .sieve
+            .regions(prose.as_bytes())
+            .iter()
+            .map(|(a, b)| b - a)
+            .sum();
+        assert!(covered < prose.len() / 4, "{covered} of {}", prose.len());
     }
 
     #[test]
