@@ -58,6 +58,8 @@ pub struct Hit {
 /// The automaton over every known value's patterns.
 pub struct Exact {
     automaton: Option<AhoCorasick>,
+    /// Where in a text the automaton needs to look.
+    sieve: Sieve,
     /// Per pattern: which secret (index into `names`) and how it is encoded.
     patterns: Vec<(usize, Encoding)>,
     names: Vec<SecretName>,
@@ -118,48 +120,97 @@ fn squeeze_str(text: &str) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// The text with separators removed, and where each removed run was.
-struct Squeezed<'t> {
-    bytes: std::borrow::Cow<'t, [u8]>,
+/// How [`squeeze`] treats a byte: dropped (a one-byte separator), kept, or
+/// looked at with what follows (it may start a multi-byte separator).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Drop,
+    Keep,
+    Lead,
+}
+
+/// `\t \n \x0b \x0c \r` and space, as bits of a mask indexed by the byte.
+const ONE_BYTE_SEPARATORS: u64 = 1 << b' ' | 0b11111 << b'\t';
+
+fn class(b: u8) -> Class {
+    match b {
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => Class::Drop,
+        0xC2 | 0xE2 | 0xEF => Class::Lead,
+        _ => Class::Keep,
+    }
+}
+
+/// The bytes [`Squeezed::of`] produces, without the offset map: the search
+/// needs only these, and the map is built only for a text with a hit.
+///
+/// Every byte is written and the write position advances only for a kept
+/// one, so the loop does not branch on whitespace, which in prose comes every
+/// few bytes at no predictable place.
+fn squeeze(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let any = bytes.iter().enumerate().any(|(i, &b)| match class(b) {
+        Class::Drop => true,
+        Class::Lead => separator(bytes, i) > 0,
+        Class::Keep => false,
+    });
+    if !any {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = vec![0u8; bytes.len()];
+    let mut written = 0;
+    let mut skip = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if b >= 0xC2 && class(b) == Class::Lead {
+            let n = separator(bytes, at);
+            if n > 0 {
+                skip = n - 1;
+                continue;
+            }
+        }
+        if let Some(slot) = out.get_mut(written) {
+            *slot = b;
+        }
+        // 1 unless `b` is one of the one-byte separators (bits 9..13 and 32).
+        let dropped = u64::from(b <= b' ') & (ONE_BYTE_SEPARATORS >> (b & 63));
+        written += 1 - dropped as usize;
+    }
+    out.truncate(written);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Where the separators [`squeeze`] removed were, to map a hit back.
+struct Squeezed {
     /// (offset in the squeezed text, bytes removed before it in total), ascending.
     removed: Vec<(usize, usize)>,
 }
 
-impl Squeezed<'_> {
-    fn of(text: &str) -> Squeezed<'_> {
+impl Squeezed {
+    fn of(text: &str) -> Squeezed {
         let bytes = text.as_bytes();
-        let first = (0..bytes.len()).find(|&i| separator(bytes, i) > 0);
-        let Some(first) = first else {
-            return Squeezed {
-                bytes: std::borrow::Cow::Borrowed(bytes),
-                removed: Vec::new(),
-            };
-        };
-        let mut out = Vec::with_capacity(bytes.len());
-        out.extend_from_slice(bytes.get(..first).unwrap_or_default());
         let mut removed = Vec::new();
+        let mut kept = 0;
         let mut total = 0;
-        let mut at = first;
-        while let Some(&b) = bytes.get(at) {
+        let mut at = 0;
+        while bytes.get(at).is_some() {
             match separator(bytes, at) {
                 0 => {
-                    out.push(b);
+                    kept += 1;
                     at += 1;
                 }
                 n => {
                     total += n;
                     at += n;
                     match removed.last_mut() {
-                        Some((offset, sum)) if *offset == out.len() => *sum = total,
-                        _ => removed.push((out.len(), total)),
+                        Some((offset, sum)) if *offset == kept => *sum = total,
+                        _ => removed.push((kept, total)),
                     }
                 }
             }
         }
-        Squeezed {
-            bytes: std::borrow::Cow::Owned(out),
-            removed,
-        }
+        Squeezed { removed }
     }
 
     /// The original offset of the byte at squeezed offset `at` (a start).
@@ -177,6 +228,89 @@ impl Squeezed<'_> {
             Some(last) => self.start(last) + 1,
             None => 0,
         }
+    }
+}
+
+/// Bytes per window the sieve hashes.
+const WINDOW: usize = 4;
+
+/// A filter over sampled windows of the squeezed text that tells where an
+/// occurrence of some pattern may be, so that the automaton (a DFA without a
+/// prefilter: there are too many patterns for one) runs over a few short
+/// regions instead of the whole text.
+///
+/// Every pattern is at least `shortest` bytes long, so a window of
+/// [`WINDOW`] bytes taken every `stride = shortest - WINDOW + 1` bytes falls
+/// wholly inside any occurrence, at one of its first `stride` offsets. The
+/// sieve holds a bit for the hash of each pattern's windows at those
+/// offsets; a window whose bit is clear starts no occurrence near it. An
+/// occurrence found by a window at `q` starts at `q - (stride - 1)` or later
+/// and ends by `q + longest`: that is the region searched. Regions that touch
+/// are merged, so each occurrence lies wholly inside one region and the
+/// leftmost-longest matches in the regions are the ones in the whole text.
+struct Sieve {
+    stride: usize,
+    longest: usize,
+    /// One bit per hash value; `shift` turns a 32-bit hash into an index.
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl Sieve {
+    fn build(patterns: &[Zeroizing<Vec<u8>>]) -> Self {
+        let shortest = patterns.iter().map(|p| p.len()).min().unwrap_or(MIN_LEN);
+        let longest = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        let stride = shortest.max(WINDOW) - WINDOW + 1;
+        // About 1 bit in 128 set: a window of ordinary text passes rarely.
+        let windows = patterns.len().saturating_mul(stride).max(1);
+        let order = windows
+            .saturating_mul(128)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(12, 24);
+        let mut sieve = Self {
+            stride,
+            longest,
+            bits: vec![0; 1 << (order - 6)],
+            shift: 32 - order,
+        };
+        for pattern in patterns {
+            for offset in 0..stride {
+                if let Some(window) = pattern.get(offset..offset + WINDOW) {
+                    let (word, bit) = sieve.slot(window);
+                    if let Some(w) = sieve.bits.get_mut(word) {
+                        *w |= bit;
+                    }
+                }
+            }
+        }
+        sieve
+    }
+
+    fn slot(&self, window: &[u8]) -> (usize, u64) {
+        let mut word = [0u8; WINDOW];
+        word.copy_from_slice(window);
+        let hash = u32::from_le_bytes(word).wrapping_mul(0x9E37_79B1) >> self.shift;
+        ((hash >> 6) as usize, 1 << (hash & 63))
+    }
+
+    /// The regions of `bytes` an occurrence may lie in, ascending, disjoint.
+    fn regions(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
+        let mut regions: Vec<(usize, usize)> = Vec::new();
+        let mut at = 0;
+        while let Some(window) = bytes.get(at..at + WINDOW) {
+            let (word, bit) = self.slot(window);
+            if self.bits.get(word).is_some_and(|w| w & bit != 0) {
+                let from = at.saturating_sub(self.stride - 1);
+                let to = at.saturating_add(self.longest).min(bytes.len());
+                match regions.last_mut() {
+                    Some((_, end)) if *end >= from => *end = to.max(*end),
+                    _ => regions.push((from, to)),
+                }
+            }
+            at += self.stride;
+        }
+        regions
     }
 }
 
@@ -253,6 +387,7 @@ impl Exact {
     pub fn empty() -> Self {
         Self {
             automaton: None,
+            sieve: Sieve::build(&[]),
             patterns: Vec::new(),
             names: Vec::new(),
             digests: HashSet::new(),
@@ -303,8 +438,10 @@ impl Exact {
                 })
                 .ok()
         };
+        let sieve = Sieve::build(&pattern_bytes);
         Self {
             automaton,
+            sieve,
             patterns,
             names,
             digests,
@@ -343,9 +480,21 @@ impl Exact {
         let Some(automaton) = &self.automaton else {
             return Vec::new();
         };
+        let bytes = squeeze(text.as_bytes());
+        let mut matches = self
+            .sieve
+            .regions(bytes.as_ref())
+            .into_iter()
+            .flat_map(|(from, to)| {
+                automaton.find_iter(aho_corasick::Input::new(bytes.as_ref()).range(from..to))
+            })
+            .peekable();
+        // Most texts hold no known value: they need no offset map.
+        if matches.peek().is_none() {
+            return Vec::new();
+        }
         let squeezed = Squeezed::of(text);
-        automaton
-            .find_iter(squeezed.bytes.as_ref())
+        matches
             .filter_map(|m| {
                 let (secret, encoding) = *self.patterns.get(m.pattern().as_usize())?;
                 Some(Hit {
@@ -422,6 +571,57 @@ mod tests {
             let left = cut(&e, &text);
             assert!(!left.contains("9fQ2"), "{text:?} -> {left:?}");
         }
+    }
+
+    #[test]
+    fn the_fast_squeeze_agrees_with_the_plain_one() {
+        for text in [
+            "",
+            "no-separators-at-all",
+            " lead and trail ",
+            "tabs\tand\r\nlines\x0b\x0cff",
+            "zero\u{200b}width\u{200c}\u{200d}joiners\u{2060}\u{feff}",
+            "soft\u{ad}hyphen and \u{c2}\u{a9} copyright",
+            "curly \u{2019} quotes \u{201c}and\u{201d} dashes \u{2014} \u{e2}\u{80}",
+            "h\u{e9}llo  tk_live_9fQ2 xR7mZ4pL1vB8 bye",
+        ] {
+            assert_eq!(
+                squeeze(text.as_bytes()).as_ref(),
+                squeeze_str(text).as_slice(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sieve_keeps_every_occurrence_at_every_offset() {
+        let values = [VALUE, "short-one", "x7Yq!p2@Lm#9vRt$Kd8&Wz3^Nb5*Hc1"];
+        let e = exact(&values);
+        let plain = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(values.iter().flat_map(|v| patterns_of(v)).map(|(p, _)| p))
+            .unwrap();
+        for lead in 0..20 {
+            for value in values {
+                let text = format!("{}{value}{}{value}tail", "a".repeat(lead), "-".repeat(lead));
+                let whole: Vec<_> = plain
+                    .find_iter(text.as_bytes())
+                    .map(|m| (m.start(), m.end()))
+                    .collect();
+                let sieved: Vec<_> = e.find(&text).iter().map(|h| (h.start, h.end)).collect();
+                assert_eq!(sieved, whole, "lead {lead}");
+                assert_eq!(sieved.len(), 2, "lead {lead}");
+            }
+        }
+        // Ordinary text passes the sieve in few places.
+        let prose = "the quick brown fox jumps over the lazy dog ".repeat(100);
+        let covered: usize = e
+            .sieve
+            .regions(prose.as_bytes())
+            .iter()
+            .map(|(a, b)| b - a)
+            .sum();
+        assert!(covered < prose.len() / 4, "{covered} of {}", prose.len());
     }
 
     #[test]
