@@ -598,22 +598,25 @@ impl Broker {
             plan.secrets.push((binding, entry.meta));
         }
         if plan.secrets.is_empty() {
-            self.reachable_without_secret(upstream, &request.url)?;
+            self.reachable_without_secret(upstream, &request.url, &request.method)?;
         }
         Ok(plan)
     }
 
     /// A request carrying no secret may go to a destination of a secret
     /// bound to this tool, or under one of its allowed URL prefixes.
-    fn reachable_without_secret(&self, upstream: &str, url: &Url) -> Result<(), Refusal> {
+    fn reachable_without_secret(
+        &self,
+        upstream: &str,
+        url: &Url,
+        method: &str,
+    ) -> Result<(), Refusal> {
         let bound = self
             .bindings
             .values()
             .filter(|b| b.upstreams.iter().any(|u| u == upstream))
             .filter_map(|b| b.destination.as_ref())
-            .any(|d| {
-                d.admits(url, "GET").is_ok() || d.methods.iter().any(|m| d.admits(url, m).is_ok())
-            });
+            .any(|d| d.admits(url, method).is_ok());
         let allowed = self.http_request.get(upstream).is_some_and(|prefixes| {
             prefixes.iter().any(|p| {
                 p.scheme() == url.scheme()
