@@ -353,6 +353,18 @@ impl Broker {
                 ..Refusal::new(Some(name), code, format!("secret `{name}`: {e}"))
             }
         })?;
+        // A value the redactor cannot recognise is never sent: a copy that
+        // came back would reach the model unredacted.
+        if entry.value.len() < crate::redact::exact::MIN_LEN {
+            return Err(Refusal::new(
+                Some(name),
+                "secret.too-short",
+                format!(
+                    "secret `{name}` is shorter than {} bytes, too short to be redacted reliably, so palisade does not send it",
+                    crate::redact::exact::MIN_LEN
+                ),
+            ));
+        }
         self.redactor.learn(&[(name.clone(), entry.value.clone())]);
         self.report_use(name);
         Ok((entry, binding))
@@ -663,5 +675,150 @@ impl InjectSecrets for Broker {
                 Err(refusal) => refusal.into_decision(),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::Destination;
+    use crate::vault::file::{FileVault, SharedFileVault, Unlock};
+
+    fn name(n: &str) -> SecretName {
+        SecretName::parse(n).unwrap()
+    }
+
+    fn binding(n: &str, environment: &str, placement: Placement) -> Binding {
+        let destination = match placement {
+            Placement::Env { .. } => None,
+            Placement::Header { .. } | Placement::Query { .. } => {
+                Some(Destination::parse("https://api.test/v1/", &[]).unwrap())
+            }
+        };
+        Binding {
+            name: name(n),
+            environment: environment.into(),
+            upstreams: vec!["u".into()],
+            destination,
+            placement,
+            rotate_every: None,
+        }
+    }
+
+    async fn broker(dir: &std::path::Path, values: &[(&str, &str)]) -> Arc<Broker> {
+        let vault = FileVault::new(dir.join("v.age"), "dev", Unlock::unknown());
+        for (n, v) in values {
+            vault
+                .write_for_tests(&name(n), SecretValue::new((*v).into()))
+                .unwrap();
+        }
+        let header = |h: &str| Placement::Header {
+            name: h.into(),
+            format: "Bearer {}".into(),
+        };
+        Broker::start(BrokerSettings {
+            vault: Arc::new(SharedFileVault(Arc::new(vault))),
+            bindings: vec![
+                binding("short", "dev", Placement::Env { name: "S".into() }),
+                binding("api", "dev", header("Authorization")),
+                binding("prod", "prod", header("Authorization")),
+            ],
+            references: BTreeMap::from([(
+                "u".to_owned(),
+                vec![Reference {
+                    secret: name("short"),
+                    placement: Placement::Env { name: "S".into() },
+                }],
+            )]),
+            http_request: BTreeMap::new(),
+            redactor: Arc::new(SecretRedactor::with_detector(None)),
+            on_use: None,
+            max_response_bytes: 1024,
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_rule_of_a_binding_refuses_with_its_own_code() {
+        let dir = std::env::temp_dir().join(format!("palisade-broker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let b = broker(
+            &dir,
+            &[
+                ("short", "abc"),
+                ("api", "tk_live_long_enough_1"),
+                ("prod", "tk_prod_value_0001"),
+            ],
+        )
+        .await;
+        let url = |u: &str| Url::parse(u).unwrap();
+        let code = |r: Result<HeaderValue, Refusal>| r.unwrap_err().code;
+
+        // Too short for the redactor: never sent.
+        assert_eq!(b.env("u").await.unwrap_err().code, "secret.too-short");
+        // The bound header toward the destination: sent, and known to the redactor.
+        let ok = b
+            .header(
+                "u",
+                &url("https://api.test/v1/x"),
+                "GET",
+                "authorization",
+                &name("api"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(ok.is_sensitive());
+        assert_eq!(
+            palisade_core::Redactor::redact_text(b.redactor().as_ref(), "tk_live_long_enough_1"),
+            "[REDACTED:secret:api]"
+        );
+        let cases = [
+            (
+                "u",
+                "https://api.test/v1/x",
+                "X-Other",
+                "api",
+                "secret.placement",
+            ),
+            (
+                "u",
+                "https://evil.test/v1/x",
+                "Authorization",
+                "api",
+                "secret.destination-mismatch",
+            ),
+            (
+                "other",
+                "https://api.test/v1/x",
+                "Authorization",
+                "api",
+                "secret.not-for-upstream",
+            ),
+            (
+                "u",
+                "https://api.test/v1/x",
+                "Authorization",
+                "prod",
+                "secret.environment",
+            ),
+            (
+                "u",
+                "https://api.test/v1/x",
+                "Authorization",
+                "nope",
+                "secret.unbound",
+            ),
+        ];
+        for (upstream, u, header, secret, expected) in cases {
+            let got = code(
+                b.header(upstream, &url(u), "GET", header, &name(secret), None)
+                    .await,
+            );
+            assert_eq!(got, expected, "{upstream} {u} {header} {secret}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -457,6 +457,16 @@ impl FileVault {
         })
     }
 
+    /// Writes without the vault trait's thread hop, for other modules' tests.
+    #[cfg(test)]
+    pub(crate) fn write_for_tests(
+        &self,
+        name: &SecretName,
+        value: SecretValue,
+    ) -> Result<Meta, VaultError> {
+        self.write_now(name, value)
+    }
+
     fn revoke_now(&self, name: &SecretName) -> Result<Meta, VaultError> {
         let environment = self.environment.clone();
         self.update(|contents| {
