@@ -1,14 +1,36 @@
-//! Layer 3: fresh one-time Linux sandboxes for every tool execution (not yet built); today, children that die with palisade.
+//! Layer 3: a fresh, one-time Linux sandbox for every tool execution, built from the kernel's own primitives.
+//!
+//! A sandbox is a supervisor process (the palisade binary re-executed, so
+//! the multi-threaded gateway never forks), an init that is PID 1 of new
+//! mount, PID, network, IPC, UTS and cgroup namespaces (and a user
+//! namespace when palisade is not root), and the payload: a non-root uid
+//! with no capabilities, no-new-privileges, Landlock rules and a seccomp
+//! allowlist, in a read-only root with a size-capped `/tmp`, under cgroup
+//! memory, CPU and pids limits and a wall-clock deadline. When the payload
+//! ends, init ends, and the kernel takes everything else with it.
 //!
 //! This is the only crate where `unsafe` code is allowed, and only in small
-//! functions: the workspace denies `unsafe_code` (every other crate root
-//! forbids it), so each `unsafe` block here is annotated
-//! `#[expect(unsafe_code, reason = "...")]` and carries a `// SAFETY:` comment
-//! saying why it is sound (`clippy::undocumented_unsafe_blocks` is denied).
-//! It is also the only crate that will create tool processes. Until it
-//! lands, stdio upstreams are spawned unsandboxed by the server, and
-//! `palisade check` reports that degraded mode.
+//! functions (most in `sys`): the workspace denies `unsafe_code`, so each
+//! block is annotated `#[expect(unsafe_code, reason = "...")]` and carries a
+//! `// SAFETY:` comment. It is also the only crate that creates tool
+//! processes.
 
+mod cgroup;
+mod host;
+mod init;
+mod launch;
 mod parent;
+mod payload;
+pub mod profile;
+mod seccomp;
+mod supervisor;
+mod sys;
+mod wire;
 
+pub use cgroup::Hierarchy;
+pub use host::{Degraded, Feature, Host};
+pub use launch::{End, Finished, Prepared, Running, Sandboxes, Settings, command};
 pub use parent::die_with_parent;
+pub use profile::{Mount, Profile, ProfileSettings};
+pub use supervisor::{SUPERVISOR_ARG, supervise};
+pub use wire::Run;

@@ -4,6 +4,7 @@
 mod approvals;
 mod keys;
 mod policy;
+mod sandbox;
 mod scan;
 mod secrets;
 mod token;
@@ -106,6 +107,13 @@ enum Command {
         #[command(subcommand)]
         command: secrets::SecretsCommand,
     },
+    /// Run a command in a one-time sandbox, or check what this host supports.
+    Sandbox {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: sandbox::SandboxCommand,
+    },
     /// Scan files (or stdin, `-`) for secrets; exit status 1 on findings. Values are never printed.
     Scan(scan::ScanArgs),
     /// Validate a config file and print the effective configuration.
@@ -118,6 +126,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A sandbox's supervisor is this binary re-executed: nothing else of
+    // palisade (no runtime, no logging) starts in it.
+    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new(palisade_sandbox::SUPERVISOR_ARG)) {
+        palisade_sandbox::supervise();
+    }
     let args: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -311,6 +324,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(secrets::run(&config, command))
         }
         Command::Scan(args) => scan::run(&args),
+        Command::Sandbox { config, command } => sandbox::run(config.config.as_deref(), command),
         Command::Check { config, listen } => {
             let config = load(config.config.as_deref(), listen.listen.as_deref())?;
             // The policies and constraints too: a file that `serve` would

@@ -1,0 +1,414 @@
+//! Init: PID 1 of the sandbox's namespaces. It builds the root, waits for the run, starts the payload, reaps, relays signals, and ends the namespace when the payload ends.
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, StatVfsMountFlags};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::process::{Pid, Signal, WaitOptions};
+
+use crate::supervisor::{Bind, SANDBOX_ID};
+use crate::wire::{InitReport, Run, Spec};
+use crate::{payload, sys};
+
+/// Where the host's root stays visible while the sandbox's root is built.
+const OLD_ROOT: &str = "/.host";
+
+pub(crate) fn main(socket: UnixStream, spec: &Spec, binds: &[Bind]) -> ! {
+    let mut to_supervisor = match socket.try_clone() {
+        Ok(s) => s,
+        Err(_) => std::process::exit(2),
+    };
+    let outcome = serve(socket, &mut to_supervisor, spec, binds);
+    if let Err(error) = outcome {
+        let _ = report(&mut to_supervisor, &InitReport::Failed(error));
+        std::process::exit(1);
+    }
+    std::process::exit(0)
+}
+
+fn report(out: &mut UnixStream, message: &InitReport) -> Result<(), String> {
+    let mut line = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    out.write_all(&line).map_err(|e| e.to_string())
+}
+
+fn serve(
+    socket: UnixStream,
+    out: &mut UnixStream,
+    spec: &Spec,
+    binds: &[Bind],
+) -> Result<(), String> {
+    // Dies with the supervisor; and if the supervisor is already gone, the
+    // read below sees the end of the socket.
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|e| format!("prctl: {e}"))?;
+    let mut from_supervisor = BufReader::new(socket);
+    let mut line = String::new();
+    if from_supervisor
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?
+        == 0
+    {
+        std::process::exit(0);
+    }
+    if spec.cgroups.is_some() {
+        // Attached by now: the sandbox sees its own group as the root.
+        sys::unshare_cgroup().map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
+    }
+    build_root(spec, binds)?;
+    rustix::system::sethostname(b"sandbox").map_err(|e| format!("sethostname: {e}"))?;
+    let filters = crate::seccomp::filters()?;
+    report(out, &InitReport::Ready)?;
+    line.clear();
+    if from_supervisor
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?
+        == 0
+    {
+        std::process::exit(0);
+    }
+    let run: Run = serde_json::from_str(&line).map_err(|e| format!("bad run message: {e}"))?;
+    write_files(&run)?;
+    let program = find_program(&run)?;
+    let argv = c_strings(run.argv.iter().map(String::as_str), "argument")?;
+    let env = c_strings(
+        run.env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+        "environment variable",
+    )?;
+    let waited = sys::waited_signals();
+    sys::set_signal_mask(Some(&waited)).map_err(|e| format!("sigprocmask: {e}"))?;
+    let (mut errors_in, errors_out) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let child = sys::fork_into(0).map_err(|e| format!("cannot start the payload: {e}"))?;
+    let Some(payload_pid) = child else {
+        drop(errors_in);
+        payload::start(spec, &run, &program, &argv, &env, &filters, errors_out);
+    };
+    drop(errors_out);
+    let mut failure = String::new();
+    let _ = errors_in.read_to_string(&mut failure);
+    if !failure.is_empty() {
+        return Err(failure);
+    }
+    report(out, &InitReport::Started)?;
+    let status = reap_until(payload_pid, &waited);
+    report(out, &InitReport::Status(status))?;
+    // Returning ends PID 1, and the kernel kills whatever else is left:
+    // daemons, double forks and stragglers die with the run.
+    Ok(())
+}
+
+/// Reaps every child until the payload ends, relaying signals to it;
+/// returns its raw wait status.
+fn reap_until(payload: i32, waited: &libc::sigset_t) -> i32 {
+    let payload_pid = Pid::from_raw(payload);
+    loop {
+        let signal = match sys::wait_signal(waited) {
+            Ok(signal) => signal,
+            Err(_) => continue,
+        };
+        if signal != libc::SIGCHLD {
+            if let (Some(pid), Some(signal)) = (payload_pid, Signal::from_named_raw(signal)) {
+                let _ = rustix::process::kill_process(pid, signal);
+            }
+            continue;
+        }
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
+            if Some(pid) == payload_pid {
+                return i32::try_from(status.as_raw()).unwrap_or(0);
+            }
+        }
+    }
+}
+
+fn c_strings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<CString>, String> {
+    items
+        .map(|item| CString::new(item).map_err(|_| format!("an {what} holds a NUL byte")))
+        .collect()
+}
+
+fn find_program(run: &Run) -> Result<CString, String> {
+    let Some(name) = run.argv.first() else {
+        return Err("no command to run".into());
+    };
+    if name.contains('/') {
+        return CString::new(name.as_str()).map_err(|_| "the command holds a NUL byte".into());
+    }
+    let path = run
+        .env
+        .get("PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+    for dir in path.split(':').filter(|d| d.starts_with('/')) {
+        let candidate = Path::new(dir).join(name);
+        if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok()
+            && candidate.is_file()
+        {
+            return CString::new(candidate.as_os_str().as_encoded_bytes())
+                .map_err(|_| "bad path".into());
+        }
+    }
+    Err(format!(
+        "cannot execute `{name}`: not found in the sandbox's PATH ({path})"
+    ))
+}
+
+fn write_files(run: &Run) -> Result<(), String> {
+    for (name, content) in &run.files {
+        let path = Path::new("/tmp").join(name);
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(format!("input file `{name}`: a plain file name is needed"));
+        }
+        std::fs::write(&path, content).map_err(|e| format!("input file `{name}`: {e}"))?;
+        let id = Some(rustix::fs::Uid::from_raw(SANDBOX_ID));
+        rustix::fs::chown(&path, id, Some(rustix::fs::Gid::from_raw(SANDBOX_ID)))
+            .map_err(|e| format!("input file `{name}`: {e}"))?;
+    }
+    Ok(())
+}
+
+fn fail(what: impl std::fmt::Display, error: impl std::fmt::Display) -> String {
+    format!("cannot build the sandbox: {what}: {error}")
+}
+
+fn host(path: &Path) -> PathBuf {
+    Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Builds the sandbox's root on a fresh tmpfs and pivots into it.
+fn build_root(spec: &Spec, binds: &[Bind]) -> Result<(), String> {
+    let profile = &spec.profile;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(|e| fail("make / private", e))?;
+    // The new root is a tmpfs mounted over /tmp; pivoting into it leaves the
+    // host's root, /tmp included, visible under OLD_ROOT until we detach it.
+    mount_fs(
+        "tmpfs",
+        "/tmp",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        "size=4m,mode=0755",
+    )
+    .map_err(|e| fail("mount the root tmpfs", e))?;
+    mkdir(&Path::new("/tmp").join(OLD_ROOT.trim_start_matches('/')))?;
+    rustix::process::pivot_root("/tmp", format!("/tmp{OLD_ROOT}").as_str())
+        .map_err(|e| fail("pivot_root", e))?;
+    rustix::process::chdir("/").map_err(|e| fail("chdir /", e))?;
+
+    // The read-only system.
+    bind(&host(Path::new("/usr")), Path::new("/usr"), false, true)?;
+    for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+        let on_host = host(Path::new(top));
+        match std::fs::symlink_metadata(&on_host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&on_host).map_err(|e| fail(top, e))?;
+                std::os::unix::fs::symlink(target, top).map_err(|e| fail(top, e))?;
+            }
+            Ok(meta) if meta.is_dir() => bind(&on_host, Path::new(top), false, true)?,
+            Ok(_) | Err(_) => {}
+        }
+    }
+    build_etc()?;
+    if host(Path::new("/etc/alternatives")).is_dir() {
+        bind(
+            &host(Path::new("/etc/alternatives")),
+            Path::new("/etc/alternatives"),
+            false,
+            true,
+        )?;
+    }
+
+    // /tmp: the only place the payload may write, unless a bind says otherwise.
+    let mut tmp_flags = MountFlags::NOSUID | MountFlags::NODEV;
+    if profile.tmp_noexec {
+        tmp_flags |= MountFlags::NOEXEC;
+    }
+    mkdir(Path::new("/tmp"))?;
+    mount_fs(
+        "tmpfs",
+        "/tmp",
+        tmp_flags,
+        &format!("size={},mode=1777", profile.tmp_size),
+    )
+    .map_err(|e| fail("mount /tmp", e))?;
+    build_dev(profile.tmp_size)?;
+
+    for b in binds {
+        bind(&host(&b.source), &b.target, b.writable, b.directory)?;
+    }
+
+    // /proc for the sandbox's own processes, its /proc/sys read-only. It
+    // must be mounted while the host's /proc is still visible.
+    mkdir(Path::new("/proc"))?;
+    mount_fs(
+        "proc",
+        "/proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        "",
+    )
+    .map_err(|e| fail("mount /proc", e))?;
+    rustix::mount::mount_bind("/proc/sys", "/proc/sys").map_err(|e| fail("bind /proc/sys", e))?;
+    remount(
+        "/proc/sys",
+        MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV
+            | MountFlags::NOEXEC,
+    )?;
+
+    rustix::mount::unmount(OLD_ROOT, UnmountFlags::DETACH)
+        .map_err(|e| fail("detach the host's root", e))?;
+    std::fs::remove_dir(OLD_ROOT).map_err(|e| fail("remove the host root's mount point", e))?;
+    rustix::mount::mount_remount(
+        "/",
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        "",
+    )
+    .map_err(|e| fail("make the root read-only", e))?;
+    Ok(())
+}
+
+fn build_etc() -> Result<(), String> {
+    mkdir(Path::new("/etc"))?;
+    let id = SANDBOX_ID;
+    let written = [
+        (
+            "passwd",
+            format!(
+                "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{id}:{id}:sandbox:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            ),
+        ),
+        (
+            "group",
+            format!("root:x:0:\nsandbox:x:{id}:\nnogroup:x:65534:\n"),
+        ),
+        ("hostname", "sandbox\n".to_owned()),
+        (
+            "hosts",
+            "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost\n".to_owned(),
+        ),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nhosts: files\n".to_owned(),
+        ),
+    ];
+    for (name, content) in written {
+        std::fs::write(Path::new("/etc").join(name), content)
+            .map_err(|e| fail(format!("/etc/{name}"), e))?;
+    }
+    for name in ["ld.so.cache", "ld.so.conf", "localtime"] {
+        let on_host = host(&Path::new("/etc").join(name));
+        let inside = Path::new("/etc").join(name);
+        match std::fs::symlink_metadata(&on_host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&on_host).map_err(|e| fail(name, e))?;
+                std::os::unix::fs::symlink(target, &inside).map_err(|e| fail(name, e))?;
+            }
+            Ok(meta) if meta.is_file() => {
+                std::fs::copy(&on_host, &inside).map_err(|e| fail(name, e))?;
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn build_dev(shm_size: u64) -> Result<(), String> {
+    mkdir(Path::new("/dev"))?;
+    mount_fs(
+        "tmpfs",
+        "/dev",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        "size=64k,mode=0755",
+    )
+    .map_err(|e| fail("mount /dev", e))?;
+    for device in ["null", "zero", "full", "random", "urandom"] {
+        let inside = Path::new("/dev").join(device);
+        std::fs::write(&inside, b"").map_err(|e| fail(inside.display(), e))?;
+        rustix::mount::mount_bind(&host(&inside), &inside)
+            .map_err(|e| fail(inside.display(), e))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, Path::new("/dev").join(link))
+            .map_err(|e| fail(link, e))?;
+    }
+    mkdir(Path::new("/dev/shm"))?;
+    mount_fs(
+        "tmpfs",
+        "/dev/shm",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        &format!("size={shm_size},mode=1777"),
+    )
+    .map_err(|e| fail("mount /dev/shm", e))?;
+    rustix::mount::mount_remount(
+        "/dev",
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NOEXEC,
+        "",
+    )
+    .map_err(|e| fail("make /dev read-only", e))
+}
+
+fn mount_fs(fstype: &str, target: &str, flags: MountFlags, data: &str) -> rustix::io::Result<()> {
+    let data = CString::new(data).map_err(|_| rustix::io::Errno::INVAL)?;
+    rustix::mount::mount(fstype, target, fstype, flags, data.as_c_str())
+}
+
+fn mkdir(path: &Path) -> Result<(), String> {
+    match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(fail(format!("mkdir {}", path.display()), e)),
+    }
+}
+
+fn remount(target: &str, flags: MountFlags) -> Result<(), String> {
+    rustix::mount::mount_remount(target, flags, "")
+        .map_err(|e| fail(format!("remount {target}"), e))
+}
+
+/// Binds `source` (a path under OLD_ROOT) at `target`, nosuid and nodev,
+/// read-only unless `writable`, keeping the flags the source's mount has
+/// locked (a user namespace may not clear them).
+fn bind(source: &Path, target: &Path, writable: bool, directory: bool) -> Result<(), String> {
+    let shown = target.display();
+    if directory {
+        std::fs::create_dir_all(target).map_err(|e| fail(format!("mount point {shown}"), e))?;
+    } else {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(format!("mount point {shown}"), e))?;
+        }
+        std::fs::write(target, b"").map_err(|e| fail(format!("mount point {shown}"), e))?;
+    }
+    rustix::mount::mount_bind(source, target).map_err(|e| fail(format!("bind {shown}"), e))?;
+    let locked = rustix::fs::statvfs(source)
+        .map_err(|e| fail(format!("statvfs {shown}"), e))?
+        .f_flag;
+    let mut flags = MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV;
+    if !writable || locked.contains(StatVfsMountFlags::RDONLY) {
+        flags |= MountFlags::RDONLY;
+    }
+    for (have, keep) in [
+        (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
+        (StatVfsMountFlags::NODIRATIME, MountFlags::NODIRATIME),
+        (StatVfsMountFlags::RELATIME, MountFlags::RELATIME),
+    ] {
+        if locked.contains(have) {
+            flags |= keep;
+        }
+    }
+    rustix::mount::mount_remount(target, flags, "").map_err(|e| fail(format!("remount {shown}"), e))
+}
