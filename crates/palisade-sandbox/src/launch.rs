@@ -497,6 +497,11 @@ impl Running {
         }
     }
 
+    /// The profile it runs under.
+    pub fn profile(&self) -> &Profile {
+        &self.prepared.profile
+    }
+
     /// The supervisor's pid (for tests that kill it).
     pub fn supervisor_pid(&self) -> Option<u32> {
         self.prepared.child.id()

@@ -101,6 +101,11 @@ impl EnvSecret {
     pub fn apply(&self, command: &mut tokio::process::Command) {
         command.env(&self.variable, self.value.expose());
     }
+
+    /// Sets the variable in an environment a sandbox's payload will get.
+    pub fn insert_into(&self, env: &mut BTreeMap<String, String>) {
+        env.insert(self.variable.clone(), self.value.expose().to_owned());
+    }
 }
 
 /// Called with a secret's name and the time of a use (throttled).

@@ -42,6 +42,8 @@ pub enum StartError {
     Approvals(#[from] palisade_authz::approvals::SettingsError),
     #[error("secrets: {0}")]
     Secrets(#[from] crate::secrets::SecretsError),
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     #[error("cannot write the audit log `{path}`: {failure}")]
     AuditWrite {
         path: std::path::PathBuf,
@@ -72,6 +74,8 @@ pub struct Gateway {
     /// The secrets broker: vault, bindings, and the redactor it teaches.
     pub broker: Arc<palisade_secrets::Broker>,
     withheld_env: Arc<[String]>,
+    /// Layer 3, when a built-in `exec` or a sandboxed upstream needs it.
+    pub sandboxes: Option<Arc<palisade_sandbox::Sandboxes>>,
     pub mode: Mode,
     pub upstreams: Vec<Arc<config::Upstream>>,
     pub pipeline: Pipeline,
@@ -207,9 +211,11 @@ impl Gateway {
             .map(crate::tls::Certificates::load)
             .transpose()?;
         let withheld_env = crate::secrets::withheld_env(&config).into();
+        let sandboxes = crate::sandbox::start(&config)?;
         Ok(Arc::new(Self {
             broker,
             withheld_env,
+            sandboxes,
             access,
             store,
             approvals,
@@ -360,6 +366,7 @@ impl Gateway {
                     seam: self.seam().clone(),
                     broker: Arc::clone(&self.broker),
                     withheld_env: Arc::clone(&self.withheld_env),
+                    sandboxes: self.sandboxes.clone(),
                 };
                 let learnt = lock(&self.learnt).get(index).cloned().flatten();
                 Arc::new(Upstream::new(

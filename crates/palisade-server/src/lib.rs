@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod http;
 pub mod logging;
 mod printable;
+pub mod sandbox;
 pub mod secrets;
 pub mod session;
 pub mod stdio;

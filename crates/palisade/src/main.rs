@@ -68,6 +68,15 @@ enum Command {
         /// The upstream's name in audit records; by default derived from the command.
         #[arg(long)]
         name: Option<String>,
+        /// Run the server in this sandbox profile for its whole session (`upstream` unless given).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Show a host path to the sandboxed server, writable: SRC or SRC:DST (repeatable).
+        #[arg(long = "bind", value_name = "SRC[:DST]")]
+        bind: Vec<String>,
+        /// Show a host path to the sandboxed server, read-only: SRC or SRC:DST (repeatable).
+        #[arg(long = "bind-ro", value_name = "SRC[:DST]")]
+        bind_ro: Vec<String>,
         /// The server command and its arguments, after `--`.
         #[arg(required = true, last = true, num_args = 1..)]
         command: Vec<String>,
@@ -391,13 +400,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Serve { config, listen } => {
-            let config = load(config.config.as_deref(), listen.listen.as_deref())?;
+            let embedded = config.config.is_none();
+            let mut config = load(config.config.as_deref(), listen.listen.as_deref())?;
+            if embedded {
+                // One useful, safe tool out of the box: code in a sandbox.
+                config.upstreams.push(Upstream::exec_tool());
+            }
             init_logging("warn,palisade_server=info,palisade::upstream=info", &config);
             runtime()?.block_on(serve(config))
         }
         Command::Mcp {
             config,
             name,
+            profile,
+            bind,
+            bind_ro,
             command,
         } => {
             let mut config = load(config.config.as_deref(), None)?;
@@ -420,6 +437,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut upstream = Upstream::from_command(&name, program, words.collect());
             upstream.default_effect = config.wrap.default_effect;
             upstream.effects = config.wrap.effects.clone();
+            if profile.is_some() || !bind.is_empty() || !bind_ro.is_empty() {
+                let mut mounts = Vec::new();
+                for (specs, writable) in [(bind, true), (bind_ro, false)] {
+                    for spec in specs {
+                        mounts.push(
+                            palisade_sandbox::Mount::parse(&spec, writable)
+                                .map_err(anyhow::Error::msg)?,
+                        );
+                    }
+                }
+                upstream.sandbox(palisade_server::config::StdioSandbox {
+                    profile: profile.unwrap_or_else(|| "upstream".to_owned()),
+                    mounts,
+                });
+            }
             config.upstreams.push(upstream);
             init_logging("warn,palisade::upstream=info", &config);
             runtime()?.block_on(wrap(config))

@@ -97,6 +97,17 @@ pub struct Config {
     pub vault: VaultSettings,
     /// `[secrets.NAME]`: what each secret may be used for.
     pub secrets: Vec<palisade_secrets::Binding>,
+    /// `[sandbox]`: degraded modes, the pool, profiles.
+    #[serde(skip)]
+    pub sandbox: palisade_sandbox::Settings,
+}
+
+/// The sandbox a stdio upstream runs in for its whole session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StdioSandbox {
+    pub profile: String,
+    #[serde(skip)]
+    pub mounts: Vec<palisade_sandbox::Mount>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,6 +184,9 @@ pub enum Transport {
         inherit_env: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         cwd: Option<PathBuf>,
+        /// `None`: unsandboxed (`sandbox = "off"`), a degraded mode.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sandbox: Option<StdioSandbox>,
     },
     Http {
         url: String,
@@ -193,6 +207,8 @@ pub enum Transport {
 pub enum Builtin {
     /// An HTTP request whose `{{secret:NAME}}` placeholders the broker fills.
     HttpRequest,
+    /// Code (python, shell, node) run in a fresh one-time sandbox.
+    Exec,
 }
 
 /// An `env` or `headers` value: written in the file, or a secret's name.
@@ -271,6 +287,31 @@ impl Upstream {
             .unwrap_or(self.default_effect)
     }
 
+    /// The built-in `exec` tool, as the embedded default serves it: the tool
+    /// is `exec`, its calls of effect class `write`.
+    pub fn exec_tool() -> Self {
+        Upstream {
+            name: "exec".to_owned(),
+            prefix: String::new(),
+            transport: Transport::Builtin {
+                builtin: Builtin::Exec,
+                allow: Vec::new(),
+                max_response_bytes: 0,
+            },
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            default_effect: EffectClass::Write,
+            effects: BTreeMap::new(),
+            extension_methods: Vec::new(),
+        }
+    }
+
+    /// Runs a stdio upstream in `sandbox`.
+    pub fn sandbox(&mut self, sandbox: StdioSandbox) {
+        if let Transport::Stdio { sandbox: slot, .. } = &mut self.transport {
+            *slot = Some(sandbox);
+        }
+    }
+
     /// A stdio upstream from a command line, as `palisade mcp -- CMD ARGS` builds it.
     pub fn from_command(name: &str, command: String, args: Vec<String>) -> Self {
         Upstream {
@@ -282,6 +323,7 @@ impl Upstream {
                 env: BTreeMap::new(),
                 inherit_env: true,
                 cwd: None,
+                sandbox: None,
             },
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             default_effect: EffectClass::Irreversible,
@@ -1081,8 +1123,10 @@ impl std::fmt::Debug for Transport {
                 env,
                 inherit_env,
                 cwd,
+                sandbox,
             } => f
                 .debug_struct("Stdio")
+                .field("sandbox", sandbox)
                 .field("command", command)
                 .field("args", &args.len())
                 .field("env", &env.keys().collect::<Vec<_>>())

@@ -25,8 +25,17 @@ pub(super) struct RawConfig {
     pub(super) secrets: IndexMap<String, RawSecret>,
     /// `None` when the file has no `[pipeline]` table.
     pub(super) pipeline: Option<RawPipeline>,
+    /// `[sandbox]`: degraded modes, the pool, profiles.
+    pub(super) sandbox: Option<RawSandbox>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
     pub(super) upstreams: IndexMap<String, RawUpstream>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawSandbox {
+    pub(super) degraded: Option<Vec<String>>,
+    pub(super) pool: Option<usize>,
+    pub(super) profiles: IndexMap<String, palisade_sandbox::ProfileSettings>,
 }
 
 #[derive(Debug, Default)]
@@ -172,6 +181,9 @@ pub(super) struct RawUpstream {
     pub(super) url: Option<String>,
     pub(super) headers: Option<BTreeMap<String, RawSetting>>,
     pub(super) builtin: Option<String>,
+    pub(super) sandbox: Option<String>,
+    pub(super) bind: Option<Vec<String>>,
+    pub(super) bind_ro: Option<Vec<String>>,
     pub(super) allow: Option<Vec<String>>,
     pub(super) max_response_bytes: Option<usize>,
     pub(super) prefix: Option<String>,
@@ -206,10 +218,45 @@ impl RawConfig {
                 .map(|(name, t)| Ok((name, RawSecret::read(t)?)))
                 .collect::<Result<_, ConfigError>>()?,
             pipeline: f.table("pipeline")?.map(RawPipeline::read).transpose()?,
+            sandbox: f.table("sandbox")?.map(RawSandbox::read).transpose()?,
             upstreams: f
                 .named_tables("upstreams")?
                 .into_iter()
                 .map(|(name, t)| Ok((name, RawUpstream::read(t)?)))
+                .collect::<Result<_, ConfigError>>()?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawSandbox {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawSandbox {
+            degraded: f.strings("degraded")?,
+            pool: f.whole("pool")?,
+            profiles: f
+                .named_tables("profiles")?
+                .into_iter()
+                .map(|(name, mut t)| {
+                    let profile = palisade_sandbox::ProfileSettings {
+                        base: t.string("base")?,
+                        memory: t.string("memory")?,
+                        cpus: t.number("cpus")?,
+                        pids: t.whole("pids")?.map(|n| n as u64),
+                        timeout: t.string("timeout")?,
+                        tmp_size: t.string("tmp_size")?,
+                        tmp_noexec: t.boolean("tmp_noexec")?,
+                        file_size: t.string("file_size")?,
+                        open_files: t.whole("open_files")?.map(|n| n as u64),
+                        max_output: t.string("max_output")?,
+                        bind: t.strings("bind")?.unwrap_or_default(),
+                        bind_ro: t.strings("bind_ro")?.unwrap_or_default(),
+                        env: t.string_table("env", Secret::Shown)?.unwrap_or_default(),
+                    };
+                    t.finish()?;
+                    Ok((name, profile))
+                })
                 .collect::<Result<_, ConfigError>>()?,
         };
         f.finish()?;
@@ -413,6 +460,9 @@ impl RawUpstream {
             url: f.string("url")?,
             headers: f.settings("headers")?,
             builtin: f.string("builtin")?,
+            sandbox: f.string("sandbox")?,
+            bind: f.strings("bind")?,
+            bind_ro: f.strings("bind_ro")?,
             allow: f.strings("allow")?,
             max_response_bytes: f.whole("max_response_bytes")?,
             prefix: f.string("prefix")?,

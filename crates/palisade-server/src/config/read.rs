@@ -124,6 +124,14 @@ fn integer(value: DeValue<'_>) -> Result<DeInteger<'_>, DeValue<'_>> {
     }
 }
 
+fn number(value: DeValue<'_>) -> Result<String, DeValue<'_>> {
+    match value {
+        DeValue::Integer(i) => Ok(i.as_str().to_owned()),
+        DeValue::Float(f) => Ok(f.as_str().to_owned()),
+        other => Err(other),
+    }
+}
+
 fn boolean(value: DeValue<'_>) -> Result<bool, DeValue<'_>> {
     if let DeValue::Boolean(b) = value {
         Ok(b)
@@ -278,6 +286,26 @@ impl<'s, 't> Fields<'s, 't> {
             let message = format!("expected {why}, got `{i}` ({})", self.source.at(&span));
             self.source.invalid(field, message)
         })
+    }
+
+    /// A number, whole or not (`0.5`, `2`).
+    pub(super) fn number(&mut self, key: &'static str) -> Result<Option<f64>, ConfigError> {
+        let Some((field, value)) = self.take(key) else {
+            return Ok(None);
+        };
+        let text = self.source.kind(
+            &field,
+            value,
+            "a number, such as 0.5",
+            Secret::Shown,
+            number,
+        )?;
+        match text.replace('_', "").parse::<f64>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(self
+                .source
+                .invalid(field, format!("expected a number, got `{text}`"))),
+        }
     }
 
     pub(super) fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {

@@ -105,6 +105,7 @@ impl Validator<'_> {
         let vault = self.vault(raw.vault)?;
         let secrets = self.secrets(raw.secrets, &environment)?;
         self.references_are_bound(&upstreams, &secrets, &environment)?;
+        let sandbox = self.sandbox(raw.sandbox, &upstreams)?;
         Ok(Config {
             data_dir,
             environment,
@@ -118,6 +119,7 @@ impl Validator<'_> {
             upstreams,
             vault,
             secrets,
+            sandbox,
         })
     }
 
@@ -375,11 +377,39 @@ impl Validator<'_> {
                     return Err(self.err(at(field), "a built-in tool does not take this"));
                 }
             }
-            if builtin != "http_request" {
-                return Err(self.err(
-                    at("builtin"),
-                    format!("expected \"http_request\", got `{builtin}`"),
-                ));
+            for (field, present) in [
+                ("sandbox", raw.sandbox.is_some()),
+                ("bind", raw.bind.is_some()),
+                ("bind_ro", raw.bind_ro.is_some()),
+            ] {
+                if present {
+                    return Err(self.err(
+                        at(field),
+                        "a built-in tool does not take this (the exec tool's sandboxes are the `python`, `shell` and `node` profiles of [sandbox.profiles])",
+                    ));
+                }
+            }
+            match builtin.as_str() {
+                "http_request" => {}
+                "exec" => {
+                    for (field, present) in [
+                        ("allow", raw.allow.is_some()),
+                        ("max_response_bytes", raw.max_response_bytes.is_some()),
+                    ] {
+                        if present {
+                            return Err(self.err(
+                                at(field),
+                                "only a built-in `http_request` upstream takes this",
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err(self.err(
+                        at("builtin"),
+                        format!("expected \"http_request\" or \"exec\", got `{other}`"),
+                    ));
+                }
             }
         } else {
             for (field, present) in [
@@ -395,6 +425,11 @@ impl Validator<'_> {
             }
         }
         let transport = match (raw.command, raw.url) {
+            _ if raw.builtin.as_deref() == Some("exec") => Transport::Builtin {
+                builtin: super::Builtin::Exec,
+                allow: Vec::new(),
+                max_response_bytes: 0,
+            },
             _ if raw.builtin.is_some() => {
                 let allow = raw.allow.unwrap_or_default();
                 for (i, prefix) in allow.iter().enumerate() {
@@ -428,12 +463,14 @@ impl Validator<'_> {
                 if command.trim().is_empty() {
                     return Err(self.err(at("command"), "must not be empty"));
                 }
+                let sandbox = self.upstream_sandbox(name, raw.sandbox, raw.bind, raw.bind_ro)?;
                 Transport::Stdio {
                     command,
                     args: raw.args.unwrap_or_default(),
                     env: self.settings(&at("env"), raw.env)?,
                     inherit_env: raw.inherit_env.unwrap_or(false),
                     cwd: raw.cwd,
+                    sandbox,
                 }
             }
             (None, Some(url)) => {
@@ -496,6 +533,18 @@ impl Validator<'_> {
         };
         let default_effect = match raw.default_effect {
             Some(text) => effect(at("default_effect"), &text)?,
+            // Running code in a sandbox writes at most its own /tmp; the
+            // operator may raise it.
+            None if matches!(
+                transport,
+                Transport::Builtin {
+                    builtin: super::Builtin::Exec,
+                    ..
+                }
+            ) =>
+            {
+                EffectClass::Write
+            }
             // Unknown tools are assumed to do the worst they could.
             None => EffectClass::Irreversible,
         };
@@ -544,6 +593,83 @@ impl Validator<'_> {
             effects,
             extension_methods,
         })
+    }
+
+    /// `sandbox`, `bind` and `bind_ro` of a stdio upstream.
+    fn upstream_sandbox(
+        &self,
+        name: &str,
+        profile: Option<String>,
+        bind: Option<Vec<String>>,
+        bind_ro: Option<Vec<String>>,
+    ) -> Result<Option<super::StdioSandbox>, ConfigError> {
+        let at = |field: &str| format!("upstreams.{name}.{field}");
+        let profile = match profile.as_deref() {
+            None | Some("off") => {
+                for (field, present) in [("bind", bind.is_some()), ("bind_ro", bind_ro.is_some())] {
+                    if present {
+                        return Err(self.err(
+                            at(field),
+                            "binds need a sandbox: set `sandbox = \"upstream\"` (or another profile)",
+                        ));
+                    }
+                }
+                return Ok(None);
+            }
+            Some(profile) => profile.to_owned(),
+        };
+        let mut mounts = Vec::new();
+        for (field, specs, writable) in [("bind", bind, true), ("bind_ro", bind_ro, false)] {
+            for (i, spec) in specs.unwrap_or_default().iter().enumerate() {
+                let mount = palisade_sandbox::Mount::parse(spec, writable)
+                    .map_err(|e| self.err(format!("{}[{i}]", at(field)), e))?;
+                mounts.push(mount);
+            }
+        }
+        Ok(Some(super::StdioSandbox { profile, mounts }))
+    }
+
+    /// `[sandbox]`: the degraded modes are known names and every profile resolves.
+    pub(super) fn sandbox(
+        &self,
+        raw: Option<super::raw::RawSandbox>,
+        upstreams: &[Upstream],
+    ) -> Result<palisade_sandbox::Settings, ConfigError> {
+        let raw = raw.unwrap_or_default();
+        let mut degraded = Vec::new();
+        for (i, name) in raw.degraded.unwrap_or_default().iter().enumerate() {
+            degraded.push(
+                name.parse::<palisade_sandbox::Degraded>()
+                    .map_err(|e| self.err(format!("sandbox.degraded[{i}]"), e))?,
+            );
+        }
+        let settings = palisade_sandbox::Settings {
+            degraded,
+            pool: raw.pool,
+            profiles: raw.profiles.into_iter().collect(),
+        };
+        let profiles = palisade_sandbox::profile::resolve(&settings.profiles)
+            .map_err(|e| self.err("sandbox.profiles", e))?;
+        for upstream in upstreams {
+            if let Transport::Stdio {
+                sandbox: Some(sandbox),
+                ..
+            } = &upstream.transport
+            {
+                if !profiles.contains_key(&sandbox.profile) {
+                    return Err(self.err(
+                        format!("upstreams.{}.sandbox", upstream.name),
+                        format!(
+                            "no sandbox profile `{}` (built-in: {}; or define [sandbox.profiles.{}]; or \"off\")",
+                            sandbox.profile,
+                            palisade_sandbox::profile::BUILT_IN.join(", "),
+                            sandbox.profile
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(settings)
     }
 
     fn extension_methods_are_unique(&self, upstreams: &[Upstream]) -> Result<(), ConfigError> {

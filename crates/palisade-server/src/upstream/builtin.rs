@@ -12,15 +12,17 @@ use palisade_mcp::{Message, Request, Response};
 use serde_json::{Value, json};
 
 use super::{Failure, LinkContext, Pending};
+use crate::config::Builtin;
 
 pub(super) struct BuiltinLink {
     pub pending: Arc<Pending>,
     ctx: LinkContext,
     protocol_version: Value,
+    builtin: Builtin,
 }
 
 impl BuiltinLink {
-    pub fn new(ctx: &LinkContext, client_init: &Value) -> Self {
+    pub fn new(ctx: &LinkContext, client_init: &Value, builtin: Builtin) -> Self {
         Self {
             pending: Pending::new(),
             ctx: ctx.clone(),
@@ -28,6 +30,7 @@ impl BuiltinLink {
                 .get("protocolVersion")
                 .cloned()
                 .unwrap_or(Value::Null),
+            builtin,
         }
     }
 
@@ -39,12 +42,13 @@ impl BuiltinLink {
         let pending = Arc::clone(&self.pending);
         let ctx = self.ctx.clone();
         let version = self.protocol_version.clone();
+        let builtin = self.builtin;
         #[expect(
             clippy::disallowed_methods,
             reason = "the link's own work: it ends with the request's answer"
         )]
         tokio::spawn(async move {
-            let response = answer(&ctx, &version, request).await;
+            let response = answer(&ctx, &version, builtin, request).await;
             pending.complete(response);
         });
         Ok(())
@@ -58,32 +62,45 @@ impl BuiltinLink {
     }
 }
 
-async fn answer(ctx: &LinkContext, version: &Value, request: Request) -> Response {
+async fn answer(
+    ctx: &LinkContext,
+    version: &Value,
+    builtin: Builtin,
+    request: Request,
+) -> Response {
     let id = request.id.clone();
+    let (tool, server) = match builtin {
+        Builtin::HttpRequest => ("http_request", "palisade-http-request"),
+        Builtin::Exec => ("exec", "palisade-exec"),
+    };
     let outcome = match request.method.as_str() {
         method::INITIALIZE => Ok(json!({
             "protocolVersion": version,
             "capabilities": {"tools": {}},
-            "serverInfo": {"name": "palisade-http-request", "version": env!("CARGO_PKG_VERSION")},
+            "serverInfo": {"name": server, "version": env!("CARGO_PKG_VERSION")},
         })),
         "ping" => Ok(json!({})),
-        "tools/list" => Ok(json!({"tools": [palisade_secrets::http_request::tool_definition()]})),
+        "tools/list" => Ok(json!({"tools": [match builtin {
+            Builtin::HttpRequest => palisade_secrets::http_request::tool_definition(),
+            Builtin::Exec => super::exec::tool_definition(),
+        }]})),
         "tools/call" => {
             let params = request.params.unwrap_or(Value::Null);
+            let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
             match params.get("name").and_then(Value::as_str) {
-                Some("http_request") => {
-                    let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
-                    Ok(ctx.broker.http_request(&ctx.name, &arguments).await)
-                }
+                Some(name) if name == tool => Ok(match builtin {
+                    Builtin::HttpRequest => ctx.broker.http_request(&ctx.name, &arguments).await,
+                    Builtin::Exec => super::exec::call(ctx.sandboxes.as_ref(), &arguments).await,
+                }),
                 _ => Err(ErrorObject::new(
                     INVALID_PARAMS,
-                    "unknown tool: the built-in serves `http_request`",
+                    format!("unknown tool: the built-in serves `{tool}`"),
                 )),
             }
         }
         other => Err(ErrorObject::new(
             METHOD_NOT_FOUND,
-            format!("the built-in `http_request` does not serve `{other}`"),
+            format!("the built-in `{tool}` does not serve `{other}`"),
         )),
     };
     Response {

@@ -6,6 +6,7 @@
 //! is what per-session sandboxes will need.
 
 mod builtin;
+pub(crate) mod exec;
 mod http;
 mod stdio;
 
@@ -183,6 +184,8 @@ pub(crate) struct LinkContext {
     pub broker: Arc<palisade_secrets::Broker>,
     /// palisade's own credential variables, never passed to a child.
     pub withheld_env: Arc<[String]>,
+    /// Where built-in `exec` runs and sandboxed upstreams live.
+    pub sandboxes: Option<Arc<palisade_sandbox::Sandboxes>>,
 }
 
 /// One upstream, for one client session.
@@ -358,6 +361,7 @@ impl Upstream {
                 env,
                 inherit_env,
                 cwd,
+                sandbox,
             } => {
                 // The secrets are read now, for this process: a rotation
                 // later restarts it (see `secrets_current`).
@@ -373,22 +377,28 @@ impl Upstream {
                             self.spec.name
                         ))
                     })?;
-                Link::Stdio(stdio::StdioLink::spawn(
-                    &self.ctx,
-                    command,
-                    args,
-                    env,
-                    *inherit_env,
-                    cwd.as_deref(),
-                    &secrets,
-                )?)
+                Link::Stdio(
+                    stdio::StdioLink::spawn(
+                        &self.ctx,
+                        command,
+                        args,
+                        env,
+                        *inherit_env,
+                        cwd.as_deref(),
+                        &secrets,
+                        sandbox.as_ref(),
+                    )
+                    .await?,
+                )
             }
             Transport::Http { url, headers } => {
                 Link::Http(Box::new(http::HttpLink::new(&self.ctx, url, headers)?))
             }
-            Transport::Builtin { .. } => {
-                Link::Builtin(builtin::BuiltinLink::new(&self.ctx, &self.client_init))
-            }
+            Transport::Builtin { builtin, .. } => Link::Builtin(builtin::BuiltinLink::new(
+                &self.ctx,
+                &self.client_init,
+                *builtin,
+            )),
         };
         match self.handshake(&link).await {
             Ok(()) => Ok(link),

@@ -19,7 +19,7 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use super::{Failure, LinkContext, Pending, dispatch};
-use crate::config::{Setting, Transport};
+use crate::config::{Setting, StdioSandbox, Transport};
 use crate::printable::escape_controls;
 
 pub(super) struct StdioLink {
@@ -28,12 +28,47 @@ pub(super) struct StdioLink {
     /// restarts the child with the new one.
     pub secret_versions: BTreeMap<palisade_secrets::SecretName, u64>,
     writer: mpsc::Sender<Vec<u8>>,
-    child: Arc<tokio::sync::Mutex<Child>>,
+    child: Arc<tokio::sync::Mutex<Process>>,
     name: Arc<str>,
 }
 
+/// The upstream's process: in its sandbox, or (`sandbox = "off"`) plain.
+enum Process {
+    Plain(Child),
+    Sandboxed(Box<palisade_sandbox::Running>),
+}
+
+impl Process {
+    fn start_kill(&mut self) {
+        match self {
+            Process::Plain(child) => {
+                let _ = child.start_kill();
+            }
+            Process::Sandboxed(running) => running.stop(),
+        }
+    }
+
+    /// Waits for the end; says how it ended.
+    async fn wait(&mut self) -> String {
+        match self {
+            Process::Plain(child) => match child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(e) => e.to_string(),
+            },
+            Process::Sandboxed(running) => match running.wait().await {
+                Ok(end) => format!("in its sandbox: {}", end.describe(running.profile())),
+                Err(e) => e,
+            },
+        }
+    }
+}
+
 impl StdioLink {
-    pub fn spawn(
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of a stdio transport, as configured"
+    )]
+    pub async fn spawn(
         ctx: &LinkContext,
         command: &str,
         args: &[String],
@@ -41,43 +76,27 @@ impl StdioLink {
         inherit_env: bool,
         cwd: Option<&Path>,
         secrets: &[palisade_secrets::broker::EnvSecret],
+        sandbox: Option<&StdioSandbox>,
     ) -> Result<Self, Failure> {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the upstream spawner, until palisade-sandbox creates these processes"
-        )]
-        let mut cmd = Command::new(command);
-        cmd.args(args)
-            .env_clear()
-            .envs(Transport::child_env(env, inherit_env, &ctx.withheld_env))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
-        for secret in secrets {
-            secret.apply(&mut cmd);
-        }
-        // A gateway that is SIGKILLed must not leave its upstreams running.
-        palisade_sandbox::die_with_parent(cmd.as_std_mut());
-        let mut child = cmd.spawn().map_err(|e| {
-            Failure::new(format!(
-                "cannot start upstream `{}` (`{command}`): {e}",
-                ctx.name
-            ))
-        })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(Failure::new(format!(
-                "upstream `{}` started without pipes",
-                ctx.name
-            )));
+        let (process, stdin, stdout, stderr) = match sandbox {
+            Some(sandbox) => {
+                spawn_sandboxed(ctx, sandbox, command, args, env, inherit_env, cwd, secrets).await?
+            }
+            None => spawn_plain(ctx, command, args, env, inherit_env, cwd, secrets)?,
         };
+        Self::with_pipes(ctx, process, stdin, stdout, stderr, secrets)
+    }
+
+    fn with_pipes(
+        ctx: &LinkContext,
+        process: Process,
+        stdin: ChildStdin,
+        stdout: ChildStdout,
+        stderr: ChildStderr,
+        secrets: &[palisade_secrets::broker::EnvSecret],
+    ) -> Result<Self, Failure> {
         let pending = Pending::new();
-        let child = Arc::new(tokio::sync::Mutex::new(child));
+        let child = Arc::new(tokio::sync::Mutex::new(process));
         let (writer, queue) = mpsc::channel(256);
         #[expect(
             clippy::disallowed_methods,
@@ -134,7 +153,7 @@ impl StdioLink {
             self.name
         )));
         let mut child = self.child.lock().await;
-        let _ = child.start_kill();
+        child.start_kill();
         let _ = child.wait().await;
     }
 }
@@ -144,9 +163,115 @@ impl Drop for StdioLink {
         // A link dropped without `close` (a handshake abandoned because its
         // client left) must not leave its process behind.
         if let Ok(mut child) = self.child.try_lock() {
-            let _ = child.start_kill();
+            child.start_kill();
         }
     }
+}
+
+type Pipes = (Process, ChildStdin, ChildStdout, ChildStderr);
+
+fn spawn_plain(
+    ctx: &LinkContext,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, Setting>,
+    inherit_env: bool,
+    cwd: Option<&Path>,
+    secrets: &[palisade_secrets::broker::EnvSecret],
+) -> Result<Pipes, Failure> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the upstream spawner, until palisade-sandbox creates these processes"
+    )]
+    let mut cmd = Command::new(command);
+    cmd.args(args)
+        .env_clear()
+        .envs(Transport::child_env(env, inherit_env, &ctx.withheld_env))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    for secret in secrets {
+        secret.apply(&mut cmd);
+    }
+    // A gateway that is SIGKILLed must not leave its upstreams running.
+    palisade_sandbox::die_with_parent(cmd.as_std_mut());
+    let mut child = cmd.spawn().map_err(|e| {
+        Failure::new(format!(
+            "cannot start upstream `{}` (`{command}`): {e}",
+            ctx.name
+        ))
+    })?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(Failure::new(format!(
+            "upstream `{}` started without pipes",
+            ctx.name
+        )));
+    };
+    Ok((Process::Plain(child), stdin, stdout, stderr))
+}
+
+/// Starts the upstream in a sandbox of its profile, with its binds, for
+/// its whole session. Its environment is the configured one, with `HOME`
+/// and `TMPDIR` in the sandbox's `/tmp`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of a stdio transport, as configured"
+)]
+async fn spawn_sandboxed(
+    ctx: &LinkContext,
+    sandbox: &StdioSandbox,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, Setting>,
+    inherit_env: bool,
+    cwd: Option<&Path>,
+    secrets: &[palisade_secrets::broker::EnvSecret],
+) -> Result<Pipes, Failure> {
+    let fail = |why: String| {
+        Failure::new(format!(
+            "cannot start upstream `{}` in its sandbox: {why}",
+            ctx.name
+        ))
+    };
+    let Some(sandboxes) = ctx.sandboxes.as_ref() else {
+        return Err(fail("the sandbox is not running".into()));
+    };
+    let Some(base) = sandboxes.profile(&sandbox.profile) else {
+        return Err(fail(format!("no sandbox profile `{}`", sandbox.profile)));
+    };
+    let mut profile = base.clone();
+    profile.mounts.extend(sandbox.mounts.iter().cloned());
+    let argv = std::iter::once(command.to_owned())
+        .chain(args.iter().cloned())
+        .collect();
+    let mut run = palisade_sandbox::command(&profile, argv);
+    for (k, v) in Transport::child_env(env, inherit_env, &ctx.withheld_env) {
+        run.env.insert(k, v);
+    }
+    for secret in secrets {
+        secret.insert_into(&mut run.env);
+    }
+    for variable in ["HOME", "TMPDIR"] {
+        run.env.insert(variable.to_owned(), "/tmp".to_owned());
+    }
+    if let Some(dir) = cwd {
+        run.cwd = dir.to_path_buf();
+    }
+    let mut running = sandboxes.spawn(&profile, run).await.map_err(fail)?;
+    let (Some(stdin), Some(stdout), Some(stderr)) = (
+        running.stdin.take(),
+        running.stdout.take(),
+        running.stderr.take(),
+    ) else {
+        return Err(fail("it started without pipes".into()));
+    };
+    Ok((Process::Sandboxed(Box::new(running)), stdin, stdout, stderr))
 }
 
 async fn write_loop(
@@ -169,7 +294,7 @@ async fn read_loop(
     ctx: LinkContext,
     stdout: ChildStdout,
     pending: Arc<Pending>,
-    child: Arc<tokio::sync::Mutex<Child>>,
+    child: Arc<tokio::sync::Mutex<Process>>,
 ) {
     let mut lines = LineReader::new(BufReader::new(stdout), ctx.max_message_bytes);
     let failure = loop {
@@ -187,8 +312,7 @@ async fn read_loop(
             None => {
                 let mut process = child.lock().await;
                 let how = match tokio::time::timeout(Duration::from_secs(1), process.wait()).await {
-                    Ok(Ok(status)) => status.to_string(),
-                    Ok(Err(e)) => e.to_string(),
+                    Ok(how) => how,
                     Err(_) => "closed its stdout".to_owned(),
                 };
                 break Failure::new(format!("upstream `{}` exited ({how})", ctx.name));
@@ -209,7 +333,7 @@ async fn read_loop(
         tracing::warn!(upstream = %ctx.name, "{}", failure.message);
     }
     pending.fail_all(&failure);
-    let _ = child.lock().await.start_kill();
+    child.lock().await.start_kill();
 }
 
 /// Longest stderr line relayed whole; longer ones are cut.

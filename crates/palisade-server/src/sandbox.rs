@@ -1,0 +1,50 @@
+//! Layer 3 in the gateway: the sandboxes that built-in `exec` and sandboxed stdio upstreams run in, started (preflight, sweep, pool) with the gateway.
+
+use std::sync::Arc;
+
+use palisade_sandbox::Sandboxes;
+
+use crate::config::{Builtin, Config, Transport};
+use crate::gateway::StartError;
+
+/// Whether any upstream of `config` runs in a sandbox.
+pub fn needed(config: &Config) -> bool {
+    config.upstreams.iter().any(|u| {
+        matches!(
+            u.transport,
+            Transport::Builtin {
+                builtin: Builtin::Exec,
+                ..
+            } | Transport::Stdio {
+                sandbox: Some(_),
+                ..
+            }
+        )
+    })
+}
+
+/// Starts layer 3 when the config needs it: a host without a required
+/// isolation feature stops the gateway here, naming the degraded mode that
+/// would accept it.
+pub fn start(config: &Config) -> Result<Option<Arc<Sandboxes>>, StartError> {
+    if !needed(config) {
+        return Ok(None);
+    }
+    let helper = std::env::current_exe()
+        .map_err(|e| StartError::Sandbox(format!("cannot find palisade's own binary: {e}")))?;
+    let sandboxes = Sandboxes::start(&config.sandbox, helper).map_err(StartError::Sandbox)?;
+    for mode in &sandboxes.host().degraded {
+        tracing::warn!("the sandbox runs in the degraded mode `{mode}` (`[sandbox] degraded`)");
+    }
+    Ok(Some(sandboxes))
+}
+
+/// Fills the pools of the `exec` profiles, so that the first calls do not
+/// wait for a cold sandbox.
+pub async fn warm(sandboxes: &Arc<Sandboxes>) {
+    for name in crate::upstream::exec::LANGUAGES.iter().map(|l| l.profile) {
+        if let Err(error) = sandboxes.warm(name).await {
+            tracing::warn!("cannot fill the sandbox pool of `{name}`: {error}");
+        }
+    }
+}
