@@ -122,7 +122,7 @@ fn reap_until(payload: i32, waited: &libc::sigset_t) -> i32 {
         }
         while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
             if Some(pid) == payload_pid {
-                return i32::try_from(status.as_raw()).unwrap_or(0);
+                return status.as_raw();
             }
         }
     }
@@ -334,8 +334,7 @@ fn build_dev(shm_size: u64) -> Result<(), String> {
     for device in ["null", "zero", "full", "random", "urandom"] {
         let inside = Path::new("/dev").join(device);
         std::fs::write(&inside, b"").map_err(|e| fail(inside.display(), e))?;
-        rustix::mount::mount_bind(&host(&inside), &inside)
-            .map_err(|e| fail(inside.display(), e))?;
+        rustix::mount::mount_bind(host(&inside), &inside).map_err(|e| fail(inside.display(), e))?;
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),

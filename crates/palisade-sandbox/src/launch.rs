@@ -221,7 +221,7 @@ impl Sandboxes {
         match tokio::time::timeout(BUILD_TIMEOUT, prepared.report()).await {
             Ok(Ok(Report::Ready)) => Ok(prepared),
             Ok(Ok(Report::Failed(error))) => Err(error),
-            Ok(Ok(other)) => Err(format!(
+            Ok(Ok(other @ (Report::Started | Report::Ended(_)))) => Err(format!(
                 "the sandbox supervisor said {other:?} before it was ready"
             )),
             Ok(Err(error)) => Err(error),
@@ -456,7 +456,7 @@ impl Prepared {
         match self.report().await? {
             Report::Started => {}
             Report::Failed(error) => return Err(error),
-            other => {
+            other @ (Report::Ready | Report::Ended(_)) => {
                 return Err(format!(
                     "the sandbox supervisor said {other:?} instead of starting"
                 ));
@@ -493,7 +493,9 @@ impl Running {
         match report? {
             Report::Ended(ending) => Ok(End::from_wire(ending)),
             Report::Failed(error) => Err(error),
-            other => Err(format!("the sandbox supervisor said {other:?} at the end")),
+            other @ (Report::Ready | Report::Started) => {
+                Err(format!("the sandbox supervisor said {other:?} at the end"))
+            }
         }
     }
 

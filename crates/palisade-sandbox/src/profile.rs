@@ -266,7 +266,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// The size in the largest unit that divides it.
 pub fn show_size(bytes: u64) -> String {
     for (unit, scale) in [("GiB", 1024 * MIB), ("MiB", MIB), ("KiB", 1024)] {
-        if bytes >= scale && bytes % scale == 0 {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
             return format!("{} {unit}", bytes / scale);
         }
     }

@@ -298,11 +298,7 @@ pub fn filters() -> Result<[BpfProgram; 2], String> {
         libc::SYS_ioctl,
         vec![SeccompRule::new(allowed_ioctl).map_err(|e| e.to_string())?],
     );
-    #[expect(
-        clippy::cast_sign_loss,
-        reason = "errno constants are small and positive"
-    )]
-    let (eperm, enosys) = (libc::EPERM as u32, libc::ENOSYS as u32);
+    let (eperm, enosys) = (libc::EPERM.unsigned_abs(), libc::ENOSYS.unsigned_abs());
     let allowlist = SeccompFilter::new(
         rules,
         SeccompAction::Errno(eperm),

@@ -117,10 +117,8 @@ fn supervise_on(control: UnixStream) -> Result<(), String> {
         None => None,
     };
     let outcome = run_sandbox(&spec, &binds, group.as_ref(), &mut from_gateway, &mut out);
-    if let Some(group) = group {
-        if let Err(e) = group.remove() {
-            tracing::warn!("cannot remove the sandbox's control groups: {e}");
-        }
+    if let Some(Err(e)) = group.map(Group::remove) {
+        tracing::warn!("cannot remove the sandbox's control groups: {e}");
     }
     match outcome? {
         Some(ending) => send(&mut out, &Report::Ended(ending)),

@@ -177,9 +177,9 @@ pub async fn broker(
     let mut max_response_bytes = crate::config::DEFAULT_MAX_RESPONSE_BYTES;
     for upstream in &config.upstreams {
         if let Transport::Builtin {
+            builtin: crate::config::Builtin::HttpRequest,
             allow,
             max_response_bytes: max,
-            ..
         } = &upstream.transport
         {
             http_request.insert(upstream.name.clone(), allow.clone());

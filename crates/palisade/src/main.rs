@@ -508,6 +508,10 @@ fn derive_name(command: &[String]) -> String {
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::start_with(config, Mode::Aggregate, Arc::clone(redactor())).await?;
+    if let Some(sandboxes) = &gateway.sandboxes {
+        // Built ahead, so that a call waits only for its payload.
+        palisade_server::sandbox::warm(sandboxes).await;
+    }
     let (listener, addr) = palisade_server::http::bind(&gateway)
         .await
         .with_context(|| format!("cannot listen on {}", gateway.config.server.listen))?;

@@ -1164,6 +1164,7 @@ mod debug_tests {
             env: BTreeMap::from([("API_KEY".into(), Setting::Literal("hunter2".into()))]),
             inherit_env: false,
             cwd: None,
+            sandbox: None,
         };
         let http = Transport::Http {
             url: "https://mcp.example.com/mcp?key=hunter2".into(),

@@ -128,7 +128,11 @@ fn number(value: DeValue<'_>) -> Result<String, DeValue<'_>> {
     match value {
         DeValue::Integer(i) => Ok(i.as_str().to_owned()),
         DeValue::Float(f) => Ok(f.as_str().to_owned()),
-        other => Err(other),
+        other @ (DeValue::String(_)
+        | DeValue::Boolean(_)
+        | DeValue::Datetime(_)
+        | DeValue::Array(_)
+        | DeValue::Table(_)) => Err(other),
     }
 }
 

@@ -655,8 +655,9 @@ impl Validator<'_> {
                 sandbox: Some(sandbox),
                 ..
             } = &upstream.transport
+                && !profiles.contains_key(&sandbox.profile)
             {
-                if !profiles.contains_key(&sandbox.profile) {
+                {
                     return Err(self.err(
                         format!("upstreams.{}.sandbox", upstream.name),
                         format!(
