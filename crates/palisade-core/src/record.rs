@@ -254,7 +254,7 @@ pub enum AuditEvent<'a> {
         version: &'static str,
         /// Stages (and the redaction seam) that run as pass-through.
         pass_through: Vec<Stage>,
-        degraded: Vec<&'static str>,
+        degraded: Vec<String>,
     },
     /// Secrets older than their rotation schedule, found at start.
     SecretsOverdue {

@@ -134,7 +134,7 @@ impl Gateway {
             time: gateway.pipeline.now(),
             version: env!("CARGO_PKG_VERSION"),
             pass_through: gateway.pipeline.passed_through(),
-            degraded: DEGRADED.to_vec(),
+            degraded: degraded(&gateway.config, gateway.sandboxes.as_deref()),
         };
         gateway
             .pipeline
@@ -524,7 +524,29 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(random_bytes::<8>()) >> 1
 }
 
-/// Isolation that palisade's design requires and this build cannot give yet; shown
-/// by `palisade check` and `/healthz` so nobody mistakes it for done.
-pub const DEGRADED: [&str; 1] =
-    ["sandbox: stdio upstreams run as ordinary child processes, not in a sandbox"];
+/// Isolation that palisade's design requires and this config or host does not
+/// give; shown by `palisade check`, `/healthz` and the start record, so nobody
+/// mistakes it for done.
+pub fn degraded(config: &Config, sandboxes: Option<&palisade_sandbox::Sandboxes>) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .upstreams
+        .iter()
+        .filter(|u| matches!(u.transport, crate::config::Transport::Stdio { sandbox: None, .. }))
+        .map(|u| {
+            format!(
+                "sandbox: upstream `{}` runs as an ordinary child process, not in a sandbox (`sandbox = \"off\"`)",
+                u.name
+            )
+        })
+        .collect();
+    if let Some(sandboxes) = sandboxes {
+        out.extend(
+            sandboxes
+                .host()
+                .degraded
+                .iter()
+                .map(|mode| format!("sandbox: degraded mode `{mode}` ([sandbox] degraded)")),
+        );
+    }
+    out
+}

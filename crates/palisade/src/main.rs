@@ -359,7 +359,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("palisade: warning: {warning}");
             }
             check_vault(&config)?;
-            for degraded in palisade_server::gateway::DEGRADED {
+            for degraded in palisade_server::gateway::degraded(&config, None) {
                 eprintln!("palisade: degraded: {degraded}");
             }
             let passed: Vec<&str> = config

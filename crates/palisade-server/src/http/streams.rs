@@ -137,7 +137,12 @@ pub(super) async fn health(State(server): State<Arc<Server>>) -> HttpResponse {
         "sessions": lock(&server.sessions).len(),
         "upstreams": gateway.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
         "pass_through": gateway.pipeline.passed_through().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "degraded": crate::gateway::DEGRADED,
+        "degraded": crate::gateway::degraded(&gateway.config, gateway.sandboxes.as_deref()),
+        "sandbox": gateway.sandboxes.as_ref().map(|s| json!({
+            "features": s.host().features,
+            "degraded": s.host().degraded,
+            "profiles": s.profiles().keys().collect::<Vec<_>>(),
+        })),
         "secrets": {
             "vault": gateway.broker.vault().describe(),
             "known": gateway.broker.redactor().known_count(),
