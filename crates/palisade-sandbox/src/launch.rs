@@ -192,7 +192,10 @@ impl Sandboxes {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            // Dropping the handle closes the control socket: the supervisor
+            // then kills its sandbox and removes its cgroups itself (a
+            // SIGKILL would leave them for the next start's sweep).
+            .kill_on_drop(false);
         pass_as_fd3(command.as_std_mut(), theirs.as_raw_fd());
         crate::die_with_parent(command.as_std_mut());
         let child = command.spawn().map_err(|e| {

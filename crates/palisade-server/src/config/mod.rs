@@ -904,7 +904,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, vault, secrets, pipeline, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, vault, secrets, pipeline, sandbox, upstreams",
             ),
         ];
         for (first, expected) in top_level {
