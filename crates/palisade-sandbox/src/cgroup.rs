@@ -167,7 +167,7 @@ impl Group {
             Hierarchy::V2 { root } => {
                 let dir = root.join(PARENT).join(&name);
                 ensure_parent(&root.join(PARENT), hierarchy)?;
-                fs::create_dir(&dir)?;
+                create_fresh(&dir)?;
                 let group = Self {
                     dirs: vec![dir.clone()],
                     memory_dir: dir.clone(),
@@ -188,7 +188,7 @@ impl Group {
                         continue;
                     }
                     ensure_parent(&base.join(PARENT), hierarchy)?;
-                    fs::create_dir(&dir)?;
+                    create_fresh(&dir)?;
                     dirs.push(dir);
                 }
                 let memory_dir = memory.join(PARENT).join(&name);
@@ -248,6 +248,18 @@ impl Group {
     /// Removes the groups, waiting briefly for the kernel to finish reaping.
     pub fn remove(self) -> io::Result<()> {
         remove_dirs(&self.dirs)
+    }
+}
+
+/// Creates `dir`; one left by a dead supervisor whose pid this one reuses
+/// is removed first (it can hold no process: a pid names one process).
+fn create_fresh(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_dir(dir)?;
+            fs::create_dir(dir)
+        }
+        other => other,
     }
 }
 

@@ -362,6 +362,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for degraded in palisade_server::gateway::degraded(&config, None) {
                 eprintln!("palisade: degraded: {degraded}");
             }
+            if palisade_server::sandbox::needed(&config) {
+                match palisade_sandbox::Host::probe().accept(&config.sandbox.degraded) {
+                    Ok(host) => {
+                        for mode in host.degraded {
+                            eprintln!("palisade: degraded: sandbox: degraded mode `{mode}` ([sandbox] degraded)");
+                        }
+                    }
+                    Err(why) => eprintln!("palisade: error: {why}"),
+                }
+            }
             let passed: Vec<&str> = config
                 .pipeline
                 .pass_through
@@ -403,8 +413,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let embedded = config.config.is_none();
             let mut config = load(config.config.as_deref(), listen.listen.as_deref())?;
             if embedded {
-                // One useful, safe tool out of the box: code in a sandbox.
-                config.upstreams.push(Upstream::exec_tool());
+                // One useful, safe tool out of the box: code in a sandbox,
+                // where this host can build one without a degraded mode.
+                match palisade_sandbox::Host::probe().accept(&[]) {
+                    Ok(_) => config.upstreams.push(Upstream::exec_tool()),
+                    Err(why) => eprintln!(
+                        "palisade: the built-in `exec` tool is not served: {why}\n(a config with `[upstreams.exec] builtin = \"exec\"` and `[sandbox] degraded = [...]` serves it anyway)"
+                    ),
+                }
             }
             init_logging("warn,palisade_server=info,palisade::upstream=info", &config);
             runtime()?.block_on(serve(config))
