@@ -52,6 +52,9 @@ fn confine(spec: &Spec, run: &Run, filters: &[BpfProgram; 2]) -> Result<(), Stri
     if spec.cgroups.is_none() {
         // The no-cgroups degraded mode: rlimits are all that is left.
         limits.push((Resource::As, profile.memory));
+        // Counted per user namespace (Linux 5.14 and later): the payload's
+        // processes, not all of palisade's user's.
+        limits.push((Resource::Nproc, profile.pids));
         if let Some(timeout) = profile.timeout {
             limits.push((Resource::Cpu, timeout.as_secs().max(1)));
         }
