@@ -366,7 +366,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 match palisade_sandbox::Host::probe().accept(&config.sandbox.degraded) {
                     Ok(host) => {
                         for mode in host.degraded {
-                            eprintln!("palisade: degraded: sandbox: degraded mode `{mode}` ([sandbox] degraded)");
+                            eprintln!(
+                                "palisade: degraded: sandbox: degraded mode `{mode}` ([sandbox] degraded)"
+                            );
                         }
                     }
                     Err(why) => eprintln!("palisade: error: {why}"),
