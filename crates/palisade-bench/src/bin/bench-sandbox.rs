@@ -445,7 +445,7 @@ fn measure_helper_exec(helper: &Path, runs: usize) -> anyhow::Result<Vec<Duratio
         times.push(start.elapsed());
         if !matches!(output.status.code(), Some(1 | 2)) {
             bail!(
-                "{} {SUPERVISOR_ARG} with no control socket: {} (expected exit status 2)",
+                "{} {SUPERVISOR_ARG} with no control socket: {} (expected exit status 1 or 2)",
                 helper.display(),
                 output.status
             );
