@@ -501,7 +501,11 @@ def test_a_shell_fork_bomb_leaves_the_host_responsive(tight, tmp_path):
             proc.kill()
         proc.wait()
     done = subprocess.CompletedProcess(argv, proc.returncode, out.read_text(), err.read_text())
-    assert done.returncode == 0 and done.stdout == "still in charge\n", shown(done)
+    # bash retries a failed fork with a growing pause: on a loaded machine the
+    # deadline may end the run first. Either end is the sandbox holding.
+    ended_itself = done.returncode == 0 and done.stdout == "still in charge\n"
+    timed_out = done.returncode == 124 and done.stderr.rstrip().endswith("palisade: sandbox: timed out after 3s")
+    assert ended_itself or timed_out, shown(done)
     assert "fork: retry: Resource temporarily unavailable" in done.stderr, shown(done)
     assert most <= TIGHT_PIDS, f"{most} of the bomb's shells on the host at once"
     assert slowest < 1.0, f"starting a process on the host took {slowest:.2f}s during the bomb"
