@@ -389,29 +389,14 @@ impl Validator<'_> {
                     ));
                 }
             }
-            match builtin.as_str() {
-                "http_request" => {}
-                "exec" => {
-                    for (field, present) in [
-                        ("allow", raw.allow.is_some()),
-                        ("max_response_bytes", raw.max_response_bytes.is_some()),
-                    ] {
-                        if present {
-                            return Err(self.err(
-                                at(field),
-                                "only a built-in `http_request` upstream takes this",
-                            ));
-                        }
-                    }
-                }
-                other => {
-                    return Err(self.err(
-                        at("builtin"),
-                        format!("expected \"http_request\" or \"exec\", got `{other}`"),
-                    ));
-                }
+            if builtin != "http_request" && builtin != "exec" {
+                return Err(self.err(
+                    at("builtin"),
+                    format!("expected \"http_request\" or \"exec\", got `{builtin}`"),
+                ));
             }
-        } else {
+        }
+        if raw.builtin.as_deref() != Some("http_request") {
             for (field, present) in [
                 ("allow", raw.allow.is_some()),
                 ("max_response_bytes", raw.max_response_bytes.is_some()),

@@ -181,7 +181,7 @@ fn spawn_plain(
 ) -> Result<Pipes, Failure> {
     #[expect(
         clippy::disallowed_methods,
-        reason = "the upstream spawner, until palisade-sandbox creates these processes"
+        reason = "the spawner of unsandboxed (`sandbox = \"off\"`) upstreams, a degraded mode"
     )]
     let mut cmd = Command::new(command);
     cmd.args(args)
