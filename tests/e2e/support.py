@@ -211,16 +211,65 @@ def write_config(path: Path, **kwargs: Any) -> Path:
     return path
 
 
+# Stdio upstreams run sandboxed by default (the `upstream` profile: the
+# host's system directories read-only, its own /tmp, no network); each helper
+# binds, read-only, what its server is made of. A test that needs its server
+# to touch the host (files under tmp_path, the host's process table) says
+# `sandbox = "off"` with its reason.
+
+
 def everything_stdio() -> dict[str, Any]:
-    return {"command": "node", "args": [str(EVERYTHING_JS), "stdio"]}
+    return {"command": "node", "args": [str(EVERYTHING_JS), "stdio"], "bind_ro": [str(E2E / "node_modules")]}
 
 
-def filesystem_stdio(root: Path) -> dict[str, Any]:
-    return {"command": "node", "args": [str(FILESYSTEM_JS), str(root)]}
+def filesystem_stdio(root: Path, *, bind: list[Path] | None = None) -> dict[str, Any]:
+    """server-filesystem serving `root`, with `bind` (default: `root`) bound writable."""
+    bound = bind if bind is not None else [root]
+    for top in bound:
+        writable_by_the_sandbox(top)
+    return {
+        "command": "node",
+        "args": [str(FILESYSTEM_JS), str(root)],
+        "bind_ro": [str(E2E / "node_modules")],
+        "bind": [str(p) for p in bound],
+    }
 
 
-def python_stdio(script: str, *args: str) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [str(FIXTURES / script), *args]}
+def writable_by_the_sandbox(top: Path) -> None:
+    """Lets the sandbox's uid 1000 (as root, a real uid of the host) write in `top` and the directories under it."""
+    for directory, _dirs, _files in os.walk(top):
+        os.chmod(directory, 0o777)
+
+
+def python_binds() -> list[str]:
+    """What a fixture in the e2e venv needs: the fixtures, the venv, and the interpreter it links to."""
+    return sorted({str(FIXTURES), sys.prefix, sys.base_prefix})
+
+
+def python_stdio(script: str, *args: str, writes: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A fixture server; each path argument and each of `writes` that is a directory, else its directory, is bound writable (its logs)."""
+    upstream: dict[str, Any] = {"command": sys.executable, "args": [str(FIXTURES / script), *args], "bind_ro": python_binds()}
+    paths = [Path(a) for a in args if a.startswith("/")] + list(writes)
+    logs = sorted({str(p if p.is_dir() else p.parent) for p in paths if p.is_dir() or p.parent.is_dir()})
+    for directory in logs:
+        os.chmod(directory, 0o777)
+    if logs:
+        upstream["bind"] = logs
+    return upstream
+
+
+def wrapped(upstream: dict[str, Any]) -> list[str]:
+    """`palisade mcp`'s arguments for a stdio upstream: its sandbox flags, `--`, its command."""
+    flags = [flag for path in upstream.get("bind_ro", []) for flag in ("--bind-ro", path)]
+    flags += [flag for path in upstream.get("bind", []) for flag in ("--bind", path)]
+    if upstream.get("sandbox") == "off":
+        flags.append("--no-sandbox")
+    return [*flags, "--", upstream["command"], *upstream.get("args", [])]
+
+
+def unsandboxed(upstream: dict[str, Any]) -> dict[str, Any]:
+    """`upstream` run as an ordinary child process (`sandbox = "off"`, reported as degraded)."""
+    return {**{k: v for k, v in upstream.items() if k not in ("bind", "bind_ro")}, "sandbox": "off"}
 
 
 # ---------------------------------------------------------------------------
@@ -593,6 +642,34 @@ class StdioPeer:
             except OSError:
                 pass
         stop_group(self.popen)
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every living process under `pid`, with its command line: a sandbox's processes are host processes too."""
+    found: list[tuple[int, str]] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except FileNotFoundError:
+                continue
+            for child in children:
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as f:
+                        cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+                except FileNotFoundError:
+                    continue
+                if alive(child):
+                    found.append((child, cmdline))
+                queue.append(child)
+    return found
 
 
 def alive(pid: int) -> bool:

@@ -33,9 +33,11 @@ from support import (
     filesystem_stdio,
     http_request,
     palisade_bin,
+    wrapped,
     python_stdio,
     read_events,
     stop_group,
+    unsandboxed,
     wait_for_text,
     write_config,
 )
@@ -143,14 +145,14 @@ def wait_exit(popen: subprocess.Popen[Any], seconds: float) -> int | None:
 
 @contextmanager
 def palisade_mcp(tmp_path: Path, command: list[str], *, name: str | None = None) -> Iterator[tuple[StdioPeer, Path]]:
-    """`palisade mcp` wrapping `command`, with a config of its own; yields the peer and its audit log."""
+    """`palisade mcp` with `command` (sandbox flags, `--`, the server), with a config of its own; yields the peer and its audit log."""
     data_dir = tmp_path / "mcp-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     config = write_config(tmp_path / "mcp.toml", data_dir=data_dir, upstreams={})
     argv = [palisade_bin(), "mcp", "--config", str(config)]
     if name is not None:
         argv += ["--name", name]
-    peer = StdioPeer([*argv, "--", *command], log_dir=tmp_path / "logs", name="palisade-mcp")
+    peer = StdioPeer([*argv, *command], log_dir=tmp_path / "logs", name="palisade-mcp")
     try:
         yield peer, data_dir / "audit.jsonl"
     finally:
@@ -162,8 +164,8 @@ def method_log_upstream(log: Path, **extra: Any) -> dict[str, Any]:
 
 
 def python_argv(script: str, *args: str) -> list[str]:
-    upstream = python_stdio(script, *args)
-    return [upstream["command"], *upstream["args"]]
+    """`palisade mcp`'s arguments for a fixture: its sandbox flags, `--`, the server."""
+    return wrapped(python_stdio(script, *args))
 
 
 # ---------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def test_mcp_refuses_to_start_when_its_audit_log_cannot_be_written(tmp_path):
     started = tmp_path / "started"  # pid_server.py writes a file here when it runs
     started.mkdir()
     config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams={})
-    argv = [palisade_bin(), "mcp", "--config", str(config), "--", *python_argv("pid_server.py", str(started))]
+    argv = [palisade_bin(), "mcp", "--config", str(config), *python_argv("pid_server.py", str(started))]
     stderr_path = tmp_path / "palisade-mcp.stderr"
     init = {
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -247,7 +249,9 @@ def test_mcp_refuses_to_start_when_its_audit_log_cannot_be_written(tmp_path):
 def test_an_allowed_call_is_recorded_before_the_upstream_hears_of_it_and_after_it_ends(launcher, tmp_path):
     data_dir = tmp_path / "data"
     audit = data_dir / "audit.jsonl"
-    gateway = launcher.gateway({"peek": python_stdio("peek_server.py", str(audit))}, data_dir=data_dir)
+    # The server reads palisade's own audit log, which its sandbox would hide.
+    peek = unsandboxed(python_stdio("peek_server.py", str(audit)))
+    gateway = launcher.gateway({"peek": peek}, data_dir=data_dir)
     session = RawSession(gateway.base)
     session.initialize()
     arguments = {"b": "two", "a": 1}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from layer1 import AuthedSession, cli, client, create_key, emitted, ok, run, text_of
-from support import PROTOCOL_VERSION, everything_stdio, http_request, palisade_bin, write_config
+from support import PROTOCOL_VERSION, everything_stdio, http_request, palisade_bin, wrapped, write_config
 
 AUTH = "\n[auth]\nanonymous = false\n"
 INIT = {
@@ -164,7 +164,7 @@ def test_palisade_mcp_is_the_local_user_or_the_holder_of_palisade_token(tmp_path
     data_dir = tmp_path / "data"
     config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams={})
     key = create_key(config, "dave", "dev")
-    argv = [palisade_bin(), "mcp", "--config", str(config), "--", "node", str(everything_stdio()["args"][0]), "stdio"]
+    argv = [palisade_bin(), "mcp", "--config", str(config), *wrapped(everything_stdio())]
     messages = json.dumps(INIT) + "\n"
 
     def principal(env: dict[str, str]) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from layer1 import LAYER1_PASS_THROUGH, AuthedSession, cli, create_key, jsonl, ok
-from support import everything_stdio, filesystem_stdio, python_stdio, write_config
+from support import everything_stdio, filesystem_stdio, python_stdio, wrapped, write_config
 
 DENIED, HELD = -32010, -32012
 
@@ -323,7 +323,7 @@ def test_a_bad_policy_on_reload_is_refused_and_the_old_set_stays(world, tmp_path
 
 def test_the_readme_laptop_policy_keeps_the_wrapped_filesystem_server_usable(tmp_path):
     """`palisade mcp` with [wrap] effects and a workspace constraint, as the README shows it."""
-    from support import FILESYSTEM_JS, StdioPeer, node_bin, palisade_bin
+    from support import StdioPeer, palisade_bin
 
     projects = tmp_path / "projects"
     projects.mkdir()
@@ -351,7 +351,7 @@ pass_through = ["limits", "outbound-filter", "inject-secrets", "redact", "inboun
 """
     )
     peer = StdioPeer(
-        [palisade_bin(), "mcp", "--config", str(config), "--", node_bin(), str(FILESYSTEM_JS), str(tmp_path)],
+        [palisade_bin(), "mcp", "--config", str(config), *wrapped(filesystem_stdio(tmp_path, bind=[projects, outside]))],
         log_dir=tmp_path / "logs",
         name="palisade-mcp",
     )

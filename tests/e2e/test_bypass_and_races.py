@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from support import RawSession, alive, everything_stdio, http_request, python_stdio, retry_until
+from support import RawSession, alive, everything_stdio, http_request, python_stdio, retry_until, unsandboxed
 
 
 def test_a_tool_call_sent_as_a_notification_never_reaches_the_upstream(launcher, tmp_path):
@@ -34,7 +34,7 @@ def test_a_tool_call_sent_as_a_notification_never_reaches_the_upstream(launcher,
 def test_concurrent_initializes_cannot_overshoot_the_session_cap(launcher, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))}, server={"max_sessions": 2})
+    gateway = launcher.gateway({"p": unsandboxed(python_stdio("pid_server.py", str(pids)))}, server={"max_sessions": 2})
     statuses: list[int] = []
     init = {
         "jsonrpc": "2.0", "id": 1, "method": "initialize",

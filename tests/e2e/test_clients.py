@@ -11,6 +11,7 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from support import wrapped as mcp_args
 from support import (
     COMPLETED_STAGES,
     E2E,
@@ -135,7 +136,7 @@ def test_python_client_over_stdio_through_palisade_mcp(tmp_path):
     config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams={})
     wrapped = StdioServerParameters(
         command=palisade_bin(),
-        args=["mcp", "--config", str(config), "--", node_bin(), str(EVERYTHING_JS), "stdio"],
+        args=["mcp", "--config", str(config), *mcp_args(everything_stdio())],
     )
 
     async def body() -> tuple[list[str], list[str], str, str]:

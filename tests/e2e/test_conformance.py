@@ -20,7 +20,18 @@ from typing import Any
 
 import pytest
 
-from support import CONFORMANCE_BIN, FIXTURES, Gateway, Launcher, alive, http_request, node_bin, retry_until
+from support import (
+    CONFORMANCE_BIN,
+    E2E,
+    FIXTURES,
+    Gateway,
+    Launcher,
+    descendants,
+    http_request,
+    node_bin,
+    retry_until,
+    writable_by_the_sandbox,
+)
 
 SERVER = FIXTURES / "conformance_server.mjs"
 # Makes the suite's client end each session (DELETE) when it closes; see the file.
@@ -157,7 +168,14 @@ def test_conformance_through_gateway_matches_direct(direct, launcher, tmp_path, 
     pid_dir = tmp_path / "upstream-pids"
     pid_dir.mkdir()
     if transport == "stdio":
-        upstream: dict[str, Any] = {"command": node_bin(), "args": [str(SERVER), "stdio", "--pid-dir", str(pid_dir)]}
+        # Sandboxed, as stdio upstreams run by default: the server and the SDK read-only, its pid files writable.
+        writable_by_the_sandbox(pid_dir)
+        upstream: dict[str, Any] = {
+            "command": node_bin(),
+            "args": [str(SERVER), "stdio", "--pid-dir", str(pid_dir)],
+            "bind_ro": [str(FIXTURES), str(E2E / "node_modules")],
+            "bind": [str(pid_dir)],
+        }
     else:
         url, server = conformance_http(launcher)
         upstream = {"url": url}
@@ -178,9 +196,14 @@ def test_conformance_through_gateway_matches_direct(direct, launcher, tmp_path, 
         assert {r["reason"] for r in closed} == {"deleted"}, closed
         assert {r["session"] for r in opened} == {r["session"] for r in closed}
         if transport == "stdio":
-            pids = [int(p.name) for p in pid_dir.iterdir()]
-            assert pids, "no upstream process was ever started"
-            left = retry_until(lambda: [p for p in pids if alive(p)], lambda left: not left, attempts=100, pause=0.1)
+            assert list(pid_dir.iterdir()), "no upstream process was ever started"
+            # The pids it wrote are its sandbox's own; on the host, it is one of the gateway's descendants.
+            gateway_pid = gateway.proc.popen.pid
+
+            def servers() -> list[tuple[int, str]]:
+                return [(p, cmd) for p, cmd in descendants(gateway_pid) if str(SERVER) in cmd]
+
+            left = retry_until(servers, lambda left: not left, attempts=100, pause=0.1)
             assert not left[-1], f"upstream processes still running after run {run}: {left[-1]}"
         else:
             log = server.stderr_path.read_text()

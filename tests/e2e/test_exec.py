@@ -1,8 +1,9 @@
 """Layer 3 through the gateway: the built-in `exec` tool on `palisade serve`'s embedded default, and stdio upstreams that run sandboxed.
 
 A new user's first tool is `exec`: the official Python SDK calls it through
-`palisade serve` with no config at all. Upstreams given `sandbox = "upstream"`
-see only what the config binds, however hostile they are.
+`palisade serve` with no config at all. Stdio upstreams run sandboxed by
+default (profile `upstream`) and see only what the config binds, however
+hostile they are; `sandbox = "off"` / `--no-sandbox` is the reported exception.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp import Client
 
-from support import E2E, FIXTURES, filesystem_stdio, palisade_bin, read_events
+from support import FIXTURES, StdioPeer, filesystem_stdio, palisade_bin, read_events, write_config
 
 CLIENT_SECONDS = 90
 
@@ -104,7 +106,7 @@ def test_a_hostile_sandboxed_upstream_finds_nothing_of_the_host(launcher, tmp_pa
     upstream = {
         "command": "python3",
         "args": [str(FIXTURES / "escaping_server.py"), str(secret), str(host_port.getsockname()[1])],
-        "sandbox": "upstream",
+        # No `sandbox` key: the default is the `upstream` profile.
         "bind_ro": [str(FIXTURES)],
         "env": {"PYTHONDONTWRITEBYTECODE": "1"},
     }
@@ -138,12 +140,7 @@ def test_server_filesystem_runs_sandboxed_with_its_directory_bound(launcher, tmp
     os.chown(shared, 1000, 1000)
     outside = tmp_path / "outside.txt"
     outside.write_text("not bound")
-    upstream = {
-        **filesystem_stdio(shared),
-        "sandbox": "upstream",
-        "bind_ro": [str(E2E / "node_modules")],
-        "bind": [str(shared)],
-    }
+    upstream = filesystem_stdio(shared)  # sandboxed by default, `shared` bound writable
     gateway = launcher.gateway({"files": upstream})
 
     async def session() -> tuple[str, Any, Any]:
@@ -159,3 +156,64 @@ def test_server_filesystem_runs_sandboxed_with_its_directory_bound(launcher, tmp
     assert inside == "inside the bound directory"
     assert not written.is_error and (shared / "new.txt").read_text() == "made inside"
     assert escaped.is_error, "a path outside the bound directory is refused"
+
+
+def escape_through_palisade_mcp(tmp_path: Path, name: str, flags: list[str]) -> tuple[dict[str, str], str]:
+    """The hostile server behind `palisade mcp FLAGS`: what its escape attempts found, and palisade's stderr."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host secret 4f1c")
+    host_port = listener()
+    data_dir = tmp_path / f"data-{name}"
+    config = write_config(tmp_path / f"{name}.toml", data_dir=data_dir, upstreams={})
+    argv = [palisade_bin(), "mcp", "--config", str(config), *flags, "--", "python3",
+            str(FIXTURES / "escaping_server.py"), str(secret), str(host_port.getsockname()[1])]
+    peer = StdioPeer(argv, log_dir=tmp_path / "logs", name=name)
+    try:
+        peer.initialize()
+        response = peer.request("tools/call", {"name": "escape", "arguments": {}})
+    finally:
+        peer.close()
+        host_port.close()
+    assert "result" in response, (response, peer.stderr())
+    return json.loads(response["result"]["content"][0]["text"]), peer.stderr()
+
+
+def test_palisade_mcp_sandboxes_its_server_unless_told_not_to(tmp_path):
+    found, stderr = escape_through_palisade_mcp(tmp_path, "default", ["--bind-ro", str(FIXTURES)])
+    assert found["uid"] == "ok: 1000", found
+    assert found["read_secret_file"].startswith("FileNotFoundError"), found
+    assert "Read-only file system" in found["write_etc"], found
+    assert "Operation not permitted" in found["unshare_user"], found
+    assert "degraded" not in stderr, stderr
+    # The same server with --no-sandbox reaches the host: the check above can fail.
+    found, stderr = escape_through_palisade_mcp(tmp_path, "unsandboxed", ["--no-sandbox"])
+    assert found["read_secret_file"] == "ok: 'host secret 4f1c'", found
+    assert "degraded: sandbox: upstream `escaping-server` runs as an ordinary child process" in stderr, stderr
+
+
+def test_a_command_its_sandbox_would_not_show_is_refused_at_start_with_the_bind_to_add(tmp_path):
+    home = tmp_path / "home" / "me" / "bin"
+    home.mkdir(parents=True)
+    server = home / "my-server"
+    server.write_text("#!/bin/sh\nexit 0\n")
+    server.chmod(0o755)
+    config = write_config(tmp_path / "palisade.toml", data_dir=tmp_path / "data", upstreams={"mine": {"command": str(server)}})
+    done = subprocess.run([palisade_bin(), "check", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done
+    assert f"`upstreams.mine.command`: `{server}` cannot run in the sandbox profile `upstream`: it needs the host's `/tmp`" in done.stderr, done.stderr
+    assert "add the directory to `bind_ro`" in done.stderr, done.stderr
+    # palisade mcp says the same in its own words, before starting anything.
+    done = subprocess.run([palisade_bin(), "mcp", "--", str(server)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert done.returncode != 0, done
+    assert "bind the directory with `--bind-ro DIR`, or run the server unsandboxed with `--no-sandbox`" in done.stderr, done.stderr
+    # Bound, it is found; marked off, it is reported as degraded.
+    config = write_config(tmp_path / "bound.toml", data_dir=tmp_path / "data", upstreams={
+        "mine": {"command": str(server), "bind_ro": [str(home)]},
+        "plain": {"command": str(server), "sandbox": "off"},
+    })
+    done = subprocess.run([palisade_bin(), "check", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 'sandbox = "upstream"' in done.stdout and f'bind_ro = ["{home}"]' in done.stdout, done.stdout
+    degraded = [line for line in done.stderr.splitlines() if "degraded" in line]
+    assert degraded == ["palisade: degraded: sandbox: upstream `plain` runs as an ordinary child process, not in a sandbox (`sandbox = \"off\"`)"], done.stderr

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import threading
 
-from support import RawSession, StdioPeer, palisade_bin, python_stdio, write_config
+from support import RawSession, StdioPeer, palisade_bin, python_stdio, wrapped, write_config
 
 
 def listing_upstream(spec: dict, **extra) -> dict:
-    return {**python_stdio("listing_server.py", json.dumps(spec)), **extra}
+    writes = (Path(spec["log"]),) if "log" in spec else ()
+    return {**python_stdio("listing_server.py", json.dumps(spec), writes=writes), **extra}
 
 
 def requests_seen(log) -> list[dict]:
@@ -110,7 +112,7 @@ def test_palisade_mcp_hides_misleading_names_too(tmp_path):
     data_dir.mkdir()
     config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams={})
     spec = listing_upstream({"tools": HOSTILE_NAMES})
-    peer = StdioPeer([palisade_bin(), "mcp", "--config", str(config), "--", spec["command"], *spec["args"]],
+    peer = StdioPeer([palisade_bin(), "mcp", "--config", str(config), *wrapped(spec)],
                      log_dir=tmp_path / "logs", name="palisade-mcp-names")
     try:
         peer.initialize()

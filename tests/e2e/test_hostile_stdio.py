@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from support import EVERYTHING_JS, StdioPeer, node_bin, palisade_bin, python_stdio, retry_until, write_config
+from support import StdioPeer, everything_stdio, palisade_bin, python_stdio, retry_until, wrapped, write_config
 
 MAX_MESSAGE_BYTES = 65536
 
 
 @pytest.fixture
 def wrap(tmp_path) -> Iterator:
-    """Starts `palisade mcp -- COMMAND...` with a config of its own; stops every one at teardown."""
+    """Starts `palisade mcp` with ARGS (sandbox flags, `--`, the server) and a config of its own; stops every one at teardown."""
     peers: list[StdioPeer] = []
 
     def start(command: list[str]) -> StdioPeer:
@@ -29,7 +29,7 @@ def wrap(tmp_path) -> Iterator:
             server={"max_message_bytes": MAX_MESSAGE_BYTES},
         )
         peer = StdioPeer(
-            [palisade_bin(), "mcp", "--config", str(config), "--", *command],
+            [palisade_bin(), "mcp", "--config", str(config), *command],
             log_dir=tmp_path / "logs",
             name=f"palisade-mcp-{n}",
         )
@@ -45,12 +45,11 @@ def wrap(tmp_path) -> Iterator:
 
 
 def everything() -> list[str]:
-    return [node_bin(), str(EVERYTHING_JS), "stdio"]
+    return wrapped(everything_stdio())
 
 
 def python_fixture(script: str, *args: str) -> list[str]:
-    spec = python_stdio(script, *args)
-    return [spec["command"], *spec["args"]]
+    return wrapped(python_stdio(script, *args))
 
 
 def tool_names(response: dict) -> list[str]:

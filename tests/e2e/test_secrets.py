@@ -25,7 +25,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from layer1 import cli, client, jsonl, ok, run, text_of
-from support import FIXTURES, Launcher, RawSession, free_port, palisade_bin, python_stdio
+from support import FIXTURES, Launcher, RawSession, free_port, palisade_bin, python_stdio, wrapped
 
 PASSPHRASE = "correct horse battery staple"
 PASS_THROUGH = ["authorize", "approval", "limits", "outbound-filter", "inbound-filter"]
@@ -231,7 +231,7 @@ def wrap_and_leak(config: Path, root: Path, value: str) -> bytes:
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "leak", "arguments": {}}},
     ]
     proc = subprocess.Popen(
-        [palisade_bin(), "mcp", "--config", str(wrap_config), "--", sys.executable, str(FIXTURES / "keyed_stdio_server.py"), "LEAKED"],
+        [palisade_bin(), "mcp", "--config", str(wrap_config), *wrapped(python_stdio("keyed_stdio_server.py", "LEAKED"))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

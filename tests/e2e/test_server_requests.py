@@ -15,7 +15,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, read_events, write_config
+from support import RawSession, everything_stdio, palisade_bin, read_events, wrapped, write_config
 
 CLIENT_SECONDS = 60
 
@@ -94,7 +94,7 @@ def test_through_mcp_wrap(tmp_path) -> None:
     config = write_config(tmp_path / "palisade.toml", data_dir=tmp_path / "palisade", upstreams={})
     params = StdioServerParameters(
         command=palisade_bin(),
-        args=["mcp", "--config", str(config), "--name", "everything", "--", node_bin(), str(EVERYTHING_JS), "stdio"],
+        args=["mcp", "--config", str(config), "--name", "everything", *wrapped(everything_stdio())],
         env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
     )
     run_session(stdio_client(params), "")

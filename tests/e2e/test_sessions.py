@@ -1,4 +1,10 @@
-"""Session lifecycle over Streamable HTTP: one upstream process per session, ended with it, and a cap."""
+"""Session lifecycle over Streamable HTTP: one upstream process per session, ended with it, and a cap.
+
+Most tests follow the upstream by the host pid it reports, so they run it
+unsandboxed (a sandboxed server knows only its sandbox's pids); the session
+logic is the same for both. The last tests follow sandboxed servers from the
+host, as the gateway's descendants.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from support import RawSession, alive, http_request, palisade_bin, python_stdio, write_config
+from support import RawSession, alive, descendants, http_request, palisade_bin, python_stdio, unsandboxed, wrapped, write_config
 
 
 def whoami(session: RawSession) -> int:
@@ -20,7 +26,7 @@ def whoami(session: RawSession) -> int:
 def test_each_session_has_its_own_upstream_and_delete_ends_it(launcher, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    gateway = launcher.gateway({"p": unsandboxed(python_stdio("pid_server.py", str(pids)))})
     first, second = RawSession(gateway.base), RawSession(gateway.base)
     first.initialize()
     second.initialize()
@@ -56,7 +62,7 @@ def wait_until(check, seconds: float = 10) -> bool:
 def test_at_the_cap_the_least_recently_used_idle_session_makes_room(launcher, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))}, server={"max_sessions": 2})
+    gateway = launcher.gateway({"p": unsandboxed(python_stdio("pid_server.py", str(pids)))}, server={"max_sessions": 2})
     oldest, newer = RawSession(gateway.base), RawSession(gateway.base)
     oldest.initialize()
     first_pid = whoami(oldest)
@@ -95,8 +101,8 @@ def test_sessions_start_only_the_upstreams_they_use(launcher, tmp_path):
     pids_a.mkdir()
     pids_b.mkdir()
     gateway = launcher.gateway({
-        "a": python_stdio("pid_server.py", str(pids_a)),
-        "b": python_stdio("pid_server.py", str(pids_b)),
+        "a": unsandboxed(python_stdio("pid_server.py", str(pids_a))),
+        "b": unsandboxed(python_stdio("pid_server.py", str(pids_b))),
     })
     first = RawSession(gateway.base)
     first.initialize()  # the first session meets every upstream: palisade learns what each offers
@@ -117,7 +123,7 @@ def test_sessions_start_only_the_upstreams_they_use(launcher, tmp_path):
 def test_a_killed_gateway_leaves_no_upstream_behind(launcher, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    gateway = launcher.gateway({"p": unsandboxed(python_stdio("pid_server.py", str(pids)))})
     session = RawSession(gateway.base)
     session.initialize()
     pid = whoami(session)
@@ -129,7 +135,7 @@ def test_a_killed_gateway_leaves_no_upstream_behind(launcher, tmp_path):
 def test_gateway_shutdown_leaves_no_upstream_behind(launcher, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    gateway = launcher.gateway({"p": unsandboxed(python_stdio("pid_server.py", str(pids)))})
     session = RawSession(gateway.base)
     session.initialize()
     pid = whoami(session)
@@ -144,11 +150,12 @@ def test_gateway_shutdown_leaves_no_upstream_behind(launcher, tmp_path):
 def test_palisade_mcp_ends_its_upstream_when_the_client_leaves(tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    spec = python_stdio("pid_server.py", str(pids))
+    # Host pids are what this test follows: the server runs unsandboxed.
+    spec = unsandboxed(python_stdio("pid_server.py", str(pids)))
     # About the upstream's life, not authorization: the layer-1 stages pass through.
     config = write_config(tmp_path / "palisade.toml", data_dir=tmp_path / "palisade", upstreams={})
     proc = subprocess.Popen(
-        [palisade_bin(), "mcp", "--config", str(config), "--", spec["command"], *spec["args"]],
+        [palisade_bin(), "mcp", "--config", str(config), *wrapped(spec)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
     )
@@ -176,7 +183,7 @@ def test_palisade_mcp_ends_its_upstream_when_the_client_leaves(tmp_path):
 def test_shutdown_is_not_held_up_by_an_open_event_stream(launcher, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    gateway = launcher.gateway({"p": unsandboxed(python_stdio("pid_server.py", str(pids)))})
     session = RawSession(gateway.base)
     session.initialize()
     pid = whoami(session)
@@ -188,3 +195,32 @@ def test_shutdown_is_not_held_up_by_an_open_event_stream(launcher, tmp_path):
         # The stream ends (palisade closes it) well before the bound.
         gateway.proc.popen.wait(timeout=20)
     assert not alive(pid)
+
+
+def sandboxed_servers(gateway) -> list[int]:
+    """The host pids of the sandboxed pid_server.py processes under `gateway`."""
+    return [pid for pid, cmd in descendants(gateway.proc.popen.pid) if "pid_server.py" in cmd]
+
+
+def test_sandboxed_upstreams_live_and_end_with_their_sessions(launcher, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    gateway = launcher.gateway({"p": python_stdio("pid_server.py", str(pids))})
+    first, second = RawSession(gateway.base), RawSession(gateway.base)
+    first.initialize()
+    second.initialize()
+    # Each is PID 2 or so of its own sandbox: the same number, two processes.
+    whoami(first), whoami(second)
+    assert len(list(pids.iterdir())) >= 1
+    assert wait_until(lambda: len(sandboxed_servers(gateway)) == 2), sandboxed_servers(gateway)
+    reply = http_request(gateway.base, "DELETE", "/mcp", headers=first.headers())
+    assert reply.status == 200, reply
+    assert wait_until(lambda: len(sandboxed_servers(gateway)) == 1), "the ended session's sandbox was left running"
+    [survivor] = sandboxed_servers(gateway)
+    whoami(second)
+    assert sandboxed_servers(gateway) == [survivor], "ending one session ended another's sandbox"
+    # A killed gateway takes its sandboxes with it (each supervisor dies with its parent).
+    everything = [pid for pid, _ in descendants(gateway.proc.popen.pid)]
+    gateway.proc.popen.kill()
+    gateway.proc.popen.wait(timeout=10)
+    assert wait_until(lambda: not [p for p in everything if alive(p)]), [p for p in everything if alive(p)]

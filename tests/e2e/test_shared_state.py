@@ -76,6 +76,7 @@ def database() -> Iterator[str]:
 def replica(launcher, root: Path, url: str) -> tuple:
     """One `palisade serve` on the shared database, with its own data directory and upstream log."""
     data_dir = root / "data"
+    root.mkdir(parents=True, exist_ok=True)  # the upstream's log directory, bound into its sandbox
     log = root / "executed.jsonl"
     extra = (
         "\n[auth]\nanonymous = false\n"

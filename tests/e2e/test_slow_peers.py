@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from support import EVERYTHING_JS, RawSession, everything_stdio, node_bin, palisade_bin, python_stdio, wait_for_text
+from support import RawSession, everything_stdio, palisade_bin, python_stdio, wait_for_text, wrapped
 
 
 def test_upstream_that_never_answers_times_out_and_is_cancelled(launcher, tmp_path):
@@ -88,7 +88,7 @@ def test_a_client_that_stops_reading_loses_no_answer(tmp_path):
     data = b"".join(json.dumps(m).encode() + b"\n" for m in lines)
     with open(tmp_path / "stderr", "wb") as err:
         proc = subprocess.Popen(
-            [palisade_bin(), "mcp", "--", node_bin(), str(EVERYTHING_JS), "stdio"],
+            [palisade_bin(), "mcp", *wrapped(everything_stdio())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, start_new_session=True,
             env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
         )

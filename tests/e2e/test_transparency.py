@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from support import RawSession, StdioPeer, palisade_bin, python_stdio, wait_for_text, write_config
+from support import RawSession, StdioPeer, palisade_bin, python_stdio, wait_for_text, wrapped, write_config
 
 ARGUMENTS = {"zulu": 1, "alpha": 2, "mike": {"y": 1, "b": 2}}
 
@@ -53,7 +53,7 @@ def test_key_order_is_kept_through_mcp(tmp_path):
     config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams={})
     spec = python_stdio("ordered_server.py", str(log))
     peer = StdioPeer(
-        [palisade_bin(), "mcp", "--config", str(config), "--", spec["command"], *spec["args"]],
+        [palisade_bin(), "mcp", "--config", str(config), *wrapped(spec)],
         log_dir=tmp_path / "logs",
         name="palisade-mcp-ordered",
     )

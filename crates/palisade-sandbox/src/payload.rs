@@ -60,6 +60,12 @@ fn confine(spec: &Spec, run: &Run, filters: &[BpfProgram; 2]) -> Result<(), Stri
         }
     }
     for (resource, value) in limits {
+        // Never above the hard limit palisade itself runs under: raising
+        // one needs a privilege the payload does not have, and a lower
+        // limit only confines it more.
+        let value = rustix::process::getrlimit(resource)
+            .maximum
+            .map_or(value, |hard| value.min(hard));
         rustix::process::setrlimit(
             resource,
             Rlimit {

@@ -189,6 +189,96 @@ impl Profile {
     }
 }
 
+/// The host's system directories every sandbox shows read-only at the same place.
+pub const SYSTEM: [&str; 8] = [
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/alternatives",
+];
+
+/// Symbolic links followed before [`Profile::host_file`] gives up, as the kernel's limit.
+const MAX_LINKS: usize = 40;
+
+impl Profile {
+    /// The host path behind `inside`, a path inside the sandbox, by the
+    /// system set and the profile's binds (the deepest mount wins), with
+    /// no symbolic link followed; `None` when the sandbox does not show it.
+    fn host_path(&self, inside: &Path) -> Option<PathBuf> {
+        let system = SYSTEM.iter().map(|dir| (Path::new(*dir), Path::new(*dir)));
+        let binds = self
+            .mounts
+            .iter()
+            .map(|m| (m.target.as_path(), m.source.as_path()));
+        let (target, source) = system
+            .chain(binds)
+            .filter(|(target, _)| inside.starts_with(target))
+            .max_by_key(|(target, _)| target.components().count())?;
+        let rest = inside.strip_prefix(target).ok()?;
+        Some(if rest.as_os_str().is_empty() {
+            source.to_path_buf()
+        } else {
+            source.join(rest)
+        })
+    }
+
+    /// The host file that `inside` names in this profile's sandbox,
+    /// following symbolic links the way the sandbox would see them (an
+    /// absolute target is a path inside the sandbox, not on the host).
+    /// `Err` says which path the sandbox does not show. For diagnostics
+    /// before a start: the sandbox itself is the authority.
+    pub fn host_file(&self, inside: &Path) -> Result<PathBuf, PathBuf> {
+        let mut pending: Vec<std::ffi::OsString> = Vec::new();
+        let push = |path: &Path, pending: &mut Vec<std::ffi::OsString>| {
+            for part in path.components().rev() {
+                if let std::path::Component::Normal(name) = part {
+                    pending.push(name.to_owned());
+                } else if part == std::path::Component::ParentDir {
+                    pending.push("..".into());
+                }
+            }
+        };
+        push(inside, &mut pending);
+        let mut at = PathBuf::from("/");
+        let mut links = 0;
+        while let Some(name) = pending.pop() {
+            if name == ".." {
+                at.pop();
+                continue;
+            }
+            let next = at.join(&name);
+            let Some(host) = self.host_path(&next) else {
+                // A directory on the way to a mount point is palisade's own.
+                let on_the_way = SYSTEM
+                    .iter()
+                    .map(Path::new)
+                    .chain(self.mounts.iter().map(|m| m.target.as_path()))
+                    .any(|target| target.starts_with(&next));
+                if on_the_way {
+                    at = next;
+                    continue;
+                }
+                return Err(next);
+            };
+            match std::fs::read_link(&host) {
+                Ok(target) if links < MAX_LINKS => {
+                    links += 1;
+                    if target.is_absolute() {
+                        at = PathBuf::from("/");
+                    }
+                    push(&target, &mut pending);
+                }
+                _ => at = next,
+            }
+        }
+        self.host_path(&at).ok_or(at)
+    }
+}
+
 /// A profile as the config file writes it: `[sandbox.profiles.NAME]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -276,6 +366,53 @@ pub fn show_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_file_follows_links_as_the_sandbox_sees_them() {
+        let dir = std::env::temp_dir().join(format!("palisade-host-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("venv/bin")).unwrap();
+        std::fs::create_dir_all(dir.join("runtime/bin")).unwrap();
+        std::fs::write(dir.join("runtime/bin/python3"), "").unwrap();
+        // A venv's interpreter links to a runtime outside the venv.
+        std::os::unix::fs::symlink(dir.join("runtime/bin/python3"), dir.join("venv/bin/python"))
+            .unwrap();
+        std::os::unix::fs::symlink("../bin/../bin/python", dir.join("venv/bin/py")).unwrap();
+        let mut profile = Profile::built_in("upstream").unwrap();
+        profile
+            .mounts
+            .push(Mount::parse(&format!("{}", dir.join("venv").display()), false).unwrap());
+        let python = dir.join("venv/bin/python");
+        assert_eq!(profile.host_file(&python), Err(dir.join("runtime")));
+        assert_eq!(
+            profile.host_file(&dir.join("venv/bin/py")),
+            Err(dir.join("runtime"))
+        );
+        profile
+            .mounts
+            .push(Mount::parse(&format!("{}", dir.join("runtime").display()), false).unwrap());
+        assert_eq!(
+            profile.host_file(&python),
+            Ok(dir.join("runtime/bin/python3"))
+        );
+        // A bind to another place inside maps back to its source.
+        profile.mounts.push(
+            Mount::parse(&format!("{}:/opt/rt", dir.join("runtime").display()), false).unwrap(),
+        );
+        assert_eq!(
+            profile.host_file(Path::new("/opt/rt/bin/python3")),
+            Ok(dir.join("runtime/bin/python3"))
+        );
+        assert_eq!(
+            profile.host_file(Path::new("/usr/bin/env")),
+            Ok(PathBuf::from("/usr/bin/env"))
+        );
+        assert_eq!(
+            profile.host_file(Path::new("/root/.cargo/bin/x")),
+            Err(PathBuf::from("/root"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn built_ins_have_the_container_defaults() {

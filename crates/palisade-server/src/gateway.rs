@@ -130,11 +130,15 @@ impl Gateway {
             )?))
         };
         let gateway = Self::new(config, mode, access, store, approvals, policies, broker)?;
+        let degraded = degraded(&gateway.config, gateway.sandboxes.as_deref());
+        for what in &degraded {
+            tracing::warn!("degraded: {what}");
+        }
         let event = AuditEvent::GatewayStarted {
             time: gateway.pipeline.now(),
             version: env!("CARGO_PKG_VERSION"),
             pass_through: gateway.pipeline.passed_through(),
-            degraded: degraded(&gateway.config, gateway.sandboxes.as_deref()),
+            degraded,
         };
         gateway
             .pipeline

@@ -32,7 +32,22 @@ pub fn start(config: &Config) -> Result<Option<Arc<Sandboxes>>, StartError> {
     }
     let helper = std::env::current_exe()
         .map_err(|e| StartError::Sandbox(format!("cannot find palisade's own binary: {e}")))?;
-    let sandboxes = Sandboxes::start(&config.sandbox, helper).map_err(StartError::Sandbox)?;
+    let sandboxes = Sandboxes::start(&config.sandbox, helper).map_err(|why| {
+        let stdio = config.upstreams.iter().any(|u| {
+            matches!(
+                u.transport,
+                Transport::Stdio {
+                    sandbox: Some(_),
+                    ..
+                }
+            )
+        });
+        StartError::Sandbox(if stdio {
+            format!("{why}\n(stdio upstreams run sandboxed unless their config says `sandbox = \"off\"`, or `palisade mcp --no-sandbox`: both run the server with palisade's privileges, reported as degraded)")
+        } else {
+            why
+        })
+    })?;
     for mode in &sandboxes.host().degraded {
         tracing::warn!("the sandbox runs in the degraded mode `{mode}` (`[sandbox] degraded`)");
     }

@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 use palisade_secrets::SecretRedactor;
-use palisade_server::config::Upstream;
+use palisade_server::config::{Unseen, Upstream};
 use palisade_server::logging::RedactedStderr;
 use palisade_server::{Config, Gateway, Mode};
 use tracing_subscriber::EnvFilter;
@@ -71,6 +71,9 @@ enum Command {
         /// Run the server in this sandbox profile for its whole session (`upstream` unless given).
         #[arg(long)]
         profile: Option<String>,
+        /// Run the server as an ordinary child process, with palisade's privileges (reported as degraded).
+        #[arg(long, conflicts_with_all = ["profile", "bind", "bind_ro"])]
+        no_sandbox: bool,
         /// Show a host path to the sandboxed server, writable: SRC or SRC:DST (repeatable).
         #[arg(long = "bind", value_name = "SRC[:DST]")]
         bind: Vec<String>,
@@ -431,6 +434,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             name,
             profile,
+            no_sandbox,
             bind,
             bind_ro,
             command,
@@ -446,7 +450,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| derive_name(&command));
             let mut words = command.into_iter();
             let program = words.next().context("no server command after `--`")?;
-            if palisade_server::config::find_program(&program, None).is_none() {
+            let shown = program.clone();
+            // A name must be on the host's PATH; a path, when sandboxed, is one inside the sandbox.
+            if (no_sandbox || !program.contains('/'))
+                && palisade_server::config::find_program(&program, None).is_none()
+            {
                 anyhow::bail!(
                     "cannot run `{program}`: it is not an executable file, nor found on PATH"
                 );
@@ -455,7 +463,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut upstream = Upstream::from_command(&name, program, words.collect());
             upstream.default_effect = config.wrap.default_effect;
             upstream.effects = config.wrap.effects.clone();
-            if profile.is_some() || !bind.is_empty() || !bind_ro.is_empty() {
+            if !no_sandbox {
                 let mut mounts = Vec::new();
                 for (specs, writable) in [(bind, true), (bind_ro, false)] {
                     for spec in specs {
@@ -469,6 +477,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     profile: profile.unwrap_or_else(|| "upstream".to_owned()),
                     mounts,
                 });
+                match config.unseen_in_sandbox(&upstream) {
+                    Some((profile, Unseen::Hidden(what))) => anyhow::bail!(
+                        "`{shown}` cannot run in the sandbox profile `{profile}`: {what}, which the sandbox does not show (it shows {} and what `--bind`/`--bind-ro` add); bind the directory with `--bind-ro DIR`, or run the server unsandboxed with `--no-sandbox`",
+                        palisade_sandbox::profile::SYSTEM.join(", "),
+                    ),
+                    Some((profile, Unseen::Missing(what))) => {
+                        anyhow::bail!(
+                            "`{shown}` cannot run in the sandbox profile `{profile}`: {what}"
+                        )
+                    }
+                    None => {}
+                }
             }
             config.upstreams.push(upstream);
             init_logging("warn,palisade::upstream=info", &config);

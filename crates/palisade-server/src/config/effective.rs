@@ -96,6 +96,11 @@ impl<'a> From<&'a palisade_secrets::Binding> for EffectiveSecret<'a> {
 struct EffectiveUpstream<'a> {
     #[serde(flatten)]
     transport: Transport,
+    /// A sandboxed stdio upstream's host paths, as `SRC[:DST]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bind: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bind_ro: Vec<String>,
     prefix: &'a str,
     #[serde(serialize_with = "as_humantime")]
     request_timeout: Duration,
@@ -134,11 +139,14 @@ impl<'a> From<&'a Config> for Effective<'a> {
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect();
+                    let (bind, bind_ro) = binds(&u.transport);
                     (
                         u.name.as_str(),
                         EffectiveUpstream {
                             // A literal `env` or `headers` value serializes masked.
                             transport: u.transport.clone(),
+                            bind,
+                            bind_ro,
                             prefix: &u.prefix,
                             request_timeout: u.request_timeout,
                             default_effect: u.default_effect.as_str(),
@@ -150,6 +158,29 @@ impl<'a> From<&'a Config> for Effective<'a> {
                 .collect(),
         }
     }
+}
+
+/// The writable and the read-only binds of a sandboxed stdio upstream, as the file spells them.
+fn binds(transport: &Transport) -> (Vec<String>, Vec<String>) {
+    let Transport::Stdio {
+        sandbox: Some(sandbox),
+        ..
+    } = transport
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let spell = |m: &palisade_sandbox::Mount| {
+        if m.source == m.target {
+            m.source.display().to_string()
+        } else {
+            format!("{}:{}", m.source.display(), m.target.display())
+        }
+    };
+    let (writable, read_only): (Vec<_>, Vec<_>) = sandbox.mounts.iter().partition(|m| m.writable);
+    (
+        writable.into_iter().map(spell).collect(),
+        read_only.into_iter().map(spell).collect(),
+    )
 }
 
 /// A database URL with its password, if any, replaced by [`MASKED`].

@@ -185,7 +185,7 @@ pub enum Transport {
         #[serde(skip_serializing_if = "Option::is_none")]
         cwd: Option<PathBuf>,
         /// `None`: unsandboxed (`sandbox = "off"`), a degraded mode.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(serialize_with = "sandbox_name")]
         sandbox: Option<StdioSandbox>,
     },
     Http {
@@ -212,6 +212,14 @@ pub enum Builtin {
 }
 
 /// An `env` or `headers` value: written in the file, or a secret's name.
+/// A stdio upstream's `sandbox` as the file spells it: a profile or `"off"`.
+fn sandbox_name<S: serde::Serializer>(
+    sandbox: &Option<StdioSandbox>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(sandbox.as_ref().map_or("off", |s| s.profile.as_str()))
+}
+
 /// Serialized (for `check`) without a literal's value.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Setting {
@@ -492,21 +500,184 @@ impl Config {
     /// Checks that every stdio upstream's command can be found, so a typo
     /// stops palisade at start instead of failing each client's session.
     /// Separate from parsing: it reads the file system and `PATH`.
+    ///
+    /// A sandboxed upstream's command must also be found the way its
+    /// sandbox will look for it, through its `PATH` and the symbolic links
+    /// and interpreter line on the way: a server installed under a home
+    /// directory, or a venv's interpreter pointing into one, is named here
+    /// with the bind it needs rather than failing each session.
     pub fn find_commands(&self, file: &str) -> Result<(), ConfigError> {
         for upstream in &self.upstreams {
             let Transport::Stdio { command, cwd, .. } = &upstream.transport else {
                 continue;
             };
-            if find_program(command, cwd.as_deref()).is_none() {
-                return Err(ConfigError::Invalid {
-                    file: file.to_owned(),
-                    field: format!("upstreams.{}.command", upstream.name),
-                    message: format!("`{command}` is not an executable file, nor found on PATH"),
-                });
+            let invalid = |message: String| ConfigError::Invalid {
+                file: file.to_owned(),
+                field: format!("upstreams.{}.command", upstream.name),
+                message,
+            };
+            // A name must be found on the host's PATH, sandboxed or not; a
+            // path, when sandboxed, is a path inside the sandbox.
+            let sandboxed = matches!(
+                upstream.transport,
+                Transport::Stdio {
+                    sandbox: Some(_),
+                    ..
+                }
+            );
+            if (!sandboxed || !command.contains('/'))
+                && find_program(command, cwd.as_deref()).is_none()
+            {
+                return Err(invalid(format!(
+                    "`{command}` is not an executable file, nor found on PATH"
+                )));
+            }
+            match self.unseen_in_sandbox(upstream) {
+                Some((profile, Unseen::Hidden(what))) => {
+                    return Err(invalid(format!(
+                        "`{command}` cannot run in the sandbox profile `{profile}`: {what}, which the sandbox does not show (it shows {} and the upstream's binds); add the directory to `bind_ro`, or run the server unsandboxed with `sandbox = \"off\"`",
+                        palisade_sandbox::profile::SYSTEM.join(", "),
+                    )));
+                }
+                Some((profile, Unseen::Missing(what))) => {
+                    return Err(invalid(format!(
+                        "`{command}` cannot run in the sandbox profile `{profile}`: {what}"
+                    )));
+                }
+                None => {}
             }
         }
         Ok(())
     }
+
+    /// What keeps a sandboxed stdio upstream's program from running in its
+    /// sandbox, with the profile's name: `None` when nothing is seen to (or
+    /// the upstream is not sandboxed).
+    pub fn unseen_in_sandbox(&self, upstream: &Upstream) -> Option<(String, Unseen)> {
+        let Transport::Stdio {
+            command,
+            cwd,
+            env,
+            inherit_env,
+            sandbox: Some(sandbox),
+            ..
+        } = &upstream.transport
+        else {
+            return None;
+        };
+        let profiles = palisade_sandbox::profile::resolve(&self.sandbox.profiles).ok()?;
+        let mut profile = profiles.get(&sandbox.profile)?.clone();
+        profile.mounts.extend(sandbox.mounts.iter().cloned());
+        sandboxed_command(&profile, command, cwd.as_deref(), env, *inherit_env)
+            .err()
+            .map(|unseen| (profile.name, unseen))
+    }
+}
+
+/// Why a sandboxed upstream's program would not start in its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unseen {
+    /// A path on the way is not shown: the operator must bind it.
+    Hidden(String),
+    /// The sandbox shows the place, but no executable is there.
+    Missing(String),
+}
+
+/// Finds a stdio upstream's program as its sandbox will: `command` itself
+/// when it names a path, else through the `PATH` the upstream is given; then
+/// the interpreter its `#!` line names. `Err` says what the sandbox hides.
+fn sandboxed_command(
+    profile: &palisade_sandbox::Profile,
+    command: &str,
+    cwd: Option<&Path>,
+    env: &BTreeMap<String, Setting>,
+    inherit_env: bool,
+) -> Result<(), Unseen> {
+    let executable = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if let Some(dir) = cwd {
+        profile.host_file(dir).map_err(|hidden| {
+            Unseen::Hidden(format!(
+                "its `cwd` `{}` needs the host's `{}`",
+                dir.display(),
+                hidden.display()
+            ))
+        })?;
+    }
+    let program = if command.contains('/') {
+        let inside = match cwd {
+            Some(dir) => dir.join(command),
+            None => Path::new("/tmp").join(command),
+        };
+        let host = profile.host_file(&inside).map_err(|hidden| {
+            Unseen::Hidden(format!("it needs the host's `{}`", hidden.display()))
+        })?;
+        if !executable(&host) {
+            return Err(Unseen::Missing(format!(
+                "`{}` is not an executable file",
+                inside.display()
+            )));
+        }
+        host
+    } else {
+        let path = Transport::child_env(env, inherit_env, &[])
+            .into_iter()
+            .find_map(|(k, v)| (k == "PATH").then_some(v))
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+        let mut hidden = Vec::new();
+        let found = path
+            .split(':')
+            .filter(|d| d.starts_with('/'))
+            .find_map(
+                |dir| match profile.host_file(&Path::new(dir).join(command)) {
+                    Ok(host) if executable(&host) => Some(host),
+                    Ok(_) => None,
+                    Err(at) => {
+                        if executable(&Path::new(dir).join(command)) {
+                            hidden.push(at);
+                        }
+                        None
+                    }
+                },
+            );
+        match found {
+            Some(host) => host,
+            None => {
+                return Err(hidden.first().map_or_else(
+                    || Unseen::Missing(format!("no `{command}` on its PATH ({path})")),
+                    |at| {
+                        Unseen::Hidden(format!(
+                            "it is found only under the host's `{}`",
+                            at.display()
+                        ))
+                    },
+                ));
+            }
+        }
+    };
+    // `#!INTERPRETER [ARG]`: the kernel runs the interpreter, which must be
+    // shown too (an `env` line's program is looked up at run time).
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(&program)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    if let Some(line) = head.get(..read).and_then(|h| h.strip_prefix(b"#!")) {
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        if let Some(interpreter) = line.split_whitespace().next() {
+            profile
+                .host_file(Path::new(interpreter))
+                .map_err(|hidden| {
+                    Unseen::Hidden(format!(
+                        "its interpreter `{interpreter}` needs the host's `{}`",
+                        hidden.display()
+                    ))
+                })?;
+        }
+    }
+    Ok(())
 }
 
 /// Where `command` would be run from: itself if it names a path (relative to
@@ -814,6 +985,139 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         }
     }
 
+    fn stdio_sandbox(text: &str) -> Option<StdioSandbox> {
+        let config = Config::parse(&format!("{PASS}\n{text}"), "p.toml").unwrap();
+        match &config.upstreams[0].transport {
+            Transport::Stdio { sandbox, .. } => sandbox.clone(),
+            Transport::Http { .. } | Transport::Builtin { .. } => panic!("not stdio"),
+        }
+    }
+
+    #[test]
+    fn stdio_upstreams_are_sandboxed_unless_the_config_says_off() {
+        let default = stdio_sandbox("[upstreams.a]\ncommand = \"sh\"").unwrap();
+        assert_eq!(default.profile, "upstream");
+        assert!(default.mounts.is_empty());
+        let bound = stdio_sandbox(
+            "[upstreams.a]\ncommand = \"sh\"\nbind = [\"/srv/data\"]\nbind_ro = [\"/opt/tool:/tool\"]",
+        )
+        .unwrap();
+        assert_eq!(bound.profile, "upstream");
+        assert_eq!(
+            bound.mounts,
+            vec![
+                palisade_sandbox::Mount::parse("/srv/data", true).unwrap(),
+                palisade_sandbox::Mount::parse("/opt/tool:/tool", false).unwrap(),
+            ]
+        );
+        assert_eq!(
+            stdio_sandbox("[upstreams.a]\ncommand = \"sh\"\nsandbox = \"off\""),
+            None
+        );
+        check(
+            "[upstreams.a]\ncommand = \"sh\"\nsandbox = \"off\"\nbind_ro = [\"/srv\"]",
+            Some("`upstreams.a.bind_ro`: binds need a sandbox"),
+        );
+        check(
+            "[upstreams.a]\ncommand = \"sh\"\nsandbox = \"nope\"",
+            Some("`upstreams.a.sandbox`: no sandbox profile `nope`"),
+        );
+        check(
+            "[upstreams.a]\ncommand = \"sh\"\nbind = [\"relative\"]",
+            Some(
+                "`upstreams.a.bind[0]`: bind `relative`: the source `relative` must be an absolute path",
+            ),
+        );
+        // `check` prints what an operator can paste back.
+        let config = Config::parse(
+            &format!("{PASS}\n[upstreams.a]\ncommand = \"sh\"\nbind_ro = [\"/opt/tool:/tool\"]\n[upstreams.b]\ncommand = \"sh\"\nsandbox = \"off\""),
+            "p.toml",
+        )
+        .unwrap();
+        let printed = config.to_toml();
+        assert!(
+            printed.contains("sandbox = \"upstream\"\nbind_ro = [\"/opt/tool:/tool\"]"),
+            "{printed}"
+        );
+        assert!(printed.contains("sandbox = \"off\""), "{printed}");
+        let reparsed = Config::parse(&printed, "printed.toml").unwrap();
+        assert_eq!(reparsed.to_toml(), printed);
+        let degraded = crate::gateway::degraded(&config, None);
+        assert_eq!(
+            degraded,
+            vec!["sandbox: upstream `b` runs as an ordinary child process, not in a sandbox (`sandbox = \"off\"`)".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_sandboxed_command_must_be_visible_in_its_sandbox() {
+        let dir = std::env::temp_dir().join(format!("palisade-hidden-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let tool = dir.join("bin/tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = dir.join("bin/script");
+        std::fs::write(&script, format!("#!{} -x\n", tool.display())).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let top = dir.iter().take(2).collect::<PathBuf>();
+        let find = |upstream: &str| {
+            Config::parse(&format!("{PASS}\n[upstreams.a]\n{upstream}"), "p.toml")
+                .unwrap()
+                .find_commands("p.toml")
+        };
+        let err = find(&format!("command = \"{}\"", tool.display()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "p.toml: `upstreams.a.command`: `{}` cannot run in the sandbox profile `upstream`: it needs the host's `{}`, which the sandbox does not show (it shows /usr, /bin, /sbin, /lib, /lib32, /lib64, /libx32, /etc/alternatives and the upstream's binds); add the directory to `bind_ro`, or run the server unsandboxed with `sandbox = \"off\"`",
+                tool.display(),
+                top.display()
+            )
+        );
+        find(&format!(
+            "command = \"{}\"\nbind_ro = [\"{}\"]",
+            tool.display(),
+            dir.display()
+        ))
+        .unwrap();
+        find(&format!(
+            "command = \"{}\"\nsandbox = \"off\"",
+            tool.display()
+        ))
+        .unwrap();
+        // A script whose interpreter the sandbox does not show.
+        let err = find(&format!(
+            "command = \"/s/script\"\nbind_ro = [\"{}:/s\"]",
+            dir.join("bin").display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!(
+                "its interpreter `{}` needs the host's `{}`",
+                tool.display(),
+                top.display()
+            )),
+            "{err}"
+        );
+        // A hidden `cwd`.
+        let err = find(&format!("command = \"sh\"\ncwd = \"{}\"", dir.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "its `cwd` `{}` needs the host's `{}`",
+                dir.display(),
+                top.display()
+            )),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn commands_must_be_found() {
         let found = format!(
@@ -832,7 +1136,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             "/bin/no-such-program",
             not_executable.as_str(),
         ] {
-            let text = format!("{PASS}\n[upstreams.a]\ncommand = \"{missing}\"");
+            let text = format!("{PASS}\n[upstreams.a]\ncommand = \"{missing}\"\nsandbox = \"off\"");
             let err = Config::parse(&text, "p.toml")
                 .unwrap()
                 .find_commands("p.toml")
@@ -842,6 +1146,19 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             );
             assert_eq!(err.to_string(), expected);
         }
+        // A sandboxed upstream's command is looked for as its sandbox will.
+        let err = Config::parse(
+            &format!("{PASS}\n[upstreams.a]\ncommand = \"/bin/no-such-program\""),
+            "p.toml",
+        )
+        .unwrap()
+        .find_commands("p.toml")
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "p.toml: `upstreams.a.command`: `/bin/no-such-program` cannot run in the sandbox profile `upstream`: `/bin/no-such-program` is not an executable file"
+        );
         std::fs::remove_file(&not_executable).unwrap();
     }
 

@@ -589,19 +589,22 @@ impl Validator<'_> {
         bind_ro: Option<Vec<String>>,
     ) -> Result<Option<super::StdioSandbox>, ConfigError> {
         let at = |field: &str| format!("upstreams.{name}.{field}");
+        // Sandboxed unless the operator says otherwise: an MCP server is
+        // third-party code that an agent drives.
         let profile = match profile.as_deref() {
-            None | Some("off") => {
+            Some("off") => {
                 for (field, present) in [("bind", bind.is_some()), ("bind_ro", bind_ro.is_some())] {
                     if present {
                         return Err(self.err(
                             at(field),
-                            "binds need a sandbox: set `sandbox = \"upstream\"` (or another profile)",
+                            "binds need a sandbox, and `sandbox = \"off\"` runs the server without one",
                         ));
                     }
                 }
                 return Ok(None);
             }
             Some(profile) => profile.to_owned(),
+            None => "upstream".to_owned(),
         };
         let mut mounts = Vec::new();
         for (field, specs, writable) in [("bind", bind, true), ("bind_ro", bind_ro, false)] {

@@ -315,7 +315,15 @@ async fn read_loop(
                     Ok(how) => how,
                     Err(_) => "closed its stdout".to_owned(),
                 };
-                break Failure::new(format!("upstream `{}` exited ({how})", ctx.name));
+                // What a server that worked unsandboxed most often lacks.
+                let hint = match &*process {
+                    Process::Sandboxed(running) => format!(
+                        "; it ran in the sandbox profile `{}`: no network, and of the host only the system directories and its binds (`bind`, `bind_ro`; `sandbox = \"off\"` runs it unsandboxed)",
+                        running.profile().name
+                    ),
+                    Process::Plain(_) => String::new(),
+                };
+                break Failure::new(format!("upstream `{}` exited ({how}){hint}", ctx.name));
             }
         };
         match Message::parse(&line) {
