@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from support import FIXTURES, palisade_bin
+from support import FIXTURES, PASS_THROUGH, StdioPeer, palisade_bin
 
 PROBE = (FIXTURES / "sandbox" / "probe.py").read_text()
 SOURCES = FIXTURES / "sandbox"
@@ -923,3 +923,48 @@ def test_unprivileged_degraded_runs_still_bound_a_fork_bomb(unprivileged):
                     degraded=("no-cgroups",))
     assert results["stopped by"] == "EAGAIN: Resource temporarily unavailable", results
     assert results["forked"] < TIGHT_PIDS, results
+
+
+def test_unprivileged_degraded_runs_start_node(unprivileged):
+    """V8 reserves about 1 GiB of address space: the node and upstream profiles keep RLIMIT_AS at 4 GiB or more
+    without cgroups, so Node starts as a user that cannot create cgroups."""
+    done = sandbox("node", "-e", "console.log('node ' + process.getuid())", profile="node", user=unprivileged,
+                   degraded=("no-cgroups",))
+    assert done.returncode == 0 and done.stdout == "node 1000\n", shown(done)
+
+
+def test_unprivileged_palisade_mcp_runs_its_server_sandboxed_with_the_named_degraded_mode(unprivileged):
+    """A laptop user's `palisade mcp`: refused with the flag to add, then, with `--degraded no-cgroups`,
+    the hostile server runs sandboxed in a user namespace and finds nothing of the host."""
+    fixtures = unprivileged.home / "fixtures"
+    fixtures.mkdir(exist_ok=True)
+    for name in ("escaping_server.py", "minimal_server.py"):
+        shutil.copy(FIXTURES / name, fixtures / name)
+    fixtures.chmod(0o755)
+    secret = unprivileged.home / "secret.txt"
+    secret.write_text("host secret 91ab")
+    secret.chmod(0o644)  # nobody could read it unsandboxed
+    data = unprivileged.home / "data"
+    data.mkdir(exist_ok=True)
+    os.chown(data, 65534, 65534)
+    config = unprivileged.home / "mcp.toml"
+    config.write_text(f'data_dir = "{data}"\n[pipeline]\npass_through = {json.dumps(PASS_THROUGH)}\n')
+    config.chmod(0o644)
+    server = ["--bind-ro", str(fixtures), "--", "python3", str(fixtures / "escaping_server.py"), str(secret), "9"]
+    base = [*unprivileged.prefix, unprivileged.binary, "mcp", "--config", str(config)]
+    refused = subprocess.run([*base, *server], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                             cwd=unprivileged.home)
+    assert refused.returncode != 0, shown(refused)
+    assert "`no-cgroups`" in refused.stderr and "--degraded no-cgroups" in refused.stderr, shown(refused)
+    peer = StdioPeer([*base, "--degraded", "no-cgroups", *server], log_dir=unprivileged.home / "logs", name="mcp")
+    try:
+        peer.initialize()
+        response = peer.request("tools/call", {"name": "escape", "arguments": {}})
+    finally:
+        peer.close()
+    assert "result" in response, (response, peer.stderr())
+    found = json.loads(response["result"]["content"][0]["text"])
+    assert found["uid"] == "ok: 1000", found
+    assert found["read_secret_file"].startswith("FileNotFoundError"), found
+    assert "Read-only file system" in found["write_etc"], found
+    assert "degraded mode `no-cgroups`" in peer.stderr(), peer.stderr()

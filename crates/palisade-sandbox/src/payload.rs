@@ -51,7 +51,10 @@ fn confine(spec: &Spec, run: &Run, filters: &[BpfProgram; 2]) -> Result<(), Stri
     ];
     if spec.cgroups.is_none() {
         // The no-cgroups degraded mode: rlimits are all that is left.
-        limits.push((Resource::As, profile.memory));
+        limits.push((
+            Resource::As,
+            profile.memory.max(profile.address_space_floor),
+        ));
         // Counted per user namespace (Linux 5.14 and later): the payload's
         // processes, not all of palisade's user's.
         limits.push((Resource::Nproc, profile.pids));

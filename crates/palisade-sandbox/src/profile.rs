@@ -64,6 +64,10 @@ pub struct Profile {
     pub mounts: Vec<Mount>,
     /// Bytes of memory (cgroup limit; `RLIMIT_AS` when cgroups are off).
     pub memory: u64,
+    /// The least `RLIMIT_AS` when cgroups are off: a runtime that reserves
+    /// address space far beyond what it uses (V8: ~1 GiB) cannot start
+    /// under its memory alone.
+    pub address_space_floor: u64,
     /// CPUs' worth of time per wall-clock second.
     pub cpus: f64,
     /// Processes and threads at once.
@@ -92,6 +96,7 @@ impl Profile {
             name: name.to_owned(),
             mounts: Vec::new(),
             memory: 256 * MIB,
+            address_space_floor: 0,
             cpus: 0.5,
             pids: 64,
             timeout: Some(Duration::from_secs(30)),
@@ -114,6 +119,7 @@ impl Profile {
                 // V8 reserves address space far beyond what it uses; the
                 // cgroup limit is what bounds it.
                 profile.pids = 128;
+                profile.address_space_floor = 4096 * MIB;
             }
             "upstream" => {
                 // An MCP server lives as long as its session, and may be a
@@ -123,6 +129,8 @@ impl Profile {
                 profile.cpus = 1.0;
                 profile.pids = 256;
                 profile.max_output = u64::MAX;
+                // MCP servers are often Node programs.
+                profile.address_space_floor = 4096 * MIB;
             }
             _ => return None,
         }
@@ -423,6 +431,11 @@ mod tests {
         assert!((python.cpus - 0.5).abs() < f64::EPSILON);
         assert_eq!(Profile::built_in("upstream").unwrap().timeout, None);
         assert!(Profile::built_in("ruby").is_none());
+        // Without cgroups, V8's reservations need room; a shell or Python does not.
+        assert_eq!(python.address_space_floor, 0);
+        for name in ["node", "upstream"] {
+            assert_eq!(Profile::built_in(name).unwrap().address_space_floor, 4096 * MIB);
+        }
     }
 
     #[test]

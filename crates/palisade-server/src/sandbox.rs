@@ -48,9 +48,6 @@ pub fn start(config: &Config) -> Result<Option<Arc<Sandboxes>>, StartError> {
             why
         })
     })?;
-    for mode in &sandboxes.host().degraded {
-        tracing::warn!("the sandbox runs in the degraded mode `{mode}` (`[sandbox] degraded`)");
-    }
     Ok(Some(sandboxes))
 }
 

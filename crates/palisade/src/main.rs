@@ -72,8 +72,11 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
         /// Run the server as an ordinary child process, with palisade's privileges (reported as degraded).
-        #[arg(long, conflicts_with_all = ["profile", "bind", "bind_ro"])]
+        #[arg(long, conflicts_with_all = ["profile", "bind", "bind_ro", "degraded"])]
         no_sandbox: bool,
+        /// Accept a degraded sandbox mode for a feature this host lacks: no-cgroups (unprivileged), no-landlock.
+        #[arg(long, value_name = "MODE", value_parser = sandbox::parse_degraded)]
+        degraded: Vec<palisade_sandbox::Degraded>,
         /// Show a host path to the sandboxed server, writable: SRC or SRC:DST (repeatable).
         #[arg(long = "bind", value_name = "SRC[:DST]")]
         bind: Vec<String>,
@@ -435,6 +438,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             profile,
             no_sandbox,
+            degraded,
             bind,
             bind_ro,
             command,
@@ -464,6 +468,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upstream.default_effect = config.wrap.default_effect;
             upstream.effects = config.wrap.effects.clone();
             if !no_sandbox {
+                config.sandbox.degraded.extend(degraded);
                 let mut mounts = Vec::new();
                 for (specs, writable) in [(bind, true), (bind_ro, false)] {
                     for spec in specs {

@@ -41,7 +41,7 @@ pub enum SandboxCommand {
     },
 }
 
-fn parse_degraded(text: &str) -> Result<Degraded, String> {
+pub fn parse_degraded(text: &str) -> Result<Degraded, String> {
     text.parse()
 }
 
