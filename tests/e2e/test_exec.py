@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from support import FIXTURES, StdioPeer, filesystem_stdio, palisade_bin, read_events, write_config
+from support import FIXTURES, StdioPeer, audit_lines, filesystem_stdio, palisade_bin, read_events, write_config
 
 CLIENT_SECONDS = 90
 
@@ -185,10 +185,20 @@ def test_palisade_mcp_sandboxes_its_server_unless_told_not_to(tmp_path):
     assert "Read-only file system" in found["write_etc"], found
     assert "Operation not permitted" in found["unshare_user"], found
     assert "degraded" not in stderr, stderr
+    records = audit_lines(tmp_path / "data-default" / "audit.jsonl")
+    assert records and not [r for r in records if r.get("degraded")], records
     # The same server with --no-sandbox reaches the host: the check above can fail.
     found, stderr = escape_through_palisade_mcp(tmp_path, "unsandboxed", ["--no-sandbox"])
     assert found["read_secret_file"] == "ok: 'host secret 4f1c'", found
     assert "degraded: sandbox: upstream `escaping-server` runs as an ordinary child process" in stderr, stderr
+    # Every record says so, not only the start record.
+    records = audit_lines(tmp_path / "data-unsandboxed" / "audit.jsonl")
+    events = {r["event"] for r in records}
+    assert {"gateway-started", "session-opened", "call-intent", "call-outcome"} <= events, events
+    for record in records:
+        assert record.get("degraded") == [
+            "sandbox: upstream `escaping-server` runs as an ordinary child process, not in a sandbox (`sandbox = \"off\"`)"
+        ], record
 
 
 def test_a_command_its_sandbox_would_not_show_is_refused_at_start_with_the_bind_to_add(tmp_path):

@@ -97,6 +97,8 @@ impl AuditLine {
 #[derive(Clone)]
 pub struct RedactionSeam {
     redactor: Option<Arc<dyn Redactor>>,
+    /// The degraded modes in force, stamped on every audit record.
+    degraded: Arc<[String]>,
 }
 
 impl fmt::Debug for RedactionSeam {
@@ -112,13 +114,25 @@ impl RedactionSeam {
     pub fn new(redactor: Arc<dyn Redactor>) -> Self {
         Self {
             redactor: Some(redactor),
+            degraded: Arc::new([]),
         }
     }
 
     /// Redacts nothing. Built only from an explicit `pipeline.pass_through`
     /// entry for `redact`, and reported wherever pass-through stages are.
     pub fn pass_through() -> Self {
-        Self { redactor: None }
+        Self {
+            redactor: None,
+            degraded: Arc::new([]),
+        }
+    }
+
+    /// This seam, stamping `degraded` (what palisade runs without) on every
+    /// audit record as its `degraded` field, so no record reads as if all
+    /// of palisade's protection were in force when some is not.
+    pub fn stamping(mut self, degraded: Vec<String>) -> Self {
+        self.degraded = degraded.into();
+        self
     }
 
     pub fn is_pass_through(&self) -> bool {
@@ -141,11 +155,23 @@ impl RedactionSeam {
 
     /// Serializes an audit record and redacts every string in it.
     pub fn record<T: Serialize>(&self, record: &T) -> Result<Redacted<AuditLine>, String> {
+        let stamp = |value: &mut Value| {
+            if let Value::Object(fields) = value
+                && !self.degraded.is_empty()
+            {
+                fields.insert("degraded".into(), Value::from(self.degraded.to_vec()));
+            }
+        };
         let bytes = match &self.redactor {
             // Straight to bytes: the audit path is the hot path of every call.
-            None => serde_json::to_vec(record),
+            None if self.degraded.is_empty() => serde_json::to_vec(record),
+            None => serde_json::to_value(record).and_then(|mut value| {
+                stamp(&mut value);
+                serde_json::to_vec(&value)
+            }),
             Some(redactor) => serde_json::to_value(record).and_then(|mut value| {
                 redactor.redact_value(&mut value);
+                stamp(&mut value);
                 serde_json::to_vec(&value)
             }),
         };
@@ -171,6 +197,30 @@ mod tests {
                 Cow::Borrowed(text)
             }
         }
+    }
+
+    #[test]
+    fn a_stamping_seam_marks_every_record_degraded() {
+        let record = json!({ "event": "call-intent", "secret": "hunter2" });
+        let degraded = vec!["sandbox: upstream `x` runs unsandboxed".to_owned()];
+        for seam in [
+            RedactionSeam::pass_through(),
+            RedactionSeam::new(Arc::new(Hunter2)),
+        ] {
+            let plain = seam.clone().record(&record).unwrap().into_inner().value();
+            assert!(plain.get("degraded").is_none(), "{plain}");
+            let stamped = seam.stamping(degraded.clone()).record(&record).unwrap();
+            let stamped = stamped.into_inner().value();
+            assert_eq!(stamped["degraded"], json!(degraded), "{stamped}");
+            assert_eq!(stamped["event"], "call-intent");
+        }
+        let redacted = RedactionSeam::new(Arc::new(Hunter2))
+            .stamping(degraded)
+            .record(&record);
+        assert_eq!(
+            redacted.unwrap().into_inner().value()["secret"],
+            "[REDACTED]"
+        );
     }
 
     #[test]

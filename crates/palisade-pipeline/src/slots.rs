@@ -77,6 +77,7 @@ pub struct PipelineBuilder {
     pass_through: BTreeSet<PassKey>,
     stage_timeout: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
+    degraded: Vec<String>,
 }
 
 // `Stage` is not `Ord`; keep the set ordered by pipeline position.
@@ -124,6 +125,11 @@ impl PipelineBuilder {
     /// Without one, `redact` must be passed through, and the seam is too.
     pub fn redactor(mut self, redactor: Arc<dyn Redactor>) -> Self {
         self.redactor = Some(redactor);
+        self
+    }
+    /// What palisade runs without (degraded modes), stamped on every audit record.
+    pub fn degraded(mut self, degraded: Vec<String>) -> Self {
+        self.degraded = degraded;
         self
     }
     /// Where the pipeline tracks the work it spawns; by default its own.
@@ -189,7 +195,8 @@ impl PipelineBuilder {
                 (Some(redactor), _) => RedactionSeam::new(redactor),
                 (None, true) => RedactionSeam::pass_through(),
                 (None, false) => return Err(BuildError::NoRedactor),
-            },
+            }
+            .stamping(self.degraded),
             tasks: self.tasks.unwrap_or_default(),
             audit: self.audit.ok_or(BuildError::NoAudit)?,
             stage_timeout: self.stage_timeout.unwrap_or(Duration::from_secs(5)),

@@ -434,7 +434,10 @@ mod tests {
         // Without cgroups, V8's reservations need room; a shell or Python does not.
         assert_eq!(python.address_space_floor, 0);
         for name in ["node", "upstream"] {
-            assert_eq!(Profile::built_in(name).unwrap().address_space_floor, 4096 * MIB);
+            assert_eq!(
+                Profile::built_in(name).unwrap().address_space_floor,
+                4096 * MIB
+            );
         }
     }
 

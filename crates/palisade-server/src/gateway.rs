@@ -179,8 +179,10 @@ impl Gateway {
         })?;
         let audit = palisade_audit::JsonLines::open(&config.audit_path())?;
         let tasks = TaskTracker::new();
+        let sandboxes = crate::sandbox::start(&config)?;
         let mut builder = Pipeline::builder()
             .audit(Arc::new(audit))
+            .degraded(degraded(&config, sandboxes.as_deref()))
             .tasks(tasks.clone())
             .stage_timeout(config.pipeline.stage_timeout);
         for stage in &config.pipeline.pass_through {
@@ -215,7 +217,6 @@ impl Gateway {
             .map(crate::tls::Certificates::load)
             .transpose()?;
         let withheld_env = crate::secrets::withheld_env(&config).into();
-        let sandboxes = crate::sandbox::start(&config)?;
         Ok(Arc::new(Self {
             broker,
             withheld_env,
