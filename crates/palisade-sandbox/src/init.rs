@@ -1,7 +1,7 @@
-//! Init: PID 1 of the sandbox's namespaces. It builds the root, waits for the run, starts the payload, reaps, relays signals, and ends the namespace when the payload ends.
+//! Init: PID 1 of the sandbox's namespaces. It builds the root, forks the payload (which confines itself and waits for its run), reaps, relays signals, and ends the namespace when the payload ends.
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -10,18 +10,18 @@ use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::supervisor::{Bind, SANDBOX_ID};
-use crate::wire::{InitReport, Run, Spec};
+use crate::wire::{InitReport, Spec};
 use crate::{payload, sys};
 
 /// Where the host's root stays visible while the sandbox's root is built.
 const OLD_ROOT: &str = "/.host";
 
-pub(crate) fn main(socket: UnixStream, spec: &Spec, binds: &[Bind]) -> ! {
+pub(crate) fn main(socket: UnixStream, payload_link: UnixStream, spec: &Spec, binds: &[Bind]) -> ! {
     let mut to_supervisor = match socket.try_clone() {
         Ok(s) => s,
         Err(_) => std::process::exit(2),
     };
-    let outcome = serve(socket, &mut to_supervisor, spec, binds);
+    let outcome = serve(socket, payload_link, &mut to_supervisor, spec, binds);
     if let Err(error) = outcome {
         let _ = report(&mut to_supervisor, &InitReport::Failed(error));
         std::process::exit(1);
@@ -37,6 +37,7 @@ fn report(out: &mut UnixStream, message: &InitReport) -> Result<(), String> {
 
 fn serve(
     socket: UnixStream,
+    payload_link: UnixStream,
     out: &mut UnixStream,
     spec: &Spec,
     binds: &[Bind],
@@ -61,43 +62,19 @@ fn serve(
     build_root(spec, binds)?;
     rustix::system::sethostname(b"sandbox").map_err(|e| format!("sethostname: {e}"))?;
     let filters = crate::seccomp::filters()?;
-    report(out, &InitReport::Ready)?;
-    line.clear();
-    if from_supervisor
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?
-        == 0
-    {
-        std::process::exit(0);
-    }
-    let run: Run = serde_json::from_str(&line).map_err(|e| format!("bad run message: {e}"))?;
-    write_files(&run)?;
-    let program = find_program(&run)?;
-    let argv = c_strings(run.argv.iter().map(String::as_str), "argument")?;
-    let env = c_strings(
-        run.env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-        "environment variable",
-    )?;
+    // The payload is forked now, not when its run comes: it confines itself
+    // while the sandbox waits (in the pool), and then only reads its run
+    // and executes it. It talks to the supervisor directly, not through init.
     let waited = sys::waited_signals();
     sys::set_signal_mask(Some(&waited)).map_err(|e| format!("sigprocmask: {e}"))?;
-    let (mut errors_in, errors_out) = UnixStream::pair().map_err(|e| e.to_string())?;
     let child = sys::fork_into(0).map_err(|e| format!("cannot start the payload: {e}"))?;
     let Some(payload_pid) = child else {
-        drop(errors_in);
-        payload::start(spec, &run, &program, &argv, &env, &filters, errors_out);
+        drop(from_supervisor);
+        payload::start(spec, &filters, payload_link);
     };
-    drop(errors_out);
-    let mut failure = String::new();
-    let _ = errors_in.read_to_string(&mut failure);
-    if !failure.is_empty() {
-        return Err(failure);
-    }
-    report(out, &InitReport::Started)?;
+    // The payload's exec must close the last copy of its link.
+    drop(payload_link);
+    report(out, &InitReport::Ready)?;
     let status = reap_until(payload_pid, &waited);
     report(out, &InitReport::Status(status))?;
     // Returning ends PID 1, and the kernel kills whatever else is left:
@@ -126,51 +103,6 @@ fn reap_until(payload: i32, waited: &libc::sigset_t) -> i32 {
             }
         }
     }
-}
-
-fn c_strings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<CString>, String> {
-    items
-        .map(|item| CString::new(item).map_err(|_| format!("an {what} holds a NUL byte")))
-        .collect()
-}
-
-fn find_program(run: &Run) -> Result<CString, String> {
-    let Some(name) = run.argv.first() else {
-        return Err("no command to run".into());
-    };
-    if name.contains('/') {
-        return CString::new(name.as_str()).map_err(|_| "the command holds a NUL byte".into());
-    }
-    let path = run
-        .env
-        .get("PATH")
-        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
-    for dir in path.split(':').filter(|d| d.starts_with('/')) {
-        let candidate = Path::new(dir).join(name);
-        if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok()
-            && candidate.is_file()
-        {
-            return CString::new(candidate.as_os_str().as_encoded_bytes())
-                .map_err(|_| "bad path".into());
-        }
-    }
-    Err(format!(
-        "cannot execute `{name}`: not found in the sandbox's PATH ({path})"
-    ))
-}
-
-fn write_files(run: &Run) -> Result<(), String> {
-    for (name, content) in &run.files {
-        let path = Path::new("/tmp").join(name);
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(format!("input file `{name}`: a plain file name is needed"));
-        }
-        std::fs::write(&path, content).map_err(|e| format!("input file `{name}`: {e}"))?;
-        let id = Some(rustix::fs::Uid::from_raw(SANDBOX_ID));
-        rustix::fs::chown(&path, id, Some(rustix::fs::Gid::from_raw(SANDBOX_ID)))
-            .map_err(|e| format!("input file `{name}`: {e}"))?;
-    }
-    Ok(())
 }
 
 fn fail(what: impl std::fmt::Display, error: impl std::fmt::Display) -> String {

@@ -3,8 +3,10 @@
 //! The gateway never forks: it starts this process with the control socket
 //! as descriptor 3. The supervisor creates the sandbox's control groups,
 //! forks init straight into fresh namespaces, maps its uid (without root),
-//! attaches it to the groups, and then relays: the `Run` to init, the
-//! payload's end to the gateway. It dies with the gateway (parent-death
+//! attaches it to the groups, and waits until init has built the root and
+//! the payload (which init forks) has confined itself. Then it relays: the
+//! `Run` to the payload over their own socket, the payload's exec and end
+//! to the gateway. It dies with the gateway (parent-death
 //! signal), and init dies with it, which takes the whole PID namespace down.
 
 use std::io::{BufRead, BufReader, Write};
@@ -19,7 +21,7 @@ use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 use crate::cgroup::Group;
 use crate::init;
 use crate::sys;
-use crate::wire::{Ending, InitReport, Report, Run, Spec};
+use crate::wire::{Ending, InitReport, PayloadReport, Report, Run, Spec};
 
 /// The sandbox's uid and gid inside.
 pub(crate) const SANDBOX_ID: u32 = 1000;
@@ -134,6 +136,9 @@ fn run_sandbox(
     out: &mut UnixStream,
 ) -> Result<Option<Ending>, String> {
     let (mine, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    // The payload's own line to the supervisor: the run goes in, a failure
+    // comes out, and its exec closes it (close-on-exec).
+    let (payload_link, payload_end) = UnixStream::pair().map_err(|e| e.to_string())?;
     let mut flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
@@ -148,9 +153,11 @@ fn run_sandbox(
     else {
         // The control socket is close-on-exec: the payload never holds it.
         drop(mine);
-        init::main(theirs, spec, binds);
+        drop(payload_link);
+        init::main(theirs, payload_end, spec, binds);
     };
     drop(theirs);
+    drop(payload_end);
     let mut init = Init {
         pid: init_pid,
         reaped: false,
@@ -180,19 +187,32 @@ fn run_sandbox(
     match receive::<InitReport>(&mut from_init, "init")? {
         Some(InitReport::Ready) => {}
         Some(InitReport::Failed(error)) => return Err(error),
-        Some(_) | None => return Err("init died while building the sandbox".into()),
+        Some(InitReport::Status(_)) | None => {
+            return Err("init died while building the sandbox".into());
+        }
+    }
+    let mut to_payload = payload_link.try_clone().map_err(|e| e.to_string())?;
+    let mut from_payload = BufReader::new(payload_link);
+    match receive::<PayloadReport>(&mut from_payload, "payload")? {
+        Some(PayloadReport::Confined) => {}
+        Some(PayloadReport::Failed(error)) => return Err(error),
+        None => return Err("the payload died while confining itself".into()),
     }
     send(out, &Report::Ready)?;
     let Some(run) = receive::<Run>(from_gateway, "run")? else {
         return Ok(None);
     };
-    send(&mut to_init, &run)?;
+    send(&mut to_payload, &run)?;
     let deadline = spec.profile.timeout.map(|t| Instant::now() + t);
-    match receive::<InitReport>(&mut from_init, "init")? {
-        Some(InitReport::Started) => send(out, &Report::Started)?,
-        Some(InitReport::Failed(error)) => return Err(error),
-        Some(_) | None => return Err("init died before the payload started".into()),
+    // The link ends without a word when the exec succeeds.
+    match receive::<PayloadReport>(&mut from_payload, "payload")? {
+        None => send(out, &Report::Started)?,
+        Some(PayloadReport::Failed(error)) => return Err(error),
+        Some(PayloadReport::Confined) => {
+            return Err("the payload said it was confined twice".into());
+        }
     }
+    drop((to_payload, from_payload));
     let ending = loop {
         if !from_init.buffer().is_empty() {
             break read_status(&mut from_init, group, &mut init);

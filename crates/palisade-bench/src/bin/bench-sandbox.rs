@@ -16,8 +16,8 @@
 //!
 //! For palisade two more instants are taken: when `prepare` returned (the
 //! sandbox is built and waits), and when `start` returned, which is when
-//! the supervisor reported `Started`: init reports it once the payload's
-//! `execve` succeeded (the close-on-exec error socket closed), so the time
+//! the supervisor reported `Started`: it does once the payload's `execve`
+//! succeeded (the payload's close-on-exec socket closed), so the time
 //! to it is start-to-exec. bubblewrap says nothing at exec, so for it and
 //! for `direct` only the time to the end is measured.
 //!
