@@ -47,21 +47,20 @@ fn serve(
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(|e| format!("prctl: {e}"))?;
     let mut from_supervisor = BufReader::new(socket);
-    let mut line = String::new();
-    if from_supervisor
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?
-        == 0
-    {
-        std::process::exit(0);
-    }
-    if spec.cgroups.is_some() {
-        // Attached by now: the sandbox sees its own group as the root.
-        sys::unshare_cgroup().map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
-    }
+    // "go": the uid and gid maps are written (a user namespace's files
+    // cannot be made before).
+    wait_for(&mut from_supervisor, "go")?;
     build_root(spec, binds)?;
     rustix::system::sethostname(b"sandbox").map_err(|e| format!("sethostname: {e}"))?;
     let filters = crate::seccomp::filters()?;
+    // "attached": init is in the sandbox's groups, which the supervisor made
+    // and joined it to while the root was built. Nothing of the payload may
+    // run before.
+    wait_for(&mut from_supervisor, "attached")?;
+    if spec.cgroups.is_some() {
+        // The sandbox sees its own group as the root.
+        sys::unshare_cgroup().map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
+    }
     // The payload is forked now, not when its run comes: it confines itself
     // while the sandbox waits (in the pool), and then only reads its run
     // and executes it. It talks to the supervisor directly, not through init.
@@ -80,6 +79,26 @@ fn serve(
     // Returning ends PID 1, and the kernel kills whatever else is left:
     // daemons, double forks and stragglers die with the run.
     Ok(())
+}
+
+/// Reads the supervisor's go-ahead `word`; exits quietly if the supervisor
+/// is gone (it is ending the sandbox).
+fn wait_for(from_supervisor: &mut BufReader<UnixStream>, word: &str) -> Result<(), String> {
+    let mut line = String::new();
+    if from_supervisor
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?
+        == 0
+    {
+        std::process::exit(0);
+    }
+    match serde_json::from_str::<String>(&line) {
+        Ok(said) if said == word => Ok(()),
+        Ok(_) | Err(_) => Err(format!(
+            "the supervisor said {} instead of `{word}`",
+            line.trim_end()
+        )),
+    }
 }
 
 /// Reaps every child until the payload ends, relaying signals to it;

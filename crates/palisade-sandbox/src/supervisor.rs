@@ -111,14 +111,8 @@ fn supervise_on(control: UnixStream) -> Result<(), String> {
         return Ok(());
     };
     let binds = resolve_binds(&spec)?;
-    let group = match &spec.cgroups {
-        Some(hierarchy) => Some(
-            Group::create(hierarchy, std::process::id(), &spec.profile)
-                .map_err(|e| format!("cannot create the sandbox's control groups: {e}"))?,
-        ),
-        None => None,
-    };
-    let outcome = run_sandbox(&spec, &binds, group.as_ref(), &mut from_gateway, &mut out);
+    let mut group = None;
+    let outcome = run_sandbox(&spec, &binds, &mut group, &mut from_gateway, &mut out);
     if let Some(Err(e)) = group.map(Group::remove) {
         tracing::warn!("cannot remove the sandbox's control groups: {e}");
     }
@@ -131,7 +125,7 @@ fn supervise_on(control: UnixStream) -> Result<(), String> {
 fn run_sandbox(
     spec: &Spec,
     binds: &[Bind],
-    group: Option<&Group>,
+    group: &mut Option<Group>,
     from_gateway: &mut BufReader<UnixStream>,
     out: &mut UnixStream,
 ) -> Result<Option<Ending>, String> {
@@ -174,16 +168,25 @@ fn run_sandbox(
                 .map_err(|e| format!("cannot write the user namespace's {file}: {e}"))?;
         }
     }
-    if let Some(group) = group {
-        group
-            .attach(init_pid)
-            .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
-    }
     let mut to_init = mine.try_clone().map_err(|e| e.to_string())?;
     let mut from_init = BufReader::new(mine);
+    // Init builds the root while the groups are made and it is attached to
+    // them (on cgroup v1 the first attach waits for an RCU grace period, a
+    // few milliseconds); it forks the payload only after "attached".
     to_init
         .write_all(b"\"go\"\n")
         .map_err(|e| format!("init died: {e}"))?;
+    if let Some(hierarchy) = &spec.cgroups {
+        let made = group.insert(
+            Group::create(hierarchy, std::process::id(), &spec.profile)
+                .map_err(|e| format!("cannot create the sandbox's control groups: {e}"))?,
+        );
+        made.attach(init_pid)
+            .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
+    }
+    let group = group.as_ref();
+    // If init is gone, what it said is read next.
+    let _ = to_init.write_all(b"\"attached\"\n");
     match receive::<InitReport>(&mut from_init, "init")? {
         Some(InitReport::Ready) => {}
         Some(InitReport::Failed(error)) => return Err(error),
