@@ -1,13 +1,14 @@
-//! The supervisor: one process per sandbox, the palisade binary re-executed, that builds the sandbox, enforces its deadline and reports how it ended.
+//! The supervisor: one process per sandbox, forked by the zygote, that builds the sandbox, enforces its deadline and reports how it ended.
 //!
-//! The gateway never forks: it starts this process with the control socket
-//! as descriptor 3. The supervisor creates the sandbox's control groups,
+//! The gateway never forks: the zygote forks this process, with the control
+//! socket to the gateway and pipes as its standard streams. The supervisor
 //! forks init straight into fresh namespaces, maps its uid (without root),
-//! attaches it to the groups, and waits until init has built the root and
-//! the payload (which init forks) has confined itself. Then it relays: the
-//! `Run` to the payload over their own socket, the payload's exec and end
-//! to the gateway. It dies with the gateway (parent-death
-//! signal), and init dies with it, which takes the whole PID namespace down.
+//! creates the sandbox's control groups and attaches init to them while
+//! init builds the root, and waits until the payload (which init forks) has
+//! confined itself. Then it relays: the `Run` to the payload over their own
+//! socket, the payload's exec and end to the gateway. It dies with the
+//! zygote, which dies with the gateway (parent-death signals), and init
+//! dies with it, which takes the whole PID namespace down.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -29,17 +30,22 @@ pub(crate) const SANDBOX_ID: u32 = 1000;
 /// The argument that makes the palisade binary a supervisor.
 pub const SUPERVISOR_ARG: &str = "__palisade-sandbox-supervisor";
 
-/// Runs a supervisor and exits; call it first thing in `main` when
-/// `argv[1]` is [`SUPERVISOR_ARG`].
+/// Runs the sandbox zygote, which forks the supervisors, and exits; call it
+/// first thing in `main` when `argv[1]` is [`SUPERVISOR_ARG`].
 pub fn supervise() -> ! {
     #[expect(
         unsafe_code,
         reason = "taking ownership of the descriptor the spawner passed"
     )]
-    // SAFETY: the gateway starts the supervisor with its control socket as
-    // descriptor 3 (see `launch`), and nothing else in this fresh process
-    // image owns that descriptor.
-    let control = UnixStream::from(unsafe { OwnedFd::from_raw_fd(3) });
+    // SAFETY: the gateway starts the zygote with its socket as descriptor 3
+    // (see `launch`), and nothing else in this fresh process image owns
+    // that descriptor.
+    let control = unsafe { OwnedFd::from_raw_fd(3) };
+    crate::zygote::serve(control)
+}
+
+/// Runs one supervisor on its control socket (in a child the zygote forked) and exits.
+pub(crate) fn supervise_on_socket(control: UnixStream) -> ! {
     let mut out = match control.try_clone() {
         Ok(out) => out,
         Err(_) => std::process::exit(2),

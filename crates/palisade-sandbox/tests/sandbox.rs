@@ -19,16 +19,24 @@ use std::sync::Arc;
 
 use palisade_sandbox::{End, Hierarchy, Profile, SUPERVISOR_ARG, Sandboxes, Settings, command};
 
-fn main() {
-    if std::env::args_os().nth(1).as_deref() == Some(SUPERVISOR_ARG.as_ref()) {
-        palisade_sandbox::supervise();
-    }
-    let settings = Settings {
+/// Makes this program a gateway that starts a run of `sleep` and waits to be killed.
+const GATEWAY_ARG: &str = "--gateway-that-dies";
+
+fn settings() -> Settings {
+    Settings {
         pool: Some(0),
         ..Settings::default()
-    };
+    }
+}
+
+fn main() {
+    match std::env::args_os().nth(1) {
+        Some(arg) if arg == SUPERVISOR_ARG => palisade_sandbox::supervise(),
+        Some(arg) if arg == GATEWAY_ARG => gateway_that_dies(),
+        Some(_) | None => {}
+    }
     let helper = std::env::current_exe().unwrap();
-    let sandboxes = match Sandboxes::start(&settings, helper) {
+    let sandboxes = match Sandboxes::start(&settings(), helper) {
         Ok(sandboxes) => sandboxes,
         Err(why) => {
             println!("sandbox tests skipped: this host cannot build sandboxes: {why}");
@@ -63,6 +71,21 @@ fn main() {
         "a dropped prepared sandbox leaves no process",
         Box::pin(a_dropped_sandbox_leaves_no_process(&sandboxes)),
     );
+    check(
+        "a supervisor killed by its pid ends the run",
+        Box::pin(a_killed_supervisor_ends_the_run(&sandboxes)),
+    );
+    check(
+        "a dead zygote takes its sandboxes along and is started again",
+        Box::pin(a_dead_zygote_is_started_again(&sandboxes)),
+    );
+    check(
+        "the zygote reaps the supervisors it forked",
+        Box::pin(the_zygote_reaps_its_supervisors(&sandboxes)),
+    );
+    drop(sandboxes);
+    the_gateways_death_takes_every_sandbox_process_along();
+    println!("ok: the gateway's death takes the zygote, supervisor, init and payload along");
 }
 
 fn shell(sandboxes: &Sandboxes) -> Profile {
@@ -89,9 +112,23 @@ fn children_of(pid: u32) -> Vec<u32> {
     children
 }
 
+/// The zygote that `gateway` started.
+fn zygote_of(gateway: u32) -> u32 {
+    let zygotes = children_of(gateway);
+    assert_eq!(zygotes.len(), 1, "one zygote: {zygotes:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", zygotes[0])).unwrap();
+    assert!(
+        cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == SUPERVISOR_ARG.as_bytes()),
+        "the zygote is the helper started as a supervisor"
+    );
+    zygotes[0]
+}
+
 /// The one supervisor this program runs now, its init and the payload.
 fn sandbox_processes() -> (u32, u32, u32) {
-    let supervisors = children_of(std::process::id());
+    let supervisors = children_of(zygote_of(std::process::id()));
     assert_eq!(supervisors.len(), 1, "one supervisor: {supervisors:?}");
     let inits = children_of(supervisors[0]);
     assert_eq!(inits.len(), 1, "one init: {inits:?}");
@@ -169,7 +206,7 @@ async fn the_run_sees_its_files_its_groups_and_only_its_stdio(sandboxes: &Arc<Sa
         vec![
             "sh".into(),
             "-c".into(),
-            "cat input.txt; stat -c '%u:%g' input.txt; pwd; cat /proc/self/cgroup; ls /proc/self/fd"
+            "cat input.txt; stat -c '%u:%g' input.txt; pwd; cat /proc/self/cgroup; ls /proc/self/fd; grep SigIgn /proc/self/status"
                 .into(),
         ],
     );
@@ -202,6 +239,17 @@ async fn the_run_sees_its_files_its_groups_and_only_its_stdio(sandboxes: &Arc<Sa
         .filter(|line| line.parse::<u32>().is_ok())
         .collect();
     assert_eq!(fds, ["0", "1", "2", "3"], "{stdout}");
+    // The zygote ignores SIGCHLD; nothing it forks passes that on.
+    let ignored = rest
+        .iter()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(
+        ignored & (1 << (libc::SIGCHLD - 1)),
+        0,
+        "SIGCHLD is not ignored: {stdout}"
+    );
 }
 
 async fn a_missing_program_fails_the_start(sandboxes: &Arc<Sandboxes>) {
@@ -222,18 +270,161 @@ async fn a_dropped_sandbox_leaves_no_process(sandboxes: &Arc<Sandboxes>) {
     let prepared = sandboxes.prepare(&shell(sandboxes)).await.unwrap();
     let (supervisor, init, payload) = sandbox_processes();
     drop(prepared);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let gone = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-    };
-    while !(gone(payload) && gone(init)) && std::time::Instant::now() < deadline {
+    assert!(
+        all_gone_within(
+            &[supervisor, init, payload],
+            std::time::Duration::from_secs(5)
+        ),
+        "the sandbox of {supervisor} outlived its handle"
+    );
+}
+
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn all_gone_within(pids: &[u32], limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !pids.iter().all(|pid| gone(*pid)) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    true
+}
+
+fn sleep_run(sandboxes: &Sandboxes) -> palisade_sandbox::Run {
+    command(&shell(sandboxes), vec!["sleep".into(), "1000".into()])
+}
+
+async fn a_killed_supervisor_ends_the_run(sandboxes: &Arc<Sandboxes>) {
+    let prepared = sandboxes.prepare(&shell(sandboxes)).await.unwrap();
+    let (supervisor, init, payload) = sandbox_processes();
+    let mut running = prepared.start(sleep_run(sandboxes)).await.unwrap();
+    assert_eq!(running.supervisor_pid(), Some(supervisor));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(i32::try_from(supervisor).unwrap()).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), running.wait()).await;
+    assert!(ended.is_ok(), "wait returns once the supervisor is killed");
     assert!(
-        gone(payload) && gone(init),
-        "the sandbox of {supervisor} outlived its handle"
+        all_gone_within(
+            &[supervisor, init, payload],
+            std::time::Duration::from_secs(2)
+        ),
+        "the sandbox died with its supervisor"
+    );
+}
+
+async fn a_dead_zygote_is_started_again(sandboxes: &Arc<Sandboxes>) {
+    let prepared = sandboxes.prepare(&shell(sandboxes)).await.unwrap();
+    let (supervisor, init, payload) = sandbox_processes();
+    let zygote = zygote_of(std::process::id());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(i32::try_from(zygote).unwrap()).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert!(
+        all_gone_within(
+            &[zygote, supervisor, init, payload],
+            std::time::Duration::from_secs(2)
+        ),
+        "the zygote's supervisors and their sandboxes died with it"
+    );
+    // The sandbox it held is gone: its start fails, and says so.
+    assert!(prepared.start(sleep_run(sandboxes)).await.is_err());
+    // The next sandbox comes from a new zygote.
+    let profile = shell(sandboxes);
+    let run = command(&profile, vec!["true".into()]);
+    let finished = sandboxes.run(&profile, run, Vec::new()).await.unwrap();
+    assert_eq!(finished.end, End::Exited(0));
+    assert_ne!(zygote_of(std::process::id()), zygote);
+}
+
+async fn the_zygote_reaps_its_supervisors(sandboxes: &Arc<Sandboxes>) {
+    let profile = shell(sandboxes);
+    for _ in 0..5 {
+        let run = command(&profile, vec!["true".into()]);
+        let finished = sandboxes.run(&profile, run, Vec::new()).await.unwrap();
+        assert_eq!(finished.end, End::Exited(0));
+    }
+    let zygote = zygote_of(std::process::id());
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let mut fields = after_name.split_whitespace();
+        if fields.nth(1) == Some(zygote.to_string().as_str()) {
+            left.push(pid);
+        }
+    }
+    assert_eq!(
+        left,
+        Vec::<u32>::new(),
+        "no supervisor, live or zombie, is left"
+    );
+}
+
+/// Run as a child of the test with [`GATEWAY_ARG`]: a gateway with one
+/// running sandbox, which the test kills with SIGKILL.
+fn gateway_that_dies() -> ! {
+    let helper = std::env::current_exe().unwrap();
+    let sandboxes = Sandboxes::start(&settings(), helper).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = runtime.block_on(async {
+        let prepared = sandboxes.prepare(&shell(&sandboxes)).await.unwrap();
+        prepared.start(sleep_run(&sandboxes)).await.unwrap()
+    });
+    println!("running");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    drop(running);
+    std::process::exit(1)
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test starts a gateway of its own to kill it"
+)]
+fn the_gateways_death_takes_every_sandbox_process_along() {
+    use std::io::BufRead as _;
+    let mut gateway = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg(GATEWAY_ARG)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(gateway.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "running\n");
+    let gateway_pid = gateway.id();
+    let zygote = zygote_of(gateway_pid);
+    let supervisors = children_of(zygote);
+    assert_eq!(supervisors.len(), 1, "{supervisors:?}");
+    let init = children_of(supervisors[0]);
+    assert_eq!(init.len(), 1, "{init:?}");
+    let payload = children_of(init[0]);
+    assert_eq!(payload.len(), 1, "{payload:?}");
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    assert!(
+        all_gone_within(
+            &[zygote, supervisors[0], init[0], payload[0]],
+            std::time::Duration::from_secs(2)
+        ),
+        "every process of the sandbox died with the gateway"
     );
 }
