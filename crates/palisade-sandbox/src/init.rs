@@ -9,6 +9,7 @@ use rustix::fs::{Mode, StatVfsMountFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 
+use crate::cgroup::Group;
 use crate::supervisor::{Bind, SANDBOX_ID};
 use crate::wire::{InitReport, Spec};
 use crate::{payload, sys};
@@ -16,12 +17,27 @@ use crate::{payload, sys};
 /// Where the host's root stays visible while the sandbox's root is built.
 const OLD_ROOT: &str = "/.host";
 
-pub(crate) fn main(socket: UnixStream, payload_link: UnixStream, spec: &Spec, binds: &[Bind]) -> ! {
+/// `attach_self`: the groups init moves itself into (cgroup v1), before
+/// anything else; on v2 the supervisor moves it.
+pub(crate) fn main(
+    socket: UnixStream,
+    payload_link: UnixStream,
+    spec: &Spec,
+    binds: &[Bind],
+    attach_self: Option<&Group>,
+) -> ! {
     let mut to_supervisor = match socket.try_clone() {
         Ok(s) => s,
         Err(_) => std::process::exit(2),
     };
-    let outcome = serve(socket, payload_link, &mut to_supervisor, spec, binds);
+    let outcome = serve(
+        socket,
+        payload_link,
+        &mut to_supervisor,
+        spec,
+        binds,
+        attach_self,
+    );
     if let Err(error) = outcome {
         let _ = report(&mut to_supervisor, &InitReport::Failed(error));
         std::process::exit(1);
@@ -41,6 +57,7 @@ fn serve(
     out: &mut UnixStream,
     spec: &Spec,
     binds: &[Bind],
+    attach_self: Option<&Group>,
 ) -> Result<(), String> {
     // Dies with the supervisor; and if the supervisor is already gone, the
     // read below sees the end of the socket.
@@ -50,12 +67,17 @@ fn serve(
     // "go": the uid and gid maps are written (a user namespace's files
     // cannot be made before).
     wait_for(&mut from_supervisor, "go")?;
+    if let Some(group) = attach_self {
+        group
+            .attach_self()
+            .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
+    }
     build_root(spec, binds)?;
     rustix::system::sethostname(b"sandbox").map_err(|e| format!("sethostname: {e}"))?;
     let filters = crate::seccomp::filters()?;
-    // "attached": init is in the sandbox's groups, which the supervisor made
-    // and joined it to while the root was built. Nothing of the payload may
-    // run before.
+    // "attached": init is in the sandbox's groups (on v2 the supervisor made
+    // and joined it to them while the root was built). Nothing of the
+    // payload may run before.
     wait_for(&mut from_supervisor, "attached")?;
     if spec.cgroups.is_some() {
         // The sandbox sees its own group as the root.

@@ -3,8 +3,9 @@
 //! The gateway never forks: the zygote forks this process, with the control
 //! socket to the gateway and pipes as its standard streams. The supervisor
 //! forks init straight into fresh namespaces, maps its uid (without root),
-//! creates the sandbox's control groups and attaches init to them while
-//! init builds the root, and waits until the payload (which init forks) has
+//! has init in the sandbox's control groups before init forks anything (on
+//! v1 init attaches itself, on v2 the supervisor attaches it while init
+//! builds the root), and waits until the payload (which init forks) has
 //! confined itself. Then it relays: the `Run` to the payload over their own
 //! socket, the payload's exec and end to the gateway. It dies with the
 //! zygote, which dies with the gateway (parent-death signals), and init
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
-use crate::cgroup::Group;
+use crate::cgroup::{Group, Hierarchy};
 use crate::init;
 use crate::sys;
 use crate::wire::{Ending, InitReport, PayloadReport, Report, Run, Spec};
@@ -128,6 +129,11 @@ fn supervise_on(control: UnixStream) -> Result<(), String> {
     }
 }
 
+fn create_group(hierarchy: &Hierarchy, spec: &Spec) -> Result<Group, String> {
+    Group::create(hierarchy, std::process::id(), &spec.profile)
+        .map_err(|e| format!("cannot create the sandbox's control groups: {e}"))
+}
+
 fn run_sandbox(
     spec: &Spec,
     binds: &[Bind],
@@ -148,13 +154,19 @@ fn run_sandbox(
         flags |= libc::CLONE_NEWUSER;
     }
     let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
+    // On cgroup v1 init moves itself into the groups (its only thread,
+    // through `tasks`), which takes no global lock: moving another process
+    // (`cgroup.procs`) waits for an RCU grace period, several milliseconds.
+    if let Some(hierarchy @ Hierarchy::V1 { .. }) = &spec.cgroups {
+        *group = Some(create_group(hierarchy, spec)?);
+    }
     let Some(init_pid) =
         sys::fork_into(flags).map_err(|e| format!("cannot create the namespaces: {e}"))?
     else {
         // The control socket is close-on-exec: the payload never holds it.
         drop(mine);
         drop(payload_link);
-        init::main(theirs, payload_end, spec, binds);
+        init::main(theirs, payload_end, spec, binds, group.as_ref());
     };
     drop(theirs);
     drop(payload_end);
@@ -177,17 +189,16 @@ fn run_sandbox(
     let mut to_init = mine.try_clone().map_err(|e| e.to_string())?;
     let mut from_init = BufReader::new(mine);
     // Init builds the root while the groups are made and it is attached to
-    // them (on cgroup v1 the first attach waits for an RCU grace period, a
-    // few milliseconds); it forks the payload only after "attached".
+    // them (the first attach waits for an RCU grace period, a few
+    // milliseconds); it forks the payload only after "attached". On v1 init
+    // has attached itself already.
     to_init
         .write_all(b"\"go\"\n")
         .map_err(|e| format!("init died: {e}"))?;
-    if let Some(hierarchy) = &spec.cgroups {
-        let made = group.insert(
-            Group::create(hierarchy, std::process::id(), &spec.profile)
-                .map_err(|e| format!("cannot create the sandbox's control groups: {e}"))?,
-        );
-        made.attach(init_pid)
+    if let Some(hierarchy @ Hierarchy::V2 { .. }) = &spec.cgroups {
+        group
+            .insert(create_group(hierarchy, spec)?)
+            .attach(init_pid)
             .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
     }
     let group = group.as_ref();
