@@ -557,7 +557,7 @@ fn render(
     out.push('\n');
     out.push_str(
         "Phases of palisade's runs, p50 (each phase's own p50, so they need not add up):\n\n\
-         | payload | how | prepare (supervisor up, sandbox built) | start → exec (run sent → Started) | exec → end (payload, teardown, reports) |\n\
+         | payload | how | prepare (supervisor forked, sandbox built, payload confined) | start → exec (run sent → Started) | exec → end (payload, teardown, reports) |\n\
          |---|---|---:|---:|---:|\n",
     );
     for (p, payload) in payloads.iter().enumerate() {
