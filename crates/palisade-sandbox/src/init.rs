@@ -9,7 +9,7 @@ use rustix::fs::{Mode, StatVfsMountFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 
-use crate::cgroup::Group;
+use crate::cgroup::{Group, Hierarchy};
 use crate::supervisor::{Bind, SANDBOX_ID};
 use crate::wire::{InitReport, Spec};
 use crate::{payload, sys};
@@ -72,29 +72,53 @@ fn serve(
             .attach_self()
             .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
     }
+    // The payload is forked before its run comes: it confines itself while
+    // the sandbox waits (in the pool), and then only reads its run and
+    // executes it, talking to the supervisor directly, not through init.
+    // When init is in its groups already (cgroup v1, where it attached
+    // itself, or no cgroups) the payload is forked before the root is
+    // built, and drops its privileges and installs seccomp meanwhile; it
+    // applies Landlock, whose rules name paths of the new root, once told
+    // the root is built. On v2 the supervisor is attaching init while the
+    // root is built, and nothing of the payload may run before.
+    let (root_built_in, root_built_out) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("pipe: {e}"))?;
+    let waited = sys::waited_signals();
+    let mut payload_link = Some(payload_link);
+    let mut root_built_in = Some(root_built_in);
+    let mut fork_payload = |from_supervisor: &mut BufReader<UnixStream>| {
+        // "attached": init is in the sandbox's groups.
+        wait_for(from_supervisor, "attached")?;
+        if spec.cgroups.is_some() {
+            // The sandbox sees its own group as the root.
+            sys::unshare_cgroup()
+                .map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
+        }
+        sys::set_signal_mask(Some(&waited)).map_err(|e| format!("sigprocmask: {e}"))?;
+        let (Some(link), Some(root_built)) = (payload_link.take(), root_built_in.take()) else {
+            return Err("the payload was forked already".to_owned());
+        };
+        match sys::fork_into(0).map_err(|e| format!("cannot start the payload: {e}"))? {
+            None => payload::start(spec, link, root_built),
+            // The payload's exec must close the last copy of its link.
+            Some(pid) => Ok(pid),
+        }
+    };
+    let early = !matches!(spec.cgroups, Some(Hierarchy::V2 { .. }));
+    let early_pid = if early {
+        Some(fork_payload(&mut from_supervisor)?)
+    } else {
+        None
+    };
     build_root(spec, binds)?;
     rustix::system::sethostname(b"sandbox").map_err(|e| format!("sethostname: {e}"))?;
-    let filters = crate::seccomp::filters()?;
-    // "attached": init is in the sandbox's groups (on v2 the supervisor made
-    // and joined it to them while the root was built). Nothing of the
-    // payload may run before.
-    wait_for(&mut from_supervisor, "attached")?;
-    if spec.cgroups.is_some() {
-        // The sandbox sees its own group as the root.
-        sys::unshare_cgroup().map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
-    }
-    // The payload is forked now, not when its run comes: it confines itself
-    // while the sandbox waits (in the pool), and then only reads its run
-    // and executes it. It talks to the supervisor directly, not through init.
-    let waited = sys::waited_signals();
-    sys::set_signal_mask(Some(&waited)).map_err(|e| format!("sigprocmask: {e}"))?;
-    let child = sys::fork_into(0).map_err(|e| format!("cannot start the payload: {e}"))?;
-    let Some(payload_pid) = child else {
-        drop(from_supervisor);
-        payload::start(spec, &filters, payload_link);
+    let payload_pid = match early_pid {
+        Some(pid) => pid,
+        None => fork_payload(&mut from_supervisor)?,
     };
-    // The payload's exec must close the last copy of its link.
-    drop(payload_link);
+    rustix::io::write(&root_built_out, b"r")
+        .map_err(|e| format!("cannot wake the payload: {e}"))?;
+    drop(root_built_out);
     report(out, &InitReport::Ready)?;
     let status = reap_until(payload_pid, &waited);
     report(out, &InitReport::Status(status))?;

@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -10,19 +11,34 @@ use landlock::{
     path_beneath_rules,
 };
 use rustix::process::{Resource, Rlimit};
-use seccompiler::BpfProgram;
 
 use crate::supervisor::SANDBOX_ID;
 use crate::sys;
 use crate::wire::{PayloadReport, Run, Spec};
 
 /// Runs in the payload process, which init forks while the sandbox is
-/// built; never returns. It confines itself completely, says so, and waits
-/// for its run on `link`, the socket to the supervisor. A failure is written
-/// to `link`; a successful exec closes it (close-on-exec).
-pub(crate) fn start(spec: &Spec, filters: &[BpfProgram; 2], link: UnixStream) -> ! {
+/// built; never returns. It confines itself completely (Landlock once
+/// `root_built` says the root is there), says so, and waits for its run on
+/// `link`, the socket to the supervisor. A failure is written to `link`; a
+/// successful exec closes it (close-on-exec).
+pub(crate) fn start(spec: &Spec, link: UnixStream, root_built: OwnedFd) -> ! {
     let mut to_supervisor = &link;
-    if let Err(error) = confine(spec, filters) {
+    let confined = drop_privileges(spec).and_then(|()| {
+        let mut byte = [0u8; 1];
+        match rustix::io::read(&root_built, &mut byte) {
+            Ok(1) => {}
+            // Init is gone, and the sandbox with it.
+            Ok(_) | Err(_) => std::process::exit(127),
+        }
+        drop(root_built);
+        // Its working directory was the host's until now.
+        rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+        if spec.landlock {
+            landlock(spec)?;
+        }
+        Ok(())
+    });
+    if let Err(error) = confined {
         let _ = say(&mut to_supervisor, &PayloadReport::Failed(error));
         std::process::exit(127)
     }
@@ -119,12 +135,13 @@ fn write_files(run: &Run) -> Result<(), String> {
     Ok(())
 }
 
-/// Everything but the exec, in this order: each step may need the
-/// privilege the next one drops; seccomp comes last, as it denies the
-/// calls the others make. Reading the run, writing its files, `chdir` and
-/// `execve` are all the allowlist has to permit afterwards.
-fn confine(spec: &Spec, filters: &[BpfProgram; 2]) -> Result<(), String> {
+/// Everything but Landlock, in this order: each step may need the privilege
+/// the next one drops; seccomp comes last of these, as it denies the calls
+/// the others make. Landlock, reading the run, writing its files, `chdir`
+/// and `execve` are all the allowlist has to permit afterwards.
+fn drop_privileges(spec: &Spec) -> Result<(), String> {
     let profile = &spec.profile;
+    let filters = crate::seccomp::filters()?;
     sys::set_signal_mask(None).map_err(|e| format!("sigprocmask: {e}"))?;
     rustix::process::setsid().map_err(|e| format!("setsid: {e}"))?;
     let mut limits = vec![
@@ -178,11 +195,8 @@ fn confine(spec: &Spec, filters: &[BpfProgram; 2]) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot drop capabilities: {e}"))?;
     rustix::thread::set_no_new_privs(true).map_err(|e| format!("no_new_privs: {e}"))?;
-    if spec.landlock {
-        landlock(spec)?;
-    }
     sys::cloexec_from(3).map_err(|e| format!("close_range: {e}"))?;
-    crate::seccomp::install(filters)
+    crate::seccomp::install(&filters)
 }
 
 fn landlock(spec: &Spec) -> Result<(), String> {
