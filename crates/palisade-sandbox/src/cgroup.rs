@@ -227,6 +227,19 @@ impl Group {
         Ok(())
     }
 
+    /// Moves the calling thread into the groups: for a single-threaded
+    /// caller, the whole process and everything it will start. On v1 this
+    /// goes through `tasks`, which for the caller's own thread takes no
+    /// global lock, so it does not wait for the RCU grace period that
+    /// moving another process through `cgroup.procs` waits for.
+    pub fn attach_self(&self) -> io::Result<()> {
+        let file = if self.v2 { "cgroup.procs" } else { "tasks" };
+        for dir in &self.dirs {
+            fs::write(dir.join(file), "0")?;
+        }
+        Ok(())
+    }
+
     /// How many times the kernel's OOM killer has killed a process here.
     pub fn oom_kills(&self) -> u64 {
         let (file, key) = if self.v2 {

@@ -1,7 +1,7 @@
-//! Init: PID 1 of the sandbox's namespaces. It builds the root, waits for the run, starts the payload, reaps, relays signals, and ends the namespace when the payload ends.
+//! Init: PID 1 of the sandbox's namespaces. It builds the root, forks the payload (which confines itself and waits for its run), reaps, relays signals, and ends the namespace when the payload ends.
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -9,19 +9,35 @@ use rustix::fs::{Mode, StatVfsMountFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 
+use crate::cgroup::{Group, Hierarchy};
 use crate::supervisor::{Bind, SANDBOX_ID};
-use crate::wire::{InitReport, Run, Spec};
+use crate::wire::{InitReport, Spec};
 use crate::{payload, sys};
 
 /// Where the host's root stays visible while the sandbox's root is built.
 const OLD_ROOT: &str = "/.host";
 
-pub(crate) fn main(socket: UnixStream, spec: &Spec, binds: &[Bind]) -> ! {
+/// `attach_self`: the groups init moves itself into (cgroup v1), before
+/// anything else; on v2 the supervisor moves it.
+pub(crate) fn main(
+    socket: UnixStream,
+    payload_link: UnixStream,
+    spec: &Spec,
+    binds: &[Bind],
+    attach_self: Option<&Group>,
+) -> ! {
     let mut to_supervisor = match socket.try_clone() {
         Ok(s) => s,
         Err(_) => std::process::exit(2),
     };
-    let outcome = serve(socket, &mut to_supervisor, spec, binds);
+    let outcome = serve(
+        socket,
+        payload_link,
+        &mut to_supervisor,
+        spec,
+        binds,
+        attach_self,
+    );
     if let Err(error) = outcome {
         let _ = report(&mut to_supervisor, &InitReport::Failed(error));
         std::process::exit(1);
@@ -37,15 +53,83 @@ fn report(out: &mut UnixStream, message: &InitReport) -> Result<(), String> {
 
 fn serve(
     socket: UnixStream,
+    payload_link: UnixStream,
     out: &mut UnixStream,
     spec: &Spec,
     binds: &[Bind],
+    attach_self: Option<&Group>,
 ) -> Result<(), String> {
     // Dies with the supervisor; and if the supervisor is already gone, the
     // read below sees the end of the socket.
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(|e| format!("prctl: {e}"))?;
     let mut from_supervisor = BufReader::new(socket);
+    // "go": the uid and gid maps are written (a user namespace's files
+    // cannot be made before).
+    wait_for(&mut from_supervisor, "go")?;
+    if let Some(group) = attach_self {
+        group
+            .attach_self()
+            .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
+    }
+    // The payload is forked before its run comes: it confines itself while
+    // the sandbox waits (in the pool), and then only reads its run and
+    // executes it, talking to the supervisor directly, not through init.
+    // When init is in its groups already (cgroup v1, where it attached
+    // itself, or no cgroups) the payload is forked before the root is
+    // built, and drops its privileges and installs seccomp meanwhile; it
+    // applies Landlock, whose rules name paths of the new root, once told
+    // the root is built. On v2 the supervisor is attaching init while the
+    // root is built, and nothing of the payload may run before.
+    let (root_built_in, root_built_out) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("pipe: {e}"))?;
+    let waited = sys::waited_signals();
+    let mut payload_link = Some(payload_link);
+    let mut root_built_in = Some(root_built_in);
+    let mut fork_payload = |from_supervisor: &mut BufReader<UnixStream>| {
+        // "attached": init is in the sandbox's groups.
+        wait_for(from_supervisor, "attached")?;
+        if spec.cgroups.is_some() {
+            // The sandbox sees its own group as the root.
+            sys::unshare_cgroup()
+                .map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
+        }
+        sys::set_signal_mask(Some(&waited)).map_err(|e| format!("sigprocmask: {e}"))?;
+        let (Some(link), Some(root_built)) = (payload_link.take(), root_built_in.take()) else {
+            return Err("the payload was forked already".to_owned());
+        };
+        match sys::fork_into(0).map_err(|e| format!("cannot start the payload: {e}"))? {
+            None => payload::start(spec, link, root_built),
+            // The payload's exec must close the last copy of its link.
+            Some(pid) => Ok(pid),
+        }
+    };
+    let early = !matches!(spec.cgroups, Some(Hierarchy::V2 { .. }));
+    let early_pid = if early {
+        Some(fork_payload(&mut from_supervisor)?)
+    } else {
+        None
+    };
+    build_root(spec, binds)?;
+    rustix::system::sethostname(b"sandbox").map_err(|e| format!("sethostname: {e}"))?;
+    let payload_pid = match early_pid {
+        Some(pid) => pid,
+        None => fork_payload(&mut from_supervisor)?,
+    };
+    rustix::io::write(&root_built_out, b"r")
+        .map_err(|e| format!("cannot wake the payload: {e}"))?;
+    drop(root_built_out);
+    report(out, &InitReport::Ready)?;
+    let status = reap_until(payload_pid, &waited);
+    report(out, &InitReport::Status(status))?;
+    // Returning ends PID 1, and the kernel kills whatever else is left:
+    // daemons, double forks and stragglers die with the run.
+    Ok(())
+}
+
+/// Reads the supervisor's go-ahead `word`; exits quietly if the supervisor
+/// is gone (it is ending the sandbox).
+fn wait_for(from_supervisor: &mut BufReader<UnixStream>, word: &str) -> Result<(), String> {
     let mut line = String::new();
     if from_supervisor
         .read_line(&mut line)
@@ -54,55 +138,13 @@ fn serve(
     {
         std::process::exit(0);
     }
-    if spec.cgroups.is_some() {
-        // Attached by now: the sandbox sees its own group as the root.
-        sys::unshare_cgroup().map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
+    match serde_json::from_str::<String>(&line) {
+        Ok(said) if said == word => Ok(()),
+        Ok(_) | Err(_) => Err(format!(
+            "the supervisor said {} instead of `{word}`",
+            line.trim_end()
+        )),
     }
-    build_root(spec, binds)?;
-    rustix::system::sethostname(b"sandbox").map_err(|e| format!("sethostname: {e}"))?;
-    let filters = crate::seccomp::filters()?;
-    report(out, &InitReport::Ready)?;
-    line.clear();
-    if from_supervisor
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?
-        == 0
-    {
-        std::process::exit(0);
-    }
-    let run: Run = serde_json::from_str(&line).map_err(|e| format!("bad run message: {e}"))?;
-    write_files(&run)?;
-    let program = find_program(&run)?;
-    let argv = c_strings(run.argv.iter().map(String::as_str), "argument")?;
-    let env = c_strings(
-        run.env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-        "environment variable",
-    )?;
-    let waited = sys::waited_signals();
-    sys::set_signal_mask(Some(&waited)).map_err(|e| format!("sigprocmask: {e}"))?;
-    let (mut errors_in, errors_out) = UnixStream::pair().map_err(|e| e.to_string())?;
-    let child = sys::fork_into(0).map_err(|e| format!("cannot start the payload: {e}"))?;
-    let Some(payload_pid) = child else {
-        drop(errors_in);
-        payload::start(spec, &run, &program, &argv, &env, &filters, errors_out);
-    };
-    drop(errors_out);
-    let mut failure = String::new();
-    let _ = errors_in.read_to_string(&mut failure);
-    if !failure.is_empty() {
-        return Err(failure);
-    }
-    report(out, &InitReport::Started)?;
-    let status = reap_until(payload_pid, &waited);
-    report(out, &InitReport::Status(status))?;
-    // Returning ends PID 1, and the kernel kills whatever else is left:
-    // daemons, double forks and stragglers die with the run.
-    Ok(())
 }
 
 /// Reaps every child until the payload ends, relaying signals to it;
@@ -126,51 +168,6 @@ fn reap_until(payload: i32, waited: &libc::sigset_t) -> i32 {
             }
         }
     }
-}
-
-fn c_strings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<CString>, String> {
-    items
-        .map(|item| CString::new(item).map_err(|_| format!("an {what} holds a NUL byte")))
-        .collect()
-}
-
-fn find_program(run: &Run) -> Result<CString, String> {
-    let Some(name) = run.argv.first() else {
-        return Err("no command to run".into());
-    };
-    if name.contains('/') {
-        return CString::new(name.as_str()).map_err(|_| "the command holds a NUL byte".into());
-    }
-    let path = run
-        .env
-        .get("PATH")
-        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
-    for dir in path.split(':').filter(|d| d.starts_with('/')) {
-        let candidate = Path::new(dir).join(name);
-        if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok()
-            && candidate.is_file()
-        {
-            return CString::new(candidate.as_os_str().as_encoded_bytes())
-                .map_err(|_| "bad path".into());
-        }
-    }
-    Err(format!(
-        "cannot execute `{name}`: not found in the sandbox's PATH ({path})"
-    ))
-}
-
-fn write_files(run: &Run) -> Result<(), String> {
-    for (name, content) in &run.files {
-        let path = Path::new("/tmp").join(name);
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(format!("input file `{name}`: a plain file name is needed"));
-        }
-        std::fs::write(&path, content).map_err(|e| format!("input file `{name}`: {e}"))?;
-        let id = Some(rustix::fs::Uid::from_raw(SANDBOX_ID));
-        rustix::fs::chown(&path, id, Some(rustix::fs::Gid::from_raw(SANDBOX_ID)))
-            .map_err(|e| format!("input file `{name}`: {e}"))?;
-    }
-    Ok(())
 }
 
 fn fail(what: impl std::fmt::Display, error: impl std::fmt::Display) -> String {

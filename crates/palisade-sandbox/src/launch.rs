@@ -1,21 +1,25 @@
-//! The gateway's side: start a supervisor without forking, hand it a spec and a run, stream the payload's output under its caps, and keep a small pool of sandboxes built ahead.
+//! The gateway's side: get a supervisor from the zygote without forking, hand it a spec and a run, stream the payload's output under its caps, and keep a small pool of sandboxes built ahead.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, Interest,
+};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 use crate::host::{Degraded, Host};
 use crate::profile::{Profile, ProfileSettings};
 use crate::supervisor::{BUILD_TIMEOUT, SUPERVISOR_ARG};
 use crate::wire::{Ending, Report, Run, Spec};
+use crate::zygote::{self, Answer, Forked};
 
 /// `[sandbox]` in the config file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -126,13 +130,119 @@ pub struct Sandboxes {
     profiles: BTreeMap<String, Profile>,
     pool_size: usize,
     pool: Mutex<HashMap<String, Vec<Prepared>>>,
+    /// The process that forks the supervisors; restarted when it is gone.
+    zygote: tokio::sync::Mutex<Option<Zygote>>,
+}
+
+/// The gateway's side of the zygote.
+#[derive(Debug)]
+struct Zygote {
+    process: Option<std::process::Child>,
+    /// Registered with the runtime on first use (`Sandboxes::start` may run outside one).
+    socket: Option<std::os::unix::net::UnixStream>,
+    registered: Option<UnixStream>,
+}
+
+impl Zygote {
+    /// Starts the palisade binary as the zygote, as each supervisor used to
+    /// be started: no environment, descriptor 3, dying with palisade.
+    fn start(helper: &Path) -> Result<Self, String> {
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "this crate is where tool processes are made"
+        )]
+        let mut command = std::process::Command::new(helper);
+        command
+            .arg(SUPERVISOR_ARG)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        pass_as_fd3(&mut command, theirs.as_raw_fd());
+        crate::die_with_parent(&mut command);
+        let process = command.spawn().map_err(|e| {
+            format!(
+                "cannot start the sandbox zygote ({}): {e}",
+                helper.display()
+            )
+        })?;
+        Ok(Self {
+            process: Some(process),
+            socket: Some(ours),
+            registered: None,
+        })
+    }
+
+    fn socket(&mut self) -> std::io::Result<&UnixStream> {
+        if let Some(socket) = self.socket.take() {
+            self.registered = Some(UnixStream::from_std(socket)?);
+        }
+        self.registered
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the zygote's socket is gone"))
+    }
+
+    fn kill(&mut self) {
+        if let Some(process) = self.process.as_mut() {
+            let _ = process.kill();
+        }
+    }
+
+    /// Asks for one supervisor.
+    async fn fork(&mut self) -> Result<Answer, String> {
+        let socket = self.socket().map_err(|e| e.to_string())?;
+        loop {
+            socket.writable().await.map_err(|e| e.to_string())?;
+            match socket.try_io(Interest::WRITABLE, || zygote::request(socket)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) =>
+                {
+                    return Ok(Answer::Gone);
+                }
+                Err(e) => return Err(format!("cannot ask the sandbox zygote: {e}")),
+            }
+        }
+        loop {
+            socket.readable().await.map_err(|e| e.to_string())?;
+            match socket.try_io(Interest::READABLE, || zygote::receive(socket)) {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(Answer::Gone),
+                Err(e) => return Err(format!("cannot read the sandbox zygote: {e}")),
+            }
+        }
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        // Its socket closes first: the zygote waits for the supervisors it
+        // forked (each ends with its sandbox's handle) and exits.
+        self.socket = None;
+        self.registered = None;
+        if let Some(mut process) = self.process.take()
+            && matches!(process.try_wait(), Ok(None))
+        {
+            // Still running: reaped when it ends.
+            let _ = std::thread::Builder::new()
+                .name("palisade-zygote-reaper".into())
+                .spawn(move || {
+                    let _ = process.wait();
+                });
+        }
+    }
 }
 
 impl Sandboxes {
     /// Runs the preflight (refusing a host that lacks a required feature
     /// the operator did not accept as degraded), sweeps what a crashed
     /// palisade left, and resolves the profiles. `helper` is the palisade
-    /// binary, which becomes each sandbox's supervisor.
+    /// binary, started here as the zygote that forks each sandbox's supervisor.
     pub fn start(settings: &Settings, helper: PathBuf) -> Result<Arc<Self>, String> {
         let profiles = crate::profile::resolve(&settings.profiles)?;
         let host = Host::probe().accept(&settings.degraded)?;
@@ -142,12 +252,14 @@ impl Sandboxes {
                 "removed the control groups of {swept} sandbox(es) a crashed palisade left"
             );
         }
+        let zygote = Zygote::start(&helper)?;
         Ok(Arc::new(Self {
             helper,
             host,
             profiles,
             pool_size: settings.pool.unwrap_or(2),
             pool: Mutex::new(HashMap::new()),
+            zygote: tokio::sync::Mutex::new(Some(zygote)),
         }))
     }
 
@@ -177,38 +289,64 @@ impl Sandboxes {
         }
     }
 
+    /// A new supervisor from the zygote; a zygote that is gone is started
+    /// again, once.
+    async fn fork_supervisor(&self) -> Result<Forked, String> {
+        let mut zygote = self.zygote.lock().await;
+        for attempt in 0..2 {
+            let current = match zygote.as_mut() {
+                Some(current) => current,
+                None => zygote.insert(Zygote::start(&self.helper)?),
+            };
+            let answer = tokio::time::timeout(BUILD_TIMEOUT, current.fork()).await;
+            match answer {
+                Ok(Ok(Answer::Forked(forked))) => return Ok(forked),
+                Ok(Ok(Answer::Failed(error))) => return Err(error),
+                Ok(Ok(Answer::Gone)) if attempt == 0 => {
+                    tracing::warn!("the sandbox zygote is gone; starting a new one");
+                    *zygote = None;
+                }
+                Ok(Ok(Answer::Gone)) => {
+                    *zygote = None;
+                    return Err("the sandbox zygote died as soon as it started".to_owned());
+                }
+                Ok(Err(error)) => {
+                    current.kill();
+                    *zygote = None;
+                    return Err(error);
+                }
+                Err(_) => {
+                    current.kill();
+                    *zygote = None;
+                    return Err(format!(
+                        "the sandbox zygote did not answer within {BUILD_TIMEOUT:?}"
+                    ));
+                }
+            }
+        }
+        Err("the sandbox zygote is gone".to_owned())
+    }
+
     /// Builds a sandbox for `profile` that waits for its command.
     pub async fn prepare(&self, profile: &Profile) -> Result<Prepared, String> {
-        let (ours, theirs) =
-            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "this crate is where tool processes are made"
-        )]
-        let mut command = tokio::process::Command::new(&self.helper);
-        command
-            .arg(SUPERVISOR_ARG)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Dropping the handle closes the control socket: the supervisor
-            // then kills its sandbox and removes its cgroups itself (a
-            // SIGKILL would leave them for the next start's sweep).
-            .kill_on_drop(false);
-        pass_as_fd3(command.as_std_mut(), theirs.as_raw_fd());
-        crate::die_with_parent(command.as_std_mut());
-        let child = command.spawn().map_err(|e| {
-            format!(
-                "cannot start the sandbox supervisor ({}): {e}",
-                self.helper.display()
-            )
-        })?;
-        drop(theirs);
+        let Forked {
+            pid,
+            control,
+            stdin,
+            stdout,
+            stderr,
+        } = self.fork_supervisor().await?;
+        let ours = std::os::unix::net::UnixStream::from(control);
         ours.set_nonblocking(true).map_err(|e| e.to_string())?;
         let (read, mut write) = UnixStream::from_std(ours)
             .map_err(|e| e.to_string())?
             .into_split();
+        let pipe = |e: std::io::Error| format!("cannot take the sandbox's pipes: {e}");
+        let stdin = ChildStdin::from_std(std::process::ChildStdin::from(stdin)).map_err(pipe)?;
+        let stdout =
+            ChildStdout::from_std(std::process::ChildStdout::from(stdout)).map_err(pipe)?;
+        let stderr =
+            ChildStderr::from_std(std::process::ChildStderr::from(stderr)).map_err(pipe)?;
         let mut line = serde_json::to_vec(&self.spec(profile)).map_err(|e| e.to_string())?;
         line.push(b'\n');
         write
@@ -216,7 +354,10 @@ impl Sandboxes {
             .await
             .map_err(|e| format!("the sandbox supervisor hung up: {e}"))?;
         let mut prepared = Prepared {
-            child,
+            supervisor: pid,
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             read: BufReader::new(read),
             write: Some(write),
             profile: profile.clone(),
@@ -428,7 +569,10 @@ fn pass_as_fd3(command: &mut std::process::Command, fd: i32) {
 /// A built sandbox waiting for its command; dropping it destroys it.
 #[derive(Debug)]
 pub struct Prepared {
-    child: Child,
+    supervisor: u32,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
     read: BufReader<OwnedReadHalf>,
     write: Option<OwnedWriteHalf>,
     profile: Profile,
@@ -466,9 +610,9 @@ impl Prepared {
             }
         }
         Ok(Running {
-            stdin: self.child.stdin.take(),
-            stdout: self.child.stdout.take(),
-            stderr: self.child.stderr.take(),
+            stdin: self.stdin.take(),
+            stdout: self.stdout.take(),
+            stderr: self.stderr.take(),
             prepared: self,
         })
     }
@@ -492,7 +636,10 @@ impl Running {
     /// Waits for the end of the run.
     pub async fn wait(&mut self) -> Result<End, String> {
         let report = self.prepared.report().await;
-        let _ = self.prepared.child.wait().await;
+        // The control socket ends when the supervisor has exited (the
+        // zygote reaps it); nothing more is said on it.
+        let mut rest = [0u8; 64];
+        while matches!(self.prepared.read.read(&mut rest).await, Ok(1..)) {}
         match report? {
             Report::Ended(ending) => Ok(End::from_wire(ending)),
             Report::Failed(error) => Err(error),
@@ -509,7 +656,7 @@ impl Running {
 
     /// The supervisor's pid (for tests that kill it).
     pub fn supervisor_pid(&self) -> Option<u32> {
-        self.prepared.child.id()
+        Some(self.prepared.supervisor)
     }
 }
 

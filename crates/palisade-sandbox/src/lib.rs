@@ -1,7 +1,8 @@
 //! Layer 3: a fresh, one-time Linux sandbox for every tool execution, built from the kernel's own primitives.
 //!
-//! A sandbox is a supervisor process (the palisade binary re-executed, so
-//! the multi-threaded gateway never forks), an init that is PID 1 of new
+//! A sandbox is a supervisor process (forked by the zygote, the palisade
+//! binary executed once, so the multi-threaded gateway never forks), an
+//! init that is PID 1 of new
 //! mount, PID, network, IPC, UTS and cgroup namespaces (and a user
 //! namespace when palisade is not root), and the payload: a non-root uid
 //! with no capabilities, no-new-privileges, Landlock rules and a seccomp
@@ -26,6 +27,7 @@ mod seccomp;
 mod supervisor;
 mod sys;
 mod wire;
+mod zygote;
 
 pub use cgroup::Hierarchy;
 pub use host::{Degraded, Feature, Host};

@@ -1,47 +1,147 @@
-//! The payload's last steps before `execve`: a new session, rlimits, no capabilities, a non-root uid, no-new-privileges, Landlock, seccomp.
+//! The payload: forked by init while the sandbox is built, it confines itself (a new session, rlimits, no capabilities, a non-root uid, no-new-privileges, Landlock, seccomp), then waits for its run and executes it.
 
-use std::ffi::{CStr, CString};
-use std::io::Write;
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
     path_beneath_rules,
 };
 use rustix::process::{Resource, Rlimit};
-use seccompiler::BpfProgram;
 
 use crate::supervisor::SANDBOX_ID;
 use crate::sys;
-use crate::wire::{Run, Spec};
+use crate::wire::{PayloadReport, Run, Spec};
 
-/// Runs in the forked payload process; never returns. A failure before the
-/// exec is written to `errors` (which the exec closes on success).
-pub(crate) fn start(
-    spec: &Spec,
-    run: &Run,
-    program: &CStr,
-    argv: &[CString],
-    env: &[CString],
-    filters: &[BpfProgram; 2],
-    mut errors: UnixStream,
-) -> ! {
-    let error = match confine(spec, run, filters) {
-        Ok(()) => {
-            let error = sys::exec(program, argv, env);
+/// Runs in the payload process, which init forks while the sandbox is
+/// built; never returns. It confines itself completely (Landlock once
+/// `root_built` says the root is there), says so, and waits for its run on
+/// `link`, the socket to the supervisor. A failure is written to `link`; a
+/// successful exec closes it (close-on-exec).
+pub(crate) fn start(spec: &Spec, link: UnixStream, root_built: OwnedFd) -> ! {
+    let mut to_supervisor = &link;
+    let confined = drop_privileges(spec).and_then(|()| {
+        let mut byte = [0u8; 1];
+        match rustix::io::read(&root_built, &mut byte) {
+            Ok(1) => {}
+            // Init is gone, and the sandbox with it.
+            Ok(_) | Err(_) => std::process::exit(127),
+        }
+        drop(root_built);
+        // Its working directory was the host's until now.
+        rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+        if spec.landlock {
+            landlock(spec)?;
+        }
+        Ok(())
+    });
+    if let Err(error) = confined {
+        let _ = say(&mut to_supervisor, &PayloadReport::Failed(error));
+        std::process::exit(127)
+    }
+    if say(&mut to_supervisor, &PayloadReport::Confined).is_err() {
+        std::process::exit(127)
+    }
+    let mut from_supervisor = BufReader::new(&link);
+    let mut line = String::new();
+    match from_supervisor.read_line(&mut line) {
+        // The supervisor is gone, and with it the sandbox.
+        Ok(0) | Err(_) => std::process::exit(127),
+        Ok(_) => {}
+    }
+    let error = match serde_json::from_str::<Run>(&line) {
+        Ok(run) => run_program(&run),
+        Err(e) => format!("bad run message: {e}"),
+    };
+    let _ = say(&mut to_supervisor, &PayloadReport::Failed(error));
+    std::process::exit(127)
+}
+
+fn say(out: &mut impl Write, message: &PayloadReport) -> Result<(), String> {
+    let mut line = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    out.write_all(&line).map_err(|e| e.to_string())
+}
+
+/// Writes the run's files into `/tmp`, enters its directory and executes
+/// its program: all under the confinement already in place. Returns only
+/// on failure, with what went wrong.
+fn run_program(run: &Run) -> String {
+    let prepared = write_files(run).and_then(|()| {
+        let program = find_program(run)?;
+        let argv = c_strings(run.argv.iter().map(String::as_str), "argument")?;
+        let env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env = c_strings(env.iter().map(String::as_str), "environment variable")?;
+        rustix::process::chdir(&run.cwd)
+            .map_err(|e| format!("cannot enter `{}`: {e}", run.cwd.display()))?;
+        Ok((program, argv, env))
+    });
+    match prepared {
+        Ok((program, argv, env)) => {
+            let error = sys::exec(&program, &argv, &env);
             format!(
                 "cannot execute `{}`: {error}",
                 run.argv.first().map_or("", String::as_str)
             )
         }
         Err(error) => error,
-    };
-    let _ = errors.write_all(error.as_bytes());
-    std::process::exit(127)
+    }
 }
 
-fn confine(spec: &Spec, run: &Run, filters: &[BpfProgram; 2]) -> Result<(), String> {
+fn c_strings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<CString>, String> {
+    items
+        .map(|item| CString::new(item).map_err(|_| format!("an {what} holds a NUL byte")))
+        .collect()
+}
+
+fn find_program(run: &Run) -> Result<CString, String> {
+    let Some(name) = run.argv.first() else {
+        return Err("no command to run".into());
+    };
+    if name.contains('/') {
+        return CString::new(name.as_str()).map_err(|_| "the command holds a NUL byte".into());
+    }
+    let path = run
+        .env
+        .get("PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+    for dir in path.split(':').filter(|d| d.starts_with('/')) {
+        let candidate = Path::new(dir).join(name);
+        if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok()
+            && candidate.is_file()
+        {
+            return CString::new(candidate.as_os_str().as_encoded_bytes())
+                .map_err(|_| "bad path".into());
+        }
+    }
+    Err(format!(
+        "cannot execute `{name}`: not found in the sandbox's PATH ({path})"
+    ))
+}
+
+/// The payload is uid and gid 1000 by now, so what it writes is the sandbox
+/// user's, as `/tmp`'s other files.
+fn write_files(run: &Run) -> Result<(), String> {
+    for (name, content) in &run.files {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(format!("input file `{name}`: a plain file name is needed"));
+        }
+        std::fs::write(Path::new("/tmp").join(name), content)
+            .map_err(|e| format!("input file `{name}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Everything but Landlock, in this order: each step may need the privilege
+/// the next one drops; seccomp comes last of these, as it denies the calls
+/// the others make. Landlock, reading the run, writing its files, `chdir`
+/// and `execve` are all the allowlist has to permit afterwards.
+fn drop_privileges(spec: &Spec) -> Result<(), String> {
     let profile = &spec.profile;
+    let filters = crate::seccomp::filters()?;
     sys::set_signal_mask(None).map_err(|e| format!("sigprocmask: {e}"))?;
     rustix::process::setsid().map_err(|e| format!("setsid: {e}"))?;
     let mut limits = vec![
@@ -104,13 +204,8 @@ fn confine(spec: &Spec, run: &Run, filters: &[BpfProgram; 2]) -> Result<(), Stri
     )
     .map_err(|e| format!("cannot drop capabilities: {e}"))?;
     rustix::thread::set_no_new_privs(true).map_err(|e| format!("no_new_privs: {e}"))?;
-    if spec.landlock {
-        landlock(spec)?;
-    }
-    rustix::process::chdir(&run.cwd)
-        .map_err(|e| format!("cannot enter `{}`: {e}", run.cwd.display()))?;
     sys::cloexec_from(3).map_err(|e| format!("close_range: {e}"))?;
-    crate::seccomp::install(filters)
+    crate::seccomp::install(&filters)
 }
 
 fn landlock(spec: &Spec) -> Result<(), String> {

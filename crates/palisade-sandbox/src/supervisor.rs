@@ -1,11 +1,15 @@
-//! The supervisor: one process per sandbox, the palisade binary re-executed, that builds the sandbox, enforces its deadline and reports how it ended.
+//! The supervisor: one process per sandbox, forked by the zygote, that builds the sandbox, enforces its deadline and reports how it ended.
 //!
-//! The gateway never forks: it starts this process with the control socket
-//! as descriptor 3. The supervisor creates the sandbox's control groups,
+//! The gateway never forks: the zygote forks this process, with the control
+//! socket to the gateway and pipes as its standard streams. The supervisor
 //! forks init straight into fresh namespaces, maps its uid (without root),
-//! attaches it to the groups, and then relays: the `Run` to init, the
-//! payload's end to the gateway. It dies with the gateway (parent-death
-//! signal), and init dies with it, which takes the whole PID namespace down.
+//! has init in the sandbox's control groups before init forks anything (on
+//! v1 init attaches itself, on v2 the supervisor attaches it while init
+//! builds the root), and waits until the payload (which init forks) has
+//! confined itself. Then it relays: the `Run` to the payload over their own
+//! socket, the payload's exec and end to the gateway. It dies with the
+//! zygote, which dies with the gateway (parent-death signals), and init
+//! dies with it, which takes the whole PID namespace down.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -16,10 +20,10 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
-use crate::cgroup::Group;
+use crate::cgroup::{Group, Hierarchy};
 use crate::init;
 use crate::sys;
-use crate::wire::{Ending, InitReport, Report, Run, Spec};
+use crate::wire::{Ending, InitReport, PayloadReport, Report, Run, Spec};
 
 /// The sandbox's uid and gid inside.
 pub(crate) const SANDBOX_ID: u32 = 1000;
@@ -27,17 +31,22 @@ pub(crate) const SANDBOX_ID: u32 = 1000;
 /// The argument that makes the palisade binary a supervisor.
 pub const SUPERVISOR_ARG: &str = "__palisade-sandbox-supervisor";
 
-/// Runs a supervisor and exits; call it first thing in `main` when
-/// `argv[1]` is [`SUPERVISOR_ARG`].
+/// Runs the sandbox zygote, which forks the supervisors, and exits; call it
+/// first thing in `main` when `argv[1]` is [`SUPERVISOR_ARG`].
 pub fn supervise() -> ! {
     #[expect(
         unsafe_code,
         reason = "taking ownership of the descriptor the spawner passed"
     )]
-    // SAFETY: the gateway starts the supervisor with its control socket as
-    // descriptor 3 (see `launch`), and nothing else in this fresh process
-    // image owns that descriptor.
-    let control = UnixStream::from(unsafe { OwnedFd::from_raw_fd(3) });
+    // SAFETY: the gateway starts the zygote with its socket as descriptor 3
+    // (see `launch`), and nothing else in this fresh process image owns
+    // that descriptor.
+    let control = unsafe { OwnedFd::from_raw_fd(3) };
+    crate::zygote::serve(control)
+}
+
+/// Runs one supervisor on its control socket (in a child the zygote forked) and exits.
+pub(crate) fn supervise_on_socket(control: UnixStream) -> ! {
     let mut out = match control.try_clone() {
         Ok(out) => out,
         Err(_) => std::process::exit(2),
@@ -109,14 +118,8 @@ fn supervise_on(control: UnixStream) -> Result<(), String> {
         return Ok(());
     };
     let binds = resolve_binds(&spec)?;
-    let group = match &spec.cgroups {
-        Some(hierarchy) => Some(
-            Group::create(hierarchy, std::process::id(), &spec.profile)
-                .map_err(|e| format!("cannot create the sandbox's control groups: {e}"))?,
-        ),
-        None => None,
-    };
-    let outcome = run_sandbox(&spec, &binds, group.as_ref(), &mut from_gateway, &mut out);
+    let mut group = None;
+    let outcome = run_sandbox(&spec, &binds, &mut group, &mut from_gateway, &mut out);
     if let Some(Err(e)) = group.map(Group::remove) {
         tracing::warn!("cannot remove the sandbox's control groups: {e}");
     }
@@ -126,14 +129,22 @@ fn supervise_on(control: UnixStream) -> Result<(), String> {
     }
 }
 
+fn create_group(hierarchy: &Hierarchy, spec: &Spec) -> Result<Group, String> {
+    Group::create(hierarchy, std::process::id(), &spec.profile)
+        .map_err(|e| format!("cannot create the sandbox's control groups: {e}"))
+}
+
 fn run_sandbox(
     spec: &Spec,
     binds: &[Bind],
-    group: Option<&Group>,
+    group: &mut Option<Group>,
     from_gateway: &mut BufReader<UnixStream>,
     out: &mut UnixStream,
 ) -> Result<Option<Ending>, String> {
     let (mine, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    // The payload's own line to the supervisor: the run goes in, a failure
+    // comes out, and its exec closes it (close-on-exec).
+    let (payload_link, payload_end) = UnixStream::pair().map_err(|e| e.to_string())?;
     let mut flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
@@ -143,14 +154,22 @@ fn run_sandbox(
         flags |= libc::CLONE_NEWUSER;
     }
     let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
+    // On cgroup v1 init moves itself into the groups (its only thread,
+    // through `tasks`), which takes no global lock: moving another process
+    // (`cgroup.procs`) waits for an RCU grace period, several milliseconds.
+    if let Some(hierarchy @ Hierarchy::V1 { .. }) = &spec.cgroups {
+        *group = Some(create_group(hierarchy, spec)?);
+    }
     let Some(init_pid) =
         sys::fork_into(flags).map_err(|e| format!("cannot create the namespaces: {e}"))?
     else {
         // The control socket is close-on-exec: the payload never holds it.
         drop(mine);
-        init::main(theirs, spec, binds);
+        drop(payload_link);
+        init::main(theirs, payload_end, spec, binds, group.as_ref());
     };
     drop(theirs);
+    drop(payload_end);
     let mut init = Init {
         pid: init_pid,
         reaped: false,
@@ -167,32 +186,53 @@ fn run_sandbox(
                 .map_err(|e| format!("cannot write the user namespace's {file}: {e}"))?;
         }
     }
-    if let Some(group) = group {
-        group
-            .attach(init_pid)
-            .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
-    }
     let mut to_init = mine.try_clone().map_err(|e| e.to_string())?;
     let mut from_init = BufReader::new(mine);
+    // Init builds the root while the groups are made and it is attached to
+    // them (the first attach waits for an RCU grace period, a few
+    // milliseconds); it forks the payload only after "attached". On v1 init
+    // has attached itself already.
     to_init
         .write_all(b"\"go\"\n")
         .map_err(|e| format!("init died: {e}"))?;
+    if let Some(hierarchy @ Hierarchy::V2 { .. }) = &spec.cgroups {
+        group
+            .insert(create_group(hierarchy, spec)?)
+            .attach(init_pid)
+            .map_err(|e| format!("cannot attach the sandbox to its control groups: {e}"))?;
+    }
+    let group = group.as_ref();
+    // If init is gone, what it said is read next.
+    let _ = to_init.write_all(b"\"attached\"\n");
     match receive::<InitReport>(&mut from_init, "init")? {
         Some(InitReport::Ready) => {}
         Some(InitReport::Failed(error)) => return Err(error),
-        Some(_) | None => return Err("init died while building the sandbox".into()),
+        Some(InitReport::Status(_)) | None => {
+            return Err("init died while building the sandbox".into());
+        }
+    }
+    let mut to_payload = payload_link.try_clone().map_err(|e| e.to_string())?;
+    let mut from_payload = BufReader::new(payload_link);
+    match receive::<PayloadReport>(&mut from_payload, "payload")? {
+        Some(PayloadReport::Confined) => {}
+        Some(PayloadReport::Failed(error)) => return Err(error),
+        None => return Err("the payload died while confining itself".into()),
     }
     send(out, &Report::Ready)?;
     let Some(run) = receive::<Run>(from_gateway, "run")? else {
         return Ok(None);
     };
-    send(&mut to_init, &run)?;
+    send(&mut to_payload, &run)?;
     let deadline = spec.profile.timeout.map(|t| Instant::now() + t);
-    match receive::<InitReport>(&mut from_init, "init")? {
-        Some(InitReport::Started) => send(out, &Report::Started)?,
-        Some(InitReport::Failed(error)) => return Err(error),
-        Some(_) | None => return Err("init died before the payload started".into()),
+    // The link ends without a word when the exec succeeds.
+    match receive::<PayloadReport>(&mut from_payload, "payload")? {
+        None => send(out, &Report::Started)?,
+        Some(PayloadReport::Failed(error)) => return Err(error),
+        Some(PayloadReport::Confined) => {
+            return Err("the payload said it was confined twice".into());
+        }
     }
+    drop((to_payload, from_payload));
     let ending = loop {
         if !from_init.buffer().is_empty() {
             break read_status(&mut from_init, group, &mut init);

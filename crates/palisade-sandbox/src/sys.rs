@@ -1,8 +1,9 @@
 //! The few system calls that rustix does not wrap safely, each in a small function with its soundness argument.
 //!
-//! Everything here runs in the supervisor, init or payload processes, which
-//! are single-threaded: the palisade binary re-executed (see
-//! [`crate::supervisor`]), never the multi-threaded gateway.
+//! Everything here runs in the zygote, supervisor, init or payload
+//! processes, which are single-threaded: the palisade binary executed as
+//! the zygote (see [`crate::zygote`]) and what it forks, never the
+//! multi-threaded gateway.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -185,6 +186,16 @@ pub fn ignore_signal(signal: libc::c_int) {
     // signal context.
     unsafe {
         libc::signal(signal, libc::SIG_IGN);
+    }
+}
+
+/// Restores `signal`'s default disposition.
+pub fn default_signal(signal: libc::c_int) {
+    #[expect(unsafe_code, reason = "setting a signal's disposition to SIG_DFL")]
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
+    // signal context.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
     }
 }
 

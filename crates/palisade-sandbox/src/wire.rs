@@ -59,9 +59,21 @@ pub enum Ending {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum InitReport {
+    /// The root is built and the payload forked.
     Ready,
-    Started,
     /// The payload's raw wait status.
     Status(i32),
+    Failed(String),
+}
+
+/// What the payload tells the supervisor over its own socket, which its
+/// `execve` closes (close-on-exec): the end of the socket with nothing
+/// said after the run is the exec's success.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PayloadReport {
+    /// Every confinement is in place; it waits for its `Run`.
+    Confined,
+    /// It could not confine itself, or not start the run's program.
     Failed(String),
 }
