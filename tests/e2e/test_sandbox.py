@@ -814,29 +814,53 @@ def test_a_thousand_runs_leave_nothing_behind():
     assert grown < 10 * 1024, f"Shmem grew by {grown} KiB: the sandboxes' tmpfs memory was not returned"
 
 
+def sandbox_chain(cli: subprocess.Popen, seconds: str) -> tuple[int, int]:
+    """Waits for the CLI's payload; returns its zygote (the CLI's child, the palisade binary executed once)
+    and the supervisor that zygote forked for this sandbox."""
+    deadline = time.monotonic() + 20
+    while not host_processes("sleep", seconds) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert host_processes("sleep", seconds), "the payload started"
+    helpers = [int(line.split(":")[0]) for line in host_processes(supervisor_bin(), SUPERVISOR_ARG)]
+    zygotes = [pid for pid in helpers if parent_of(pid) == cli.pid]
+    assert len(zygotes) == 1, f"the CLI ({cli.pid}) started one zygote: {helpers}"
+    supervisors = [pid for pid in helpers if parent_of(pid) == zygotes[0]]
+    assert len(supervisors) == 1, f"the zygote ({zygotes[0]}) forked one supervisor: {helpers}"
+    return zygotes[0], supervisors[0]
+
+
 def test_killing_the_supervisor_kills_the_sandbox():
-    """SIGKILL to the CLI mid-run ends its supervisor and the payload within 2 s; the control groups it could
-    not remove are swept by the next start."""
+    """SIGKILL to a sandbox's supervisor mid-run ends its payload within 2 s, and the CLI says the run
+    failed; SIGKILL to the CLI ends its zygote, supervisor and payload. The control groups a killed
+    supervisor could not remove are swept by the next start."""
+    seconds = marker()
+    cli = subprocess.Popen([palisade_bin(), "sandbox", "run", "--", "sleep", seconds],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _zygote, supervisor = sandbox_chain(cli, seconds)
+        os.kill(supervisor, signal.SIGKILL)
+        assert gone_within(2, "sleep", seconds) == [], "the payload outlived its supervisor"
+        _, stderr = cli.communicate(timeout=20)
+        assert cli.returncode != 0, stderr
+    finally:
+        cli.kill()
+        cli.wait()
+
     seconds = marker()
     cli = subprocess.Popen([palisade_bin(), "sandbox", "run", "--", "sleep", seconds],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while not host_processes("sleep", seconds) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert host_processes("sleep", seconds), "the payload started"
-        supervisors = [int(line.split(":")[0]) for line in host_processes(supervisor_bin(), SUPERVISOR_ARG)]
-        mine = [pid for pid in supervisors if parent_of(pid) == cli.pid]
-        assert len(mine) == 1, f"the CLI ({cli.pid}) started one supervisor: {supervisors}"
-        supervisor = mine[0]
+        zygote, second = sandbox_chain(cli, seconds)
     finally:
         cli.kill()
         cli.wait()
-    assert gone_within(2, "sleep", seconds) == [], "the payload outlived its supervisor"
-    assert not any(line.startswith(f"{supervisor}:") for line in gone_within(2, supervisor_bin(), SUPERVISOR_ARG))
+    assert gone_within(2, "sleep", seconds) == [], "the payload outlived the CLI"
+    left = gone_within(2, supervisor_bin(), SUPERVISOR_ARG)
+    assert not [line for line in left if line.startswith((f"{zygote}:", f"{second}:"))], left
     after = sandbox("true")
     assert after.returncode == 0, shown(after)
-    assert not [group for group in sandbox_groups() if group.name == f"s{supervisor}"], "swept at the next start"
+    groups = [group for group in sandbox_groups() if group.name in (f"s{supervisor}", f"s{second}")]
+    assert not groups, "swept at the next start"
 
 
 # ---------------------------------------------------------------------------
