@@ -255,7 +255,7 @@ def test_the_filesystem_shows_only_the_system_set():
     # ld.so.conf is copied as well as ld.so.cache (init.rs), beyond the list in the brief.
     assert {"passwd", "group", "hostname", "hosts", "nsswitch.conf"} <= set(etc), etc
     assert set(etc) <= {"passwd", "group", "hostname", "hosts", "ld.so.cache", "ld.so.conf", "localtime",
-                        "alternatives", "nsswitch.conf"}, etc
+                        "alternatives", "ssl", "nsswitch.conf"}, etc
     assert set(dev) == {"null", "zero", "full", "random", "urandom", "shm", "fd", "stdin", "stdout", "stderr"}, dev
     assert tmp == [], "a fresh tmpfs, not the host's /tmp"
     assert int(tmp_size[0]) * int(tmp_size[1]) == 50 * 1024 * 1024, tmp_size
@@ -321,13 +321,15 @@ def write(path):
     except OSError as e:
         return errno.errorcode[e.errno] + ": " + e.strerror
 paths = ["/escaped", "/etc/escaped", "/etc/passwd", "/usr/escaped", "/usr/bin/escaped", "/lib/escaped",
-         "/dev/escaped", "/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/tmp/allowed"]
+         "/etc/ssl/escaped", "/etc/ssl/certs/escaped", "/dev/escaped", "/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/tmp/allowed"]
 print(json.dumps({path: write(path) for path in paths}))
 """
     done = sandbox("python3", "-c", code, profile="python")
     assert done.returncode == 0, shown(done)
     results = json.loads(done.stdout)
     assert results.pop("/tmp/allowed") == "ok"
+    if not Path("/etc/ssl/certs").is_dir():  # a host without CA certificates shows none
+        del results["/etc/ssl/escaped"], results["/etc/ssl/certs/escaped"]
     assert results == {path: "EROFS: Read-only file system" for path in results}, results
     shell = sandbox("sh", "-c", "mkdir /escaped; touch /etc/hosts; rm /usr/bin/env; "
                     "echo 1 > /proc/sys/kernel/ns_last_pid")
@@ -678,8 +680,8 @@ def test_the_32_bit_system_call_path_is_killed_with_sigsys(tmp_path):
 
 
 def test_host_secrets_files_and_environment_are_invisible(tmp_path):
-    """/etc/shadow, /root, /home, a file in the test's data directory, this repository and the CLI's
-    environment are out of sight (ENOENT; init's environ unreadable); a bound directory shows only itself."""
+    """/etc/shadow, /root, /home, /etc/ssl/private, a file in the test's data directory, this repository and
+    the CLI's environment are out of sight (ENOENT; init's environ unreadable); a bound directory shows only itself."""
     data = tmp_path / "data"
     (data / "public").mkdir(parents=True)
     (data / "secret.txt").write_text("host secret 7c1d")
@@ -688,7 +690,7 @@ def test_host_secrets_files_and_environment_are_invisible(tmp_path):
     (data / "public").chmod(0o755)
     env = {**os.environ, "PALISADE_TEST_CANARY": "canary-5e2a"}
     paths = ["/etc/shadow", "/root", "/home", str(data / "secret.txt"), str(Path(__file__).resolve()),
-             "/data/shown.txt", "/data/../secret.txt"]
+             "/data/shown.txt", "/data/../secret.txt", "/etc/ssl/private/ssl-cert-snakeoil.key"]
     done = sandbox("python3", "-c", PROBE, "secrets", *paths, profile="python", env=env,
                    bind_ro=(f"{data / 'public'}:/data",))
     assert done.returncode == 0, shown(done)
@@ -697,6 +699,8 @@ def test_host_secrets_files_and_environment_are_invisible(tmp_path):
         expected = "ok bound on purpose" if path == "/data/shown.txt" else "ENOENT: No such file or directory"
         assert results[path] == expected, (path, results[path])
     assert results["/data/../secret.txt"] == "ENOENT: No such file or directory", "`..` of a bind is the sandbox's root"
+    # The public CA certificates are shown (TLS clients look there); the host's private keys are not.
+    assert results["/etc/ssl/private/ssl-cert-snakeoil.key"] == "ENOENT: No such file or directory", results
     assert results["environ"] == PYTHON_ENV, results["environ"]
     assert results["/proc/self/environ"] == "ok " + "".join(f"{k}={PYTHON_ENV[k]}\0" for k in sorted(PYTHON_ENV))
     assert results["/proc/1/environ"] in ("EACCES: Permission denied", "ok "), results["/proc/1/environ"]

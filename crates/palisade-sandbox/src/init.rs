@@ -10,6 +10,7 @@ use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::cgroup::{Group, Hierarchy};
+use crate::profile::SYSTEM;
 use crate::supervisor::{Bind, SANDBOX_ID};
 use crate::wire::{InitReport, Spec};
 use crate::{payload, sys};
@@ -200,27 +201,17 @@ fn build_root(spec: &Spec, binds: &[Bind]) -> Result<(), String> {
         .map_err(|e| fail("pivot_root", e))?;
     rustix::process::chdir("/").map_err(|e| fail("chdir /", e))?;
 
-    // The read-only system.
-    bind(&host(Path::new("/usr")), Path::new("/usr"), false, true)?;
-    for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
-        let on_host = host(Path::new(top));
-        match std::fs::symlink_metadata(&on_host) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let target = std::fs::read_link(&on_host).map_err(|e| fail(top, e))?;
-                std::os::unix::fs::symlink(target, top).map_err(|e| fail(top, e))?;
-            }
-            Ok(meta) if meta.is_dir() => bind(&on_host, Path::new(top), false, true)?,
-            Ok(_) | Err(_) => {}
-        }
+    // The read-only system (`profile::SYSTEM`): what is under /etc after
+    // the synthesized /etc exists; a symbolic link mirrored, a missing
+    // directory left out.
+    let (in_etc, outside): (Vec<&str>, Vec<&str>) =
+        SYSTEM.iter().partition(|dir| dir.starts_with("/etc/"));
+    for top in outside {
+        show_system(top)?;
     }
     build_etc()?;
-    if host(Path::new("/etc/alternatives")).is_dir() {
-        bind(
-            &host(Path::new("/etc/alternatives")),
-            Path::new("/etc/alternatives"),
-            false,
-            true,
-        )?;
+    for dir in in_etc {
+        show_system(dir)?;
     }
 
     // /tmp: the only place the payload may write, unless a bind says otherwise.
@@ -272,6 +263,20 @@ fn build_root(spec: &Spec, binds: &[Bind]) -> Result<(), String> {
     )
     .map_err(|e| fail("make the root read-only", e))?;
     Ok(())
+}
+
+/// Shows the host's system directory `dir` read-only at the same place:
+/// bound when it is a directory, mirrored when it is a symbolic link.
+fn show_system(dir: &str) -> Result<(), String> {
+    let on_host = host(Path::new(dir));
+    match std::fs::symlink_metadata(&on_host) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = std::fs::read_link(&on_host).map_err(|e| fail(dir, e))?;
+            std::os::unix::fs::symlink(target, dir).map_err(|e| fail(dir, e))
+        }
+        Ok(meta) if meta.is_dir() => bind(&on_host, Path::new(dir), false, true),
+        Ok(_) | Err(_) => Ok(()),
+    }
 }
 
 fn build_etc() -> Result<(), String> {

@@ -197,8 +197,10 @@ impl Profile {
     }
 }
 
-/// The host's system directories every sandbox shows read-only at the same place.
-pub const SYSTEM: [&str; 8] = [
+/// The host's system directories every sandbox shows read-only at the same
+/// place (those the host has): programs, libraries, and the public CA
+/// certificates TLS clients look for (not `/etc/ssl/private`).
+pub const SYSTEM: [&str; 9] = [
     "/usr",
     "/bin",
     "/sbin",
@@ -207,6 +209,7 @@ pub const SYSTEM: [&str; 8] = [
     "/lib64",
     "/libx32",
     "/etc/alternatives",
+    "/etc/ssl/certs",
 ];
 
 /// Symbolic links followed before [`Profile::host_file`] gives up, as the kernel's limit.
