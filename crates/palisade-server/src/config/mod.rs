@@ -593,10 +593,6 @@ fn sandboxed_command(
     env: &BTreeMap<String, Setting>,
     inherit_env: bool,
 ) -> Result<(), Unseen> {
-    let executable = |path: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     if let Some(dir) = cwd {
         profile.host_file(dir).map_err(|hidden| {
             Unseen::Hidden(format!(
@@ -614,7 +610,7 @@ fn sandboxed_command(
         let host = profile.host_file(&inside).map_err(|hidden| {
             Unseen::Hidden(format!("it needs the host's `{}`", hidden.display()))
         })?;
-        if !executable(&host) {
+        if !is_executable(&host) {
             return Err(Unseen::Missing(format!(
                 "`{}` is not an executable file",
                 inside.display()
@@ -632,10 +628,10 @@ fn sandboxed_command(
             .filter(|d| d.starts_with('/'))
             .find_map(
                 |dir| match profile.host_file(&Path::new(dir).join(command)) {
-                    Ok(host) if executable(&host) => Some(host),
+                    Ok(host) if is_executable(&host) => Some(host),
                     Ok(_) => None,
                     Err(at) => {
-                        if executable(&Path::new(dir).join(command)) {
+                        if is_executable(&Path::new(dir).join(command)) {
                             hidden.push(at);
                         }
                         None
@@ -680,24 +676,26 @@ fn sandboxed_command(
     Ok(())
 }
 
+/// A regular file with an execute bit (following symbolic links).
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// Where `command` would be run from: itself if it names a path (relative to
 /// `cwd`), else the first executable of that name on `PATH`.
 pub fn find_program(command: &str, cwd: Option<&Path>) -> Option<PathBuf> {
-    let executable = |path: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     if command.contains('/') {
         let path = match cwd {
             Some(dir) => dir.join(command),
             None => PathBuf::from(command),
         };
-        return executable(&path).then_some(path);
+        return is_executable(&path).then_some(path);
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(command))
-        .find(|candidate| executable(candidate))
+        .find(|candidate| is_executable(candidate))
 }
 
 /// This process's soft limit on open files (`RLIMIT_NOFILE`); `None` when unlimited.
