@@ -1070,7 +1070,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         assert_eq!(
             err,
             format!(
-                "p.toml: `upstreams.a.command`: `{}` cannot run in the sandbox profile `upstream`: it needs the host's `{}`, which the sandbox does not show (it shows /usr, /bin, /sbin, /lib, /lib32, /lib64, /libx32, /etc/alternatives and the upstream's binds); add the directory to `bind_ro`, or run the server unsandboxed with `sandbox = \"off\"`",
+                "p.toml: `upstreams.a.command`: `{}` cannot run in the sandbox profile `upstream`: it needs the host's `{}`, which the sandbox does not show (it shows /usr, /bin, /sbin, /lib, /lib32, /lib64, /libx32, /etc/alternatives, /etc/ssl/certs and the upstream's binds); add the directory to `bind_ro`, or run the server unsandboxed with `sandbox = \"off\"`",
                 tool.display(),
                 top.display()
             )
