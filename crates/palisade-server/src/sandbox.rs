@@ -10,16 +10,14 @@ use crate::gateway::StartError;
 /// Whether any upstream of `config` runs in a sandbox.
 pub fn needed(config: &Config) -> bool {
     config.upstreams.iter().any(|u| {
-        matches!(
-            u.transport,
-            Transport::Builtin {
-                builtin: Builtin::Exec,
-                ..
-            } | Transport::Stdio {
-                sandbox: Some(_),
-                ..
-            }
-        )
+        u.transport.sandboxed_stdio()
+            || matches!(
+                u.transport,
+                Transport::Builtin {
+                    builtin: Builtin::Exec,
+                    ..
+                }
+            )
     })
 }
 
@@ -33,15 +31,7 @@ pub fn start(config: &Config) -> Result<Option<Arc<Sandboxes>>, StartError> {
     let helper = std::env::current_exe()
         .map_err(|e| StartError::Sandbox(format!("cannot find palisade's own binary: {e}")))?;
     let sandboxes = Sandboxes::start(&config.sandbox, helper).map_err(|why| {
-        let stdio = config.upstreams.iter().any(|u| {
-            matches!(
-                u.transport,
-                Transport::Stdio {
-                    sandbox: Some(_),
-                    ..
-                }
-            )
-        });
+        let stdio = config.upstreams.iter().any(|u| u.transport.sandboxed_stdio());
         StartError::Sandbox(if stdio {
             format!("{why}\n(stdio upstreams run sandboxed unless their config says `sandbox = \"off\"`, or `palisade mcp --no-sandbox`: both run the server with palisade's privileges, reported as degraded)")
         } else {

@@ -342,6 +342,17 @@ impl Upstream {
 }
 
 impl Transport {
+    /// A stdio upstream that runs in a sandbox (not `sandbox = "off"`).
+    pub fn sandboxed_stdio(&self) -> bool {
+        matches!(
+            self,
+            Transport::Stdio {
+                sandbox: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The environment a spawned upstream gets, but for the variables that
     /// come from secrets (the broker sets those) and palisade's own
     /// credentials (`withheld`), which never pass to an upstream.
@@ -518,14 +529,7 @@ impl Config {
             };
             // A name must be found on the host's PATH, sandboxed or not; a
             // path, when sandboxed, is a path inside the sandbox.
-            let sandboxed = matches!(
-                upstream.transport,
-                Transport::Stdio {
-                    sandbox: Some(_),
-                    ..
-                }
-            );
-            if (!sandboxed || !command.contains('/'))
+            if (!upstream.transport.sandboxed_stdio() || !command.contains('/'))
                 && find_program(command, cwd.as_deref()).is_none()
             {
                 return Err(invalid(format!(
