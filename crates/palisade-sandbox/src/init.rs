@@ -10,7 +10,7 @@ use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::cgroup::{Group, Hierarchy};
-use crate::profile::SYSTEM;
+use crate::profile::{EGRESS_PORT, SYSTEM};
 use crate::supervisor::{Bind, SANDBOX_ID};
 use crate::wire::{InitReport, Spec};
 use crate::{payload, sys};
@@ -23,6 +23,7 @@ const OLD_ROOT: &str = "/.host";
 pub(crate) fn main(
     socket: UnixStream,
     payload_link: UnixStream,
+    egress: UnixStream,
     spec: &Spec,
     binds: &[Bind],
     attach_self: Option<&Group>,
@@ -34,6 +35,7 @@ pub(crate) fn main(
     let outcome = serve(
         socket,
         payload_link,
+        egress,
         &mut to_supervisor,
         spec,
         binds,
@@ -55,6 +57,7 @@ fn report(out: &mut UnixStream, message: &InitReport) -> Result<(), String> {
 fn serve(
     socket: UnixStream,
     payload_link: UnixStream,
+    egress: UnixStream,
     out: &mut UnixStream,
     spec: &Spec,
     binds: &[Bind],
@@ -68,6 +71,10 @@ fn serve(
     // "go": the uid and gid maps are written (a user namespace's files
     // cannot be made before).
     wait_for(&mut from_supervisor, "go")?;
+    if spec.profile.has_egress() {
+        open_egress(&egress)?;
+    }
+    drop(egress);
     if let Some(group) = attach_self {
         group
             .attach_self()
@@ -126,6 +133,18 @@ fn serve(
     // Returning ends PID 1, and the kernel kills whatever else is left:
     // daemons, double forks and stragglers die with the run.
     Ok(())
+}
+
+/// The sandbox's only way out: brings its loopback up, listens on
+/// `127.0.0.1:EGRESS_PORT` and sends the listener to the gateway, which
+/// serves its connections as palisade's egress proxy. The namespace has no
+/// other interface, so nothing else inside reaches beyond it.
+fn open_egress(link: &UnixStream) -> Result<(), String> {
+    sys::loopback_up().map_err(|e| fail("bring the loopback interface up", e))?;
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, EGRESS_PORT))
+        .map_err(|e| fail(format!("listen on 127.0.0.1:{EGRESS_PORT}"), e))?;
+    crate::zygote::send_descriptor(link, &listener)
+        .map_err(|e| fail("hand the egress listener to palisade", e))
 }
 
 /// Reads the supervisor's go-ahead `word`; exits quietly if the supervisor

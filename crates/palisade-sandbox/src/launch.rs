@@ -335,6 +335,7 @@ impl Sandboxes {
             stdin,
             stdout,
             stderr,
+            egress,
         } = self.fork_supervisor().await?;
         let ours = std::os::unix::net::UnixStream::from(control);
         ours.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -361,8 +362,17 @@ impl Sandboxes {
             read: BufReader::new(read),
             write: Some(write),
             profile: profile.clone(),
+            egress: None,
         };
         match tokio::time::timeout(BUILD_TIMEOUT, prepared.report()).await {
+            Ok(Ok(Report::Ready)) if profile.has_egress() => {
+                // Init sent its listener before the sandbox was ready.
+                let listener = zygote::receive_descriptor(&egress)
+                    .map_err(|e| format!("cannot take the sandbox's egress listener: {e}"))?
+                    .ok_or("the sandbox sent no egress listener")?;
+                prepared.egress = Some(std::net::TcpListener::from(listener));
+                Ok(prepared)
+            }
             Ok(Ok(Report::Ready)) => Ok(prepared),
             Ok(Ok(Report::Failed(error))) => Err(error),
             Ok(Ok(other @ (Report::Started | Report::Ended(_)))) => Err(format!(
@@ -576,6 +586,10 @@ pub struct Prepared {
     read: BufReader<OwnedReadHalf>,
     write: Option<OwnedWriteHalf>,
     profile: Profile,
+    /// A profile with egress: the listener on `127.0.0.1:EGRESS_PORT` inside
+    /// the sandbox's network namespace, whose connections palisade's egress
+    /// proxy serves.
+    egress: Option<std::net::TcpListener>,
 }
 
 impl Prepared {
@@ -652,6 +666,12 @@ impl Running {
     /// The profile it runs under.
     pub fn profile(&self) -> &Profile {
         &self.prepared.profile
+    }
+
+    /// The egress listener inside the sandbox (once; `None` without egress).
+    /// The caller serves its connections for as long as the run lasts.
+    pub fn take_egress(&mut self) -> Option<std::net::TcpListener> {
+        self.prepared.egress.take()
     }
 
     /// The supervisor's pid (for tests that kill it).

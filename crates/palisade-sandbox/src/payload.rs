@@ -7,11 +7,12 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
+    ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
     path_beneath_rules,
 };
 use rustix::process::{Resource, Rlimit};
 
+use crate::profile::EGRESS_PORT;
 use crate::supervisor::SANDBOX_ID;
 use crate::sys;
 use crate::wire::{PayloadReport, Run, Spec};
@@ -53,7 +54,7 @@ pub(crate) fn start(spec: &Spec, link: UnixStream, root_built: OwnedFd) -> ! {
         Ok(_) => {}
     }
     let error = match serde_json::from_str::<Run>(&line) {
-        Ok(run) => run_program(&run),
+        Ok(run) => run_program(&run, spec.profile.has_egress()),
         Err(e) => format!("bad run message: {e}"),
     };
     let _ = say(&mut to_supervisor, &PayloadReport::Failed(error));
@@ -66,14 +67,30 @@ fn say(out: &mut impl Write, message: &PayloadReport) -> Result<(), String> {
     out.write_all(&line).map_err(|e| e.to_string())
 }
 
+/// The proxy variables of a sandbox with egress, over the run's own: they
+/// help the programs that read them; the namespace is what holds the rest.
+fn proxy_env() -> Vec<(String, String)> {
+    let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
+    ["http_proxy", "https_proxy", "all_proxy"]
+        .into_iter()
+        .flat_map(|name| [name.to_owned(), name.to_ascii_uppercase()])
+        .map(|name| (name, proxy.clone()))
+        .chain(["no_proxy", "NO_PROXY"].map(|name| (name.to_owned(), String::new())))
+        .collect()
+}
+
 /// Writes the run's files into `/tmp`, enters its directory and executes
 /// its program: all under the confinement already in place. Returns only
 /// on failure, with what went wrong.
-fn run_program(run: &Run) -> String {
+fn run_program(run: &Run, egress: bool) -> String {
     let prepared = write_files(run).and_then(|()| {
         let program = find_program(run)?;
         let argv = c_strings(run.argv.iter().map(String::as_str), "argument")?;
-        let env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut vars = run.env.clone();
+        if egress {
+            vars.extend(proxy_env());
+        }
+        let env: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let env = c_strings(env.iter().map(String::as_str), "environment variable")?;
         rustix::process::chdir(&run.cwd)
             .map_err(|e| format!("cannot enter `{}`: {e}", run.cwd.display()))?;
@@ -223,6 +240,12 @@ fn landlock(spec: &Spec) -> Result<(), String> {
     if spec.profile.tmp_noexec {
         tmp &= !AccessFs::Execute;
     }
+    // No TCP bind and no TCP connect, but to the egress listener (its port;
+    // the namespace has no interface but loopback).
+    let egress = spec
+        .profile
+        .has_egress()
+        .then(|| NetPort::new(EGRESS_PORT, AccessNet::ConnectTcp));
     Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .map_err(fail)?
@@ -231,6 +254,8 @@ fn landlock(spec: &Spec) -> Result<(), String> {
         .scope(Scope::from_all(abi))
         .map_err(fail)?
         .create()
+        .map_err(fail)?
+        .add_rules(egress.into_iter().map(Ok::<_, landlock::RulesetError>))
         .map_err(fail)?
         .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
         .map_err(fail)?

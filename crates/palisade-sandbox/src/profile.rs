@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use palisade_egress::{RuleSpec, Rules};
 use serde::{Deserialize, Serialize};
 
 /// One host path shown inside the sandbox.
@@ -81,7 +82,15 @@ pub struct Profile {
     /// Bytes of stdout and of stderr each that a run may write.
     pub max_output: u64,
     pub env: BTreeMap<String, String>,
+    /// The destinations the sandbox may reach through palisade's egress
+    /// proxy; empty: no network at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<RuleSpec>,
 }
+
+/// The port of the proxy listener inside a sandbox with egress
+/// (`127.0.0.1:3128`, the port HTTP proxies traditionally use).
+pub const EGRESS_PORT: u16 = 3128;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -106,6 +115,7 @@ impl Profile {
             open_files: 256,
             max_output: MIB,
             env: BTreeMap::new(),
+            egress: Vec::new(),
         };
         match name {
             "shell" => {}
@@ -135,6 +145,11 @@ impl Profile {
             _ => return None,
         }
         Some(profile)
+    }
+
+    /// Whether the sandbox reaches the network (only through palisade's proxy).
+    pub fn has_egress(&self) -> bool {
+        !self.egress.is_empty()
     }
 
     /// This profile changed by `settings`.
@@ -188,6 +203,11 @@ impl Profile {
         }
         self.env
             .extend(settings.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(egress) = &settings.egress {
+            Rules::parse(egress, &format!("sandbox.profiles.{name}.egress"))
+                .map_err(|e| e.to_string())?;
+            self.egress = egress.clone();
+        }
         if self.memory < 4 * MIB {
             return Err(format!(
                 "sandbox.profiles.{name}.memory: at least 4 MiB is needed to start a process"
@@ -311,6 +331,8 @@ pub struct ProfileSettings {
     pub bind_ro: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Destinations reachable through palisade's egress proxy (`"api.example.com:443"`, or tables).
+    pub egress: Option<Vec<RuleSpec>>,
 }
 
 /// Resolves every profile: the built-ins, then the configured ones (which

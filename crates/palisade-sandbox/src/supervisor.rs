@@ -46,12 +46,13 @@ pub fn supervise() -> ! {
 }
 
 /// Runs one supervisor on its control socket (in a child the zygote forked) and exits.
-pub(crate) fn supervise_on_socket(control: UnixStream) -> ! {
+/// `egress`: the link to the gateway init sends the egress listener on.
+pub(crate) fn supervise_on_socket(control: UnixStream, egress: UnixStream) -> ! {
     let mut out = match control.try_clone() {
         Ok(out) => out,
         Err(_) => std::process::exit(2),
     };
-    let code = match supervise_on(control) {
+    let code = match supervise_on(control, egress) {
         Ok(()) => 0,
         Err(error) => {
             let _ = send(&mut out, &Report::Failed(error));
@@ -109,7 +110,7 @@ fn resolve_binds(spec: &Spec) -> Result<Vec<Bind>, String> {
         .collect()
 }
 
-fn supervise_on(control: UnixStream) -> Result<(), String> {
+fn supervise_on(control: UnixStream, egress: UnixStream) -> Result<(), String> {
     // Nothing palisade's parent left open may reach the payload.
     sys::cloexec_from(3).map_err(|e| format!("close_range: {e}"))?;
     let mut out = control.try_clone().map_err(|e| e.to_string())?;
@@ -119,7 +120,14 @@ fn supervise_on(control: UnixStream) -> Result<(), String> {
     };
     let binds = resolve_binds(&spec)?;
     let mut group = None;
-    let outcome = run_sandbox(&spec, &binds, &mut group, &mut from_gateway, &mut out);
+    let outcome = run_sandbox(
+        &spec,
+        &binds,
+        egress,
+        &mut group,
+        &mut from_gateway,
+        &mut out,
+    );
     if let Some(Err(e)) = group.map(Group::remove) {
         tracing::warn!("cannot remove the sandbox's control groups: {e}");
     }
@@ -137,6 +145,7 @@ fn create_group(hierarchy: &Hierarchy, spec: &Spec) -> Result<Group, String> {
 fn run_sandbox(
     spec: &Spec,
     binds: &[Bind],
+    egress: UnixStream,
     group: &mut Option<Group>,
     from_gateway: &mut BufReader<UnixStream>,
     out: &mut UnixStream,
@@ -166,8 +175,10 @@ fn run_sandbox(
         // The control socket is close-on-exec: the payload never holds it.
         drop(mine);
         drop(payload_link);
-        init::main(theirs, payload_end, spec, binds, group.as_ref());
+        init::main(theirs, payload_end, egress, spec, binds, group.as_ref());
     };
+    // Init holds the egress link now.
+    drop(egress);
     drop(theirs);
     drop(payload_end);
     let mut init = Init {

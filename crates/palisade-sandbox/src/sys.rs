@@ -162,6 +162,38 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     }
 }
 
+/// Brings the network namespace's `lo` up (`SIOCSIFFLAGS`); a new
+/// namespace starts with it down.
+pub fn loopback_up() -> io::Result<()> {
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    #[expect(unsafe_code, reason = "ifreq is a C union with no safe constructor")]
+    // SAFETY: an all-zero ifreq is a valid value of the C struct.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo") {
+        *slot = *byte as libc::c_char;
+    }
+    request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    #[expect(unsafe_code, reason = "SIOCSIFFLAGS has no wrapper in rustix")]
+    // SAFETY: the ioctl reads an ifreq, which lives for the call, on a
+    // socket this function owns.
+    let result = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SIOCSIFFLAGS,
+            &request,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The Landlock ABI version the kernel offers (0 when it has none).
 pub fn landlock_abi() -> i32 {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;

@@ -3,14 +3,14 @@
 //! The gateway starts it as it used to start each supervisor: an empty
 //! environment, its end of a socket pair as descriptor 3, and a
 //! parent-death signal. For each sandbox the gateway sends one byte; the
-//! zygote makes the supervisor's control socket and its stdin, stdout and
-//! stderr pipes, forks, and answers with the supervisor's pid and, as
-//! `SCM_RIGHTS`, the gateway's ends of all four. The gateway still never
-//! forks. A supervisor dies with the zygote (parent-death signal, checked
-//! against a race with `getppid`), the zygote with the gateway. The zygote
-//! ignores `SIGCHLD`, so the kernel reaps each supervisor as it exits, and
-//! each supervisor restores the default before it forks init, which it
-//! waits for.
+//! zygote makes the supervisor's control socket, its stdin, stdout and
+//! stderr pipes and its egress link, forks, and answers with the
+//! supervisor's pid and, as `SCM_RIGHTS`, the gateway's ends of all five.
+//! The gateway still never forks. A supervisor dies with the zygote
+//! (parent-death signal, checked against a race with `getppid`), the
+//! zygote with the gateway. The zygote ignores `SIGCHLD`, so the kernel
+//! reaps each supervisor as it exits, and each supervisor restores the
+//! default before it forks init, which it waits for.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -40,6 +40,8 @@ pub(crate) struct Forked {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// Where init sends the listener of a sandbox with egress.
+    pub egress: OwnedFd,
 }
 
 /// Serves the gateway on `control` until it hangs up; then waits for the
@@ -95,11 +97,14 @@ struct Ends {
     stdin: (OwnedFd, OwnedFd),
     stdout: (OwnedFd, OwnedFd),
     stderr: (OwnedFd, OwnedFd),
+    supervisor_egress: UnixStream,
+    gateway_egress: UnixStream,
 }
 
 impl Ends {
     fn new() -> std::io::Result<Self> {
         let (supervisor_control, gateway_control) = UnixStream::pair()?;
+        let (supervisor_egress, gateway_egress) = UnixStream::pair()?;
         let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
         Ok(Self {
             supervisor_control,
@@ -107,6 +112,8 @@ impl Ends {
             stdin: pipe()?,
             stdout: pipe()?,
             stderr: pipe()?,
+            supervisor_egress,
+            gateway_egress,
         })
     }
 }
@@ -119,8 +126,10 @@ fn supervisor(zygote: Pid, ends: Ends) -> ! {
         stdin,
         stdout,
         stderr,
+        supervisor_egress,
+        gateway_egress,
     } = ends;
-    drop(gateway_control);
+    drop((gateway_control, gateway_egress));
     let dies_with_the_zygote = rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .is_ok()
         && rustix::process::getppid() == Some(zygote);
@@ -136,7 +145,7 @@ fn supervisor(zygote: Pid, ends: Ends) -> ! {
     if stdio.is_err() {
         std::process::exit(2);
     }
-    crate::supervisor::supervise_on_socket(supervisor_control)
+    crate::supervisor::supervise_on_socket(supervisor_control, supervisor_egress)
 }
 
 fn send_forked(control: &OwnedFd, pid: i32, ends: &Ends) -> Result<(), Errno> {
@@ -147,8 +156,9 @@ fn send_forked(control: &OwnedFd, pid: i32, ends: &Ends) -> Result<(), Errno> {
         ends.stdin.1.as_fd(),
         ends.stdout.0.as_fd(),
         ends.stderr.0.as_fd(),
+        ends.gateway_egress.as_fd(),
     ];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(5))];
     let mut ancillary = SendAncillaryBuffer::new(&mut space);
     if !ancillary.push(SendAncillaryMessage::ScmRights(&fds)) {
         return Err(Errno::NOBUFS);
@@ -180,7 +190,7 @@ pub(crate) enum Answer {
 /// Receives one answer without blocking (`WouldBlock` when none is there yet).
 pub(crate) fn receive(control: impl AsFd) -> std::io::Result<Answer> {
     let mut message = [0u8; 1024];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(5))];
     let mut ancillary = RecvAncillaryBuffer::new(&mut space);
     let received = rustix::net::recvmsg(
         control,
@@ -210,16 +220,24 @@ pub(crate) fn receive(control: impl AsFd) -> std::io::Result<Answer> {
                 fds.next(),
                 fds.next(),
                 fds.next(),
+                fds.next(),
             ) {
-                (Some(pid), Some(control), Some(stdin), Some(stdout), Some(stderr), None) => {
-                    Answer::Forked(Forked {
-                        pid,
-                        control,
-                        stdin,
-                        stdout,
-                        stderr,
-                    })
-                }
+                (
+                    Some(pid),
+                    Some(control),
+                    Some(stdin),
+                    Some(stdout),
+                    Some(stderr),
+                    Some(egress),
+                    None,
+                ) => Answer::Forked(Forked {
+                    pid,
+                    control,
+                    stdin,
+                    stdout,
+                    stderr,
+                    egress,
+                }),
                 _ => Answer::Failed("the sandbox zygote sent a malformed answer".to_owned()),
             }
         }
@@ -227,6 +245,43 @@ pub(crate) fn receive(control: impl AsFd) -> std::io::Result<Answer> {
         Some(_) => Answer::Failed("the sandbox zygote sent a malformed answer".to_owned()),
     };
     Ok(answer)
+}
+
+/// Sends one descriptor (a sandbox's egress listener) over `link`.
+pub(crate) fn send_descriptor(link: impl AsFd, fd: impl AsFd) -> Result<(), Errno> {
+    let fds = [fd.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = SendAncillaryBuffer::new(&mut space);
+    if !ancillary.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(Errno::NOBUFS);
+    }
+    rustix::net::sendmsg(
+        link,
+        &[IoSlice::new(b"l")],
+        &mut ancillary,
+        SendFlags::NOSIGNAL,
+    )
+    .map(|_| ())
+}
+
+/// Receives the one descriptor [`send_descriptor`] sent, without blocking.
+pub(crate) fn receive_descriptor(link: impl AsFd) -> std::io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+    rustix::net::recvmsg(
+        link,
+        &mut [IoSliceMut::new(&mut byte)],
+        &mut ancillary,
+        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for item in ancillary.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = item {
+            received = received.or_else(|| fds.next());
+        }
+    }
+    Ok(received)
 }
 
 /// Sends the request for a supervisor without blocking.

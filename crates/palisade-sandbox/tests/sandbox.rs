@@ -83,6 +83,10 @@ fn main() {
         "the zygote reaps the supervisors it forked",
         Box::pin(the_zygote_reaps_its_supervisors(&sandboxes)),
     );
+    check(
+        "a sandbox with egress reaches its listener and nothing else",
+        Box::pin(a_sandbox_with_egress_reaches_its_listener_only(&sandboxes)),
+    );
     drop(sandboxes);
     the_gateways_death_takes_every_sandbox_process_along();
     println!("ok: the gateway's death takes the zygote, supervisor, init and payload along");
@@ -250,6 +254,68 @@ async fn the_run_sees_its_files_its_groups_and_only_its_stdio(sandboxes: &Arc<Sa
         0,
         "SIGCHLD is not ignored: {stdout}"
     );
+}
+
+/// The listener inside is the only way out: the gateway's end answers on
+/// it; another loopback port, a bind and UDP beyond the namespace fail.
+async fn a_sandbox_with_egress_reaches_its_listener_only(sandboxes: &Arc<Sandboxes>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    let mut profile = shell(sandboxes);
+    profile.egress = vec![palisade_egress::RuleSpec::Short("api.test:443".into())];
+    let script = [
+        "echo \"$HTTPS_PROXY $ALL_PROXY no_proxy=[$NO_PROXY]\"",
+        "exec 3<>/dev/tcp/127.0.0.1/3128 && echo ping >&3 && read -r answer <&3 && echo \"proxy said $answer\"",
+        "(exec 4<>/dev/tcp/127.0.0.1/8080) 2>/dev/null || echo other-port-refused",
+        "(exec 5<>/dev/udp/192.0.2.1/53 && echo x >&5) 2>/dev/null || echo udp-refused",
+        "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 9999))' 2>/dev/null || echo bind-refused",
+        "getent hosts example.com || echo dns-refused",
+    ]
+    .join("\n");
+    let run = command(&profile, vec!["bash".into(), "-c".into(), script]);
+    let mut running = sandboxes.spawn(&profile, run).await.unwrap();
+    let listener = tokio::net::TcpListener::from_std({
+        let listener = running
+            .take_egress()
+            .expect("a profile with egress has a listener");
+        listener.set_nonblocking(true).unwrap();
+        listener
+    })
+    .unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    tokio::io::BufReader::new(read)
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert_eq!(line, "ping\n");
+    write.write_all(b"pong\n").await.unwrap();
+    let mut stdout = String::new();
+    tokio::io::AsyncReadExt::read_to_string(running.stdout.as_mut().unwrap(), &mut stdout)
+        .await
+        .unwrap();
+    assert_eq!(running.wait().await.unwrap(), End::Exited(0), "{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "http://127.0.0.1:3128 http://127.0.0.1:3128 no_proxy=[]",
+            "proxy said pong",
+            "other-port-refused",
+            "udp-refused",
+            "bind-refused",
+            "dns-refused",
+        ],
+        "{stdout}"
+    );
+    // Without egress there is no listener.
+    let plain = shell(sandboxes);
+    let mut running = sandboxes
+        .spawn(&plain, command(&plain, vec!["true".into()]))
+        .await
+        .unwrap();
+    assert!(running.take_egress().is_none());
+    assert_eq!(running.wait().await.unwrap(), End::Exited(0));
 }
 
 async fn a_missing_program_fails_the_start(sandboxes: &Arc<Sandboxes>) {
