@@ -310,6 +310,14 @@ pub enum AuditEvent<'a> {
         code: Option<&'static str>,
         reason: Bounded,
     },
+    /// One outbound connection (a tunnel, or a plain-HTTP request) through
+    /// palisade's egress, allowed or refused: who it was for, where it went,
+    /// the bytes each way and how long it lasted (the egress crate's record).
+    Egress {
+        time: String,
+        #[serde(flatten)]
+        connection: serde_json::Value,
+    },
     /// A human approved or refused a held call.
     ApprovalDecided {
         time: String,

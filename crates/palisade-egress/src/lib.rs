@@ -182,40 +182,136 @@ impl Egress {
 
 impl Egress {
     /// Serves every connection `listener` accepts (a sandbox's listener) for
-    /// `scope`, until the listener fails or the future is dropped.
+    /// `scope`, until the future is dropped, which ends its connections too.
     pub async fn serve_listener(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         scope: Arc<Scope>,
     ) {
-        let _ = (listener, scope);
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let (egress, scope) = (Arc::clone(&self), Arc::clone(&scope));
+                        connections.spawn(async move { egress.serve(&scope, stream).await });
+                    }
+                    // Out of descriptors or a connection aborted before it
+                    // was taken: the listener itself is fine.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "egress listener could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
     }
 
-    /// Serves one client connection to the proxy for `scope`.
-    pub async fn serve(self: &Arc<Self>, scope: &Arc<Scope>, stream: tokio::net::TcpStream) {
-        let _ = (scope, stream);
+    /// Serves one client connection to the proxy for `scope`: one `CONNECT`
+    /// tunnel or one plain-HTTP request, then one record.
+    pub async fn serve(self: &Arc<Self>, scope: &Scope, stream: tokio::net::TcpStream) {
+        proxy::serve(self, scope, stream).await;
     }
 
-    /// `builder` with the egress resolver and a redirect policy that checks
-    /// every hop, for palisade's own requests.
+    /// `builder` with the egress resolver, no proxy from the environment,
+    /// and no redirects followed, for palisade's own requests: a redirect
+    /// reaches the caller as the response it is, so that nothing palisade
+    /// sends goes to a URL [`Egress::check_url`] has not seen.
     pub fn client(self: &Arc<Self>, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         builder
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(resolve::OwnResolver(Arc::clone(self))))
     }
 
-    /// Whether palisade may send `method url` for `scope` (rules only; the
-    /// resolver checks the addresses when reqwest connects).
+    /// Whether palisade may send `method url` for `scope`: both rule sets
+    /// (methods and paths apply, palisade reading its own requests), and for
+    /// an address in the URL the address rules. A name's addresses are
+    /// checked by the resolver when reqwest connects.
     pub fn check_url(
         &self,
         scope: &Scope,
         method: &str,
         url: &url::Url,
     ) -> Result<Destination, Refusal> {
-        let _ = (scope, method, url);
-        Err(Refusal::new(RefusalCode::NotAllowlisted, "not built yet"))
+        let destination = Destination::from_url(url)?;
+        let permit = self.permit(scope, &destination, Some((method, url.path())))?;
+        if let Host::Address(address) = destination.host {
+            resolve::admitted(&destination.host, vec![address], |a| permit.admits(a))?;
+        }
+        Ok(destination)
     }
 
     /// Hands `record` to the recorder (for palisade's own requests, which the caller times).
     pub async fn report(&self, record: Record) {
         self.recorder.record(record).await;
+    }
+
+    /// What both rule sets say about `destination`; the execution's own
+    /// rules first, so that a refusal names the narrower list.
+    fn permit<'a>(
+        &'a self,
+        scope: &'a Scope,
+        destination: &Destination,
+        http: Option<(&str, &str)>,
+    ) -> Result<Permit<'a>, Refusal> {
+        let explain = |code: RefusalCode, whose: &str| {
+            let detail = match (code, http) {
+                (RefusalCode::MethodOrPath, None) => format!(
+                    "`{destination}` is allowed by {whose} for some methods or paths of plain HTTP only, which a `CONNECT` tunnel cannot be held to"
+                ),
+                (RefusalCode::MethodOrPath, Some((method, path))) => {
+                    format!(
+                        "`{method} {path}` to `{destination}` is not among the methods and paths {whose} allows"
+                    )
+                }
+                _ => format!("`{destination}` is not in {whose}"),
+            };
+            Refusal::new(code, detail)
+        };
+        let own = match &scope.rules {
+            Some(rules) => Some(
+                rules
+                    .allowing(destination, http)
+                    .map_err(|code| explain(code, "the sandbox profile's `egress`"))?,
+            ),
+            None => None,
+        };
+        let env = self
+            .rules
+            .allowing(destination, http)
+            .map_err(|code| explain(code, "`[egress].allow`"))?;
+        Ok(Permit { env, own })
+    }
+
+    /// The addresses `destination` may be reached at under `permit`.
+    async fn addresses(
+        &self,
+        destination: &Destination,
+        permit: &Permit<'_>,
+    ) -> Result<Vec<std::net::SocketAddr>, Refusal> {
+        let found = self.resolver.lookup(&destination.host).await?;
+        let kept = resolve::admitted(&destination.host, found, |a| permit.admits(a))?;
+        Ok(kept
+            .into_iter()
+            .map(|a| std::net::SocketAddr::new(a, destination.port))
+            .collect())
+    }
+}
+
+/// The rules of both sets that allow one destination.
+struct Permit<'a> {
+    env: Vec<&'a rule::Rule>,
+    own: Option<Vec<&'a rule::Rule>>,
+}
+
+impl Permit<'_> {
+    fn admits(&self, address: IpAddr) -> bool {
+        Rules::permit(&self.env, address)
+            && self
+                .own
+                .as_ref()
+                .is_none_or(|own| Rules::permit(own, address))
     }
 }

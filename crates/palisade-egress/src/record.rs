@@ -71,7 +71,11 @@ impl RefusalCode {
             | RefusalCode::MethodOrPath
             | RefusalCode::AddressNotAllowed
             | RefusalCode::SniMismatch => Some("outbound request to a non-allowlisted domain"),
-            _ => None,
+            RefusalCode::Malformed
+            | RefusalCode::Unresolvable
+            | RefusalCode::NotTls
+            | RefusalCode::Limit
+            | RefusalCode::Unreachable => None,
         }
     }
 }
@@ -113,12 +117,17 @@ pub struct Record {
     /// The address palisade connected to (or found and refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<SocketAddr>,
+    /// `verdict`, and for a refusal its `code` and `detail`.
+    #[serde(flatten)]
     pub outcome: Outcome,
     /// Bytes from the client toward the destination, and back.
     pub sent: u64,
     pub received: u64,
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
+    /// What closed an allowed connection early: a timeout or a limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

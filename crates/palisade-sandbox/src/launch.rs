@@ -132,6 +132,8 @@ pub struct Sandboxes {
     pool: Mutex<HashMap<String, Vec<Prepared>>>,
     /// The process that forks the supervisors; restarted when it is gone.
     zygote: tokio::sync::Mutex<Option<Zygote>>,
+    /// Serves the egress listener of every sandbox whose profile has egress.
+    egress: std::sync::OnceLock<Arc<palisade_egress::Egress>>,
 }
 
 /// The gateway's side of the zygote.
@@ -260,7 +262,17 @@ impl Sandboxes {
             pool_size: settings.pool.unwrap_or(2),
             pool: Mutex::new(HashMap::new()),
             zygote: tokio::sync::Mutex::new(Some(zygote)),
+            egress: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// From now on, every run whose profile has egress is served by
+    /// `egress`, attributed to its `Run::who`. Without it, the caller takes
+    /// the listener ([`Running::take_egress`]) and serves it. Once only.
+    pub fn attach_egress(&self, egress: Arc<palisade_egress::Egress>) -> Result<(), String> {
+        self.egress
+            .set(egress)
+            .map_err(|_| "the sandboxes already have an egress".to_owned())
     }
 
     pub fn host(&self) -> &Host {
@@ -389,12 +401,28 @@ impl Sandboxes {
     /// the profile is a named, pooled one.
     pub async fn spawn(self: &Arc<Self>, profile: &Profile, run: Run) -> Result<Running, String> {
         let pooled = self.take_pooled(&profile.name, profile);
-        let prepared = match pooled {
+        let mut prepared = match pooled {
             Some(prepared) => prepared,
             None => self.prepare(profile).await?,
         };
         self.refill(profile);
-        prepared.start(run).await
+        let served = match (self.egress.get(), prepared.egress.take()) {
+            (Some(egress), Some(listener)) => Some(serve_egress(
+                egress,
+                listener,
+                profile,
+                &run,
+                prepared.supervisor,
+            )?),
+            (None, listener) => {
+                prepared.egress = listener;
+                None
+            }
+            (Some(_), None) => None,
+        };
+        let mut running = prepared.start(run).await?;
+        running.egress_served = served;
+        Ok(running)
     }
 
     fn take_pooled(&self, name: &str, profile: &Profile) -> Option<Prepared> {
@@ -517,6 +545,47 @@ impl Sandboxes {
     }
 }
 
+/// Serves a sandbox's egress listener for as long as the returned guard lives.
+fn serve_egress(
+    egress: &Arc<palisade_egress::Egress>,
+    listener: std::net::TcpListener,
+    profile: &Profile,
+    run: &Run,
+    supervisor: u32,
+) -> Result<AbortOnDrop, String> {
+    let rules = palisade_egress::Rules::parse(
+        &profile.egress,
+        &format!("sandbox.profiles.{}.egress", profile.name),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut who = run.who.clone();
+    who.sandbox = Some(supervisor.to_string());
+    if who.origin.is_empty() {
+        who.origin = "sandbox";
+    }
+    let scope = egress.scope(who, Some(rules));
+    let listener = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(|e| format!("cannot serve the sandbox's egress listener: {e}"))?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the sandbox's egress: aborted when its run is dropped"
+    )]
+    let task = tokio::spawn(Arc::clone(egress).serve_listener(listener, scope));
+    Ok(AbortOnDrop(task.abort_handle()))
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Copies until EOF; true when the source passed `cap` bytes (what fits is copied).
 async fn relay(
     source: Option<impl AsyncRead + Unpin>,
@@ -628,6 +697,7 @@ impl Prepared {
             stdout: self.stdout.take(),
             stderr: self.stderr.take(),
             prepared: self,
+            egress_served: None,
         })
     }
 }
@@ -639,6 +709,8 @@ pub struct Running {
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
     prepared: Prepared,
+    /// The egress proxy serving this run's listener, until the run is dropped.
+    egress_served: Option<AbortOnDrop>,
 }
 
 impl Running {
@@ -697,5 +769,6 @@ pub fn command(profile: &Profile, argv: Vec<String>) -> Run {
         env,
         cwd: PathBuf::from("/tmp"),
         files: Vec::new(),
+        who: palisade_egress::Attribution::default(),
     }
 }

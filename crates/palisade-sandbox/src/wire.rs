@@ -27,6 +27,10 @@ pub struct Run {
     pub cwd: PathBuf,
     /// Small files written into the sandbox's `/tmp` before the payload starts.
     pub files: Vec<(String, Vec<u8>)>,
+    /// On whose behalf it runs: what its egress connections are attributed
+    /// to. The gateway's alone; never sent to the sandbox.
+    #[serde(skip)]
+    pub who: palisade_egress::Attribution,
 }
 
 /// What the supervisor reports.

@@ -275,9 +275,9 @@ async fn a_sandbox_with_egress_reaches_its_listener_only(sandboxes: &Arc<Sandbox
     let run = command(&profile, vec!["bash".into(), "-c".into(), script]);
     let mut running = sandboxes.spawn(&profile, run).await.unwrap();
     let listener = tokio::net::TcpListener::from_std({
-        let listener = running
-            .take_egress()
-            .expect("a profile with egress has a listener");
+        let Some(listener) = running.take_egress() else {
+            panic!("a profile with egress has a listener");
+        };
         listener.set_nonblocking(true).unwrap();
         listener
     })

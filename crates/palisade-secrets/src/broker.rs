@@ -126,6 +126,8 @@ pub struct BrokerSettings {
     pub on_use: Option<UseReporter>,
     /// The largest response body `http_request` returns.
     pub max_response_bytes: usize,
+    /// The environment's egress: `http_request` goes out under its rules.
+    pub egress: Arc<palisade_egress::Egress>,
 }
 
 impl std::fmt::Debug for BrokerSettings {
@@ -150,6 +152,7 @@ pub struct Broker {
     reported: Mutex<HashMap<SecretName, Instant>>,
     pub(crate) http: reqwest::Client,
     pub(crate) max_response_bytes: usize,
+    pub(crate) egress: Arc<palisade_egress::Egress>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -210,7 +213,9 @@ impl Broker {
             }
             http_request.insert(upstream, urls);
         }
-        let http = reqwest::Client::builder()
+        let http = settings
+            .egress
+            .client(reqwest::Client::builder())
             // A redirect would carry an injected header to wherever the
             // server points; the agent sees the 3xx instead.
             .redirect(reqwest::redirect::Policy::none())
@@ -229,6 +234,7 @@ impl Broker {
             reported: Mutex::new(HashMap::new()),
             http,
             max_response_bytes: settings.max_response_bytes,
+            egress: settings.egress,
         });
         broker.refresh(true).await?;
         Ok(broker)
@@ -710,6 +716,15 @@ mod tests {
         }
     }
 
+    #[derive(Debug)]
+    struct Unrecorded;
+
+    impl palisade_egress::Recorder for Unrecorded {
+        fn record(&self, _: palisade_egress::Record) -> futures_util::future::BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
     async fn broker(dir: &std::path::Path, values: &[(&str, &str)]) -> Arc<Broker> {
         let vault = FileVault::new(dir.join("v.age"), "dev", Unlock::unknown());
         for (n, v) in values {
@@ -739,6 +754,11 @@ mod tests {
             redactor: Arc::new(SecretRedactor::with_detector(None)),
             on_use: None,
             max_response_bytes: 1024,
+            egress: palisade_egress::Egress::new(
+                &palisade_egress::Settings::default(),
+                Arc::new(Unrecorded),
+            )
+            .unwrap(),
         })
         .await
         .unwrap()

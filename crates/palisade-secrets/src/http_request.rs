@@ -284,6 +284,19 @@ impl Request {
     }
 }
 
+/// The egress refusal behind a failed request (the resolver's, or a
+/// redirect's), if that is why it failed.
+fn egress_refusal(error: &reqwest::Error) -> Option<palisade_egress::Refusal> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(refusal) = e.downcast_ref::<palisade_egress::Refusal>() {
+            return Some(refusal.clone());
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// A tool result that is an error the agent reads.
 fn tool_error(text: String) -> Value {
     json!({"content": [{"type": "text", "text": text}], "isError": true})
@@ -292,7 +305,13 @@ fn tool_error(text: String) -> Value {
 impl Broker {
     /// Runs one `http_request` call for `upstream`, checking everything
     /// again (the pipeline's stage did too): what is sent is what was judged.
-    pub async fn http_request(&self, upstream: &str, arguments: &Value) -> Value {
+    /// `who`: the call its connection is attributed to in the egress record.
+    pub async fn http_request(
+        &self,
+        upstream: &str,
+        arguments: &Value,
+        who: palisade_egress::Attribution,
+    ) -> Value {
         let request = match Request::parse(arguments) {
             Ok(request) => request,
             Err(why) => return tool_error(why),
@@ -359,13 +378,69 @@ impl Broker {
             Ok(m) => m,
             Err(_) => return tool_error(format!("invalid method `{}`", request.method)),
         };
+        // The environment's egress rules hold for brokered calls too; the
+        // client's resolver checks the addresses it connects to.
+        let scope = self.egress.scope(who, None);
+        let started = std::time::Instant::now();
+        let record = |address, outcome, sent: u64, received: u64| palisade_egress::Record {
+            who: scope.who().clone(),
+            kind: request.method.clone(),
+            host: request.url.host_str().unwrap_or_default().to_owned(),
+            port: request.url.port_or_known_default().unwrap_or_default(),
+            address,
+            outcome,
+            sent,
+            received,
+            duration: started.elapsed(),
+            ended: None,
+        };
+        if let Err(refusal) = self.egress.check_url(&scope, &request.method, &url) {
+            let detail = refusal.detail.clone();
+            self.egress
+                .report(record(
+                    None,
+                    palisade_egress::Outcome::Refused(refusal),
+                    0,
+                    0,
+                ))
+                .await;
+            return tool_error(format!("palisade's egress refused the request: {detail}"));
+        }
+        let sent = request.body.as_ref().map_or(0, |b| b.len() as u64);
         let mut builder = self.http.request(method, url).headers(headers);
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
         let response = match builder.send().await {
-            Ok(r) => r,
+            Ok(r) => {
+                let address = r.remote_addr();
+                let received = r.content_length().unwrap_or(0);
+                self.egress
+                    .report(record(
+                        address,
+                        palisade_egress::Outcome::Allowed,
+                        sent,
+                        received,
+                    ))
+                    .await;
+                r
+            }
             Err(e) => {
+                let refused = egress_refusal(&e);
+                let outcome =
+                    palisade_egress::Outcome::Refused(refused.clone().unwrap_or_else(|| {
+                        palisade_egress::Refusal::new(
+                            palisade_egress::RefusalCode::Unreachable,
+                            e.to_string(),
+                        )
+                    }));
+                self.egress.report(record(None, outcome, 0, 0)).await;
+                if let Some(refusal) = refused {
+                    return tool_error(format!(
+                        "palisade's egress refused the request: {}",
+                        refusal.detail
+                    ));
+                }
                 let what = if e.is_timeout() {
                     "timed out".to_owned()
                 } else if e.is_connect() {

@@ -44,6 +44,8 @@ pub enum StartError {
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error("egress: {0}")]
+    Egress(String),
     #[error("cannot write the audit log `{path}`: {failure}")]
     AuditWrite {
         path: std::path::PathBuf,
@@ -80,6 +82,8 @@ pub struct Gateway {
     pub upstreams: Vec<Arc<config::Upstream>>,
     pub pipeline: Pipeline,
     http: reqwest::Client,
+    /// Layer 3's egress: the one allowlist for everything palisade sends out or relays.
+    pub egress: Arc<palisade_egress::Egress>,
     next_call: AtomicU64,
     /// Work spawned on behalf of sessions; drained at shutdown.
     tasks: TaskTracker,
@@ -107,8 +111,14 @@ impl Gateway {
         redactor: Arc<palisade_secrets::SecretRedactor>,
     ) -> Result<Arc<Self>, StartError> {
         let store = crate::access::open_store(&config).await?;
-        let broker =
-            crate::secrets::broker(&config, Arc::clone(&redactor), Arc::clone(&store)).await?;
+        let (egress, recorder) = crate::egress::start(&config).map_err(StartError::Egress)?;
+        let broker = crate::secrets::broker(
+            &config,
+            Arc::clone(&redactor),
+            Arc::clone(&store),
+            Arc::clone(&egress),
+        )
+        .await?;
         let clock: Arc<dyn palisade_core::Clock> = Arc::new(palisade_core::SystemClock);
         let access =
             crate::access::Access::build(&config, Arc::clone(&store), Arc::clone(&clock)).await?;
@@ -129,7 +139,10 @@ impl Gateway {
                 Arc::new(palisade_core::SystemClock),
             )?))
         };
-        let gateway = Self::new(config, mode, access, store, approvals, policies, broker)?;
+        let gateway = Self::new(
+            config, mode, access, store, approvals, policies, broker, egress,
+        )?;
+        recorder.attach(&gateway);
         let degraded = degraded(&gateway.config, gateway.sandboxes.as_deref());
         for what in &degraded {
             tracing::warn!("degraded: {what}");
@@ -164,6 +177,10 @@ impl Gateway {
         Ok(gateway)
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts start_with builds, in the order it builds them"
+    )]
     fn new(
         config: Config,
         mode: Mode,
@@ -172,6 +189,7 @@ impl Gateway {
         approvals: Arc<StoredApprovals>,
         policies: Option<Arc<PolicyAuthorizer>>,
         broker: Arc<palisade_secrets::Broker>,
+        egress: Arc<palisade_egress::Egress>,
     ) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -180,6 +198,11 @@ impl Gateway {
         let audit = palisade_audit::JsonLines::open(&config.audit_path())?;
         let tasks = TaskTracker::new();
         let sandboxes = crate::sandbox::start(&config)?;
+        if let Some(sandboxes) = &sandboxes {
+            sandboxes
+                .attach_egress(Arc::clone(&egress))
+                .map_err(StartError::Sandbox)?;
+        }
         let mut builder = Pipeline::builder()
             .audit(Arc::new(audit))
             .degraded(degraded(&config, sandboxes.as_deref()))
@@ -204,9 +227,13 @@ impl Gateway {
                 .redact(Arc::new(palisade_secrets::redact::RedactStage(redactor)));
         }
         let pipeline = builder.build()?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
+        // Remote upstreams go out under the environment's egress rules.
+        let http = egress
+            .client(
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .pool_idle_timeout(Duration::from_secs(60)),
+            )
             .build()?;
         let upstreams: Vec<_> = config.upstreams.iter().cloned().map(Arc::new).collect();
         let upstream_count = upstreams.len();
@@ -231,6 +258,7 @@ impl Gateway {
             upstreams,
             pipeline,
             http,
+            egress,
             next_call: AtomicU64::new(random_u64()),
             learnt: Mutex::new(vec![None; upstream_count]),
             tasks,
@@ -372,6 +400,13 @@ impl Gateway {
                     broker: Arc::clone(&self.broker),
                     withheld_env: Arc::clone(&self.withheld_env),
                     sandboxes: self.sandboxes.clone(),
+                    who: palisade_egress::Attribution {
+                        origin: "upstream",
+                        principal: Some(principal.to_string()),
+                        session: Some(id.to_string()),
+                        upstream: Some(spec.name.clone()),
+                        ..palisade_egress::Attribution::default()
+                    },
                 };
                 let learnt = lock(&self.learnt).get(index).cloned().flatten();
                 Arc::new(Upstream::new(

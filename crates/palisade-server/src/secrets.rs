@@ -169,6 +169,7 @@ pub async fn broker(
     config: &Config,
     redactor: Arc<SecretRedactor>,
     store: Arc<dyn Store>,
+    egress: Arc<palisade_egress::Egress>,
 ) -> Result<Arc<Broker>, SecretsError> {
     // `Broker::start` reads every value: a vault that cannot be opened,
     // reached or authenticated to stops the start here.
@@ -221,6 +222,7 @@ pub async fn broker(
         redactor,
         on_use: Some(on_use),
         max_response_bytes,
+        egress,
     };
     Ok(Broker::start(settings).await?)
 }

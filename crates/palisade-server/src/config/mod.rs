@@ -100,6 +100,9 @@ pub struct Config {
     /// `[sandbox]`: degraded modes, the pool, profiles.
     #[serde(skip)]
     pub sandbox: palisade_sandbox::Settings,
+    /// `[egress]` with the destinations named elsewhere in the file: one
+    /// allowlist for everything palisade sends out or relays.
+    pub egress: palisade_egress::Settings,
 }
 
 /// The sandbox a stdio upstream runs in for its whole session.
@@ -1223,7 +1226,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, vault, secrets, pipeline, sandbox, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, vault, secrets, pipeline, sandbox, egress, upstreams",
             ),
         ];
         for (first, expected) in top_level {

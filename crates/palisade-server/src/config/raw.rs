@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     pub(super) pipeline: Option<RawPipeline>,
     /// `[sandbox]`: degraded modes, the pool, profiles.
     pub(super) sandbox: Option<RawSandbox>,
+    /// `[egress]`: the environment's allowlist, host overrides, limits.
+    pub(super) egress: Option<RawEgress>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
     pub(super) upstreams: IndexMap<String, RawUpstream>,
 }
@@ -36,6 +38,24 @@ pub(super) struct RawSandbox {
     pub(super) degraded: Option<Vec<String>>,
     pub(super) pool: Option<usize>,
     pub(super) profiles: IndexMap<String, palisade_sandbox::ProfileSettings>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawEgress {
+    pub(super) allow: Option<Vec<palisade_egress::RuleSpec>>,
+    pub(super) hosts: Option<BTreeMap<String, Vec<String>>>,
+    pub(super) limits: Option<RawEgressLimits>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawEgressLimits {
+    pub(super) connections: Option<usize>,
+    pub(super) concurrent: Option<usize>,
+    pub(super) bytes: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) total_timeout: Option<String>,
+    pub(super) max_header_bytes: Option<usize>,
+    pub(super) header_timeout: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +239,7 @@ impl RawConfig {
                 .collect::<Result<_, ConfigError>>()?,
             pipeline: f.table("pipeline")?.map(RawPipeline::read).transpose()?,
             sandbox: f.table("sandbox")?.map(RawSandbox::read).transpose()?,
+            egress: f.table("egress")?.map(RawEgress::read).transpose()?,
             upstreams: f
                 .named_tables("upstreams")?
                 .into_iter()
@@ -253,11 +274,39 @@ impl RawSandbox {
                         bind: t.strings("bind")?.unwrap_or_default(),
                         bind_ro: t.strings("bind_ro")?.unwrap_or_default(),
                         env: t.string_table("env", Secret::Shown)?.unwrap_or_default(),
+                        egress: t.rules("egress")?,
                     };
                     t.finish()?;
                     Ok((name, profile))
                 })
                 .collect::<Result<_, ConfigError>>()?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+impl RawEgress {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawEgress {
+            allow: f.rules("allow")?,
+            hosts: f.string_lists("hosts")?,
+            limits: f
+                .table("limits")?
+                .map(|mut t| {
+                    let limits = RawEgressLimits {
+                        connections: t.whole("connections")?,
+                        concurrent: t.whole("concurrent")?,
+                        bytes: t.string("bytes")?,
+                        idle_timeout: t.duration("idle_timeout")?,
+                        total_timeout: t.duration("total_timeout")?,
+                        max_header_bytes: t.whole("max_header_bytes")?,
+                        header_timeout: t.duration("header_timeout")?,
+                    };
+                    t.finish()?;
+                    Ok::<_, ConfigError>(limits)
+                })
+                .transpose()?,
         };
         f.finish()?;
         Ok(raw)

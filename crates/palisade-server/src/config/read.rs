@@ -344,6 +344,155 @@ impl<'s, 't> Fields<'s, 't> {
             .map(Some)
     }
 
+    /// A list of egress rules, each `"host:port"` or a table
+    /// `{ host, port, methods, paths, addresses }`; the rules themselves are
+    /// checked when they are compiled.
+    pub(super) fn rules(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<Vec<palisade_egress::RuleSpec>>, ConfigError> {
+        let Some((field, value)) = self.take(key) else {
+            return Ok(None);
+        };
+        let expected = "a list of rules, such as [\"api.example.com:443\"]";
+        let items = self
+            .source
+            .kind(&field, value, expected, Secret::Shown, array)?;
+        let mut rules = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let path = format!("{field}[{i}]");
+            let rule = match item.into_inner() {
+                DeValue::String(s) => palisade_egress::RuleSpec::Short(s.into_owned()),
+                DeValue::Table(t) => {
+                    let mut f = Fields::new(self.source, path.clone(), t);
+                    let host = f.string("host")?;
+                    let port = f.ports("port")?;
+                    let methods = f.strings("methods")?.unwrap_or_default();
+                    let paths = f.strings("paths")?.unwrap_or_default();
+                    let addresses = f.strings("addresses")?.unwrap_or_default();
+                    f.finish()?;
+                    let (Some(host), Some(port)) = (host, port) else {
+                        return Err(self.source.invalid(
+                            path,
+                            "a rule table needs `host` and `port`, such as { host = \"api.example.com\", port = 443 }".into(),
+                        ));
+                    };
+                    palisade_egress::RuleSpec::Full(palisade_egress::rule::FullRule {
+                        host,
+                        port,
+                        methods,
+                        paths,
+                        addresses,
+                    })
+                }
+                other @ (DeValue::Integer(_)
+                | DeValue::Float(_)
+                | DeValue::Boolean(_)
+                | DeValue::Datetime(_)
+                | DeValue::Array(_)) => {
+                    return Err(self.source.invalid(
+                        path,
+                        format!(
+                            "expected a rule such as \"api.example.com:443\" or {{ host = \"api.example.com\", port = 443 }}, got {}",
+                            describe(&other, Secret::Shown)
+                        ),
+                    ));
+                }
+            };
+            rules.push(rule);
+        }
+        Ok(Some(rules))
+    }
+
+    /// A port (`443`) or a list of ports (`[80, 443]`).
+    fn ports(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<palisade_egress::rule::Ports>, ConfigError> {
+        let Some((field, value)) = self.take(key) else {
+            return Ok(None);
+        };
+        let expected = "a port such as 443, or a list such as [80, 443]";
+        let port = |field: &str, value: DeValue<'_>| -> Result<u16, ConfigError> {
+            match value {
+                DeValue::Integer(i) => u16::from_str_radix(i.as_str(), i.radix())
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        self.source.invalid(
+                            field.to_owned(),
+                            format!("`{i}` is not a port (1 to 65535)"),
+                        )
+                    }),
+                other @ (DeValue::String(_)
+                | DeValue::Float(_)
+                | DeValue::Boolean(_)
+                | DeValue::Datetime(_)
+                | DeValue::Array(_)
+                | DeValue::Table(_)) => Err(self.source.invalid(
+                    field.to_owned(),
+                    format!(
+                        "expected {expected}, got {}",
+                        describe(&other, Secret::Shown)
+                    ),
+                )),
+            }
+        };
+        match value.into_inner() {
+            DeValue::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| port(&format!("{field}[{i}]"), item.into_inner()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|ports| Some(palisade_egress::rule::Ports::Many(ports))),
+            other @ (DeValue::String(_)
+            | DeValue::Integer(_)
+            | DeValue::Float(_)
+            | DeValue::Boolean(_)
+            | DeValue::Datetime(_)
+            | DeValue::Table(_)) => {
+                port(&field, other).map(|p| Some(palisade_egress::rule::Ports::One(p)))
+            }
+        }
+    }
+
+    /// A table whose values are each a list of strings (`hosts = { "api.test" = ["127.0.0.1"] }`).
+    pub(super) fn string_lists(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<BTreeMap<String, Vec<String>>>, ConfigError> {
+        let Some(mut table) = self.table(key)? else {
+            return Ok(None);
+        };
+        let keys: Vec<String> = table
+            .entries
+            .iter()
+            .map(|(k, _)| k.get_ref().to_string())
+            .collect();
+        let mut out = BTreeMap::new();
+        for name in keys {
+            let Some(i) = table.entries.iter().position(|(k, _)| *k.get_ref() == name) else {
+                continue;
+            };
+            let (_, value) = table.entries.swap_remove(i);
+            let field = table.child(&name);
+            let expected = "a list of addresses, such as [\"127.0.0.1\"]";
+            let items = self
+                .source
+                .kind(&field, value, expected, Secret::Shown, array)?;
+            let list = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    self.source
+                        .string(&format!("{field}[{i}]"), item, "a string", Secret::Shown)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.insert(name, list);
+        }
+        Ok(Some(out))
+    }
+
     /// A table whose values are all strings, such as `env` or `headers`.
     pub(super) fn string_table(
         &mut self,

@@ -106,6 +106,7 @@ impl Validator<'_> {
         let secrets = self.secrets(raw.secrets, &environment)?;
         self.references_are_bound(&upstreams, &secrets, &environment)?;
         let sandbox = self.sandbox(raw.sandbox, &upstreams)?;
+        let egress = self.egress(raw.egress, &upstreams, &secrets, &sandbox)?;
         Ok(Config {
             data_dir,
             environment,
@@ -120,6 +121,7 @@ impl Validator<'_> {
             vault,
             secrets,
             sandbox,
+            egress,
         })
     }
 
@@ -661,6 +663,150 @@ impl Validator<'_> {
         Ok(settings)
     }
 
+    /// `[egress]`: the environment's allowlist — the rules the file lists,
+    /// and the destinations it names elsewhere (remote upstreams,
+    /// `http_request`'s URLs, secrets' bound destinations) — the host map
+    /// and the limits. A sandbox profile's `egress` must stay within it.
+    pub(super) fn egress(
+        &self,
+        raw: Option<super::raw::RawEgress>,
+        upstreams: &[Upstream],
+        secrets: &[palisade_secrets::Binding],
+        sandbox: &palisade_sandbox::Settings,
+    ) -> Result<palisade_egress::Settings, ConfigError> {
+        use palisade_egress::RuleSpec;
+        use palisade_egress::rule::{FullRule, Ports};
+        let raw = raw.unwrap_or_default();
+        let listed = raw.allow.unwrap_or_default();
+        palisade_egress::Rules::parse(&listed, "egress.allow")
+            .map_err(|e| self.err("egress.allow", e.to_string()))?;
+        let mut allow = listed;
+        let named = |host: &str, port: u16, anywhere: bool| {
+            RuleSpec::Full(FullRule {
+                host: host.to_owned(),
+                port: Ports::One(port),
+                methods: Vec::new(),
+                paths: Vec::new(),
+                // A remote upstream's address is the operator's to choose,
+                // internal ones included.
+                addresses: if anywhere {
+                    vec!["0.0.0.0/0".to_owned(), "::/0".to_owned()]
+                } else {
+                    Vec::new()
+                },
+            })
+        };
+        let url_rule = |field: String, text: &str, anywhere: bool| {
+            let url = reqwest::Url::parse(text)
+                .map_err(|e| self.err(&field, format!("`{text}`: {e}")))?;
+            match (url.host_str(), url.port_or_known_default()) {
+                (Some(host), Some(port)) => Ok(named(host, port, anywhere)),
+                _ => Err(self.err(field, format!("`{text}` names no host and port"))),
+            }
+        };
+        for upstream in upstreams {
+            match &upstream.transport {
+                Transport::Http { url, .. } => {
+                    allow.push(url_rule(
+                        format!("upstreams.{}.url", upstream.name),
+                        url,
+                        true,
+                    )?);
+                }
+                Transport::Builtin { allow: urls, .. } => {
+                    for (i, url) in urls.iter().enumerate() {
+                        allow.push(url_rule(
+                            format!("upstreams.{}.allow[{i}]", upstream.name),
+                            url,
+                            false,
+                        )?);
+                    }
+                }
+                Transport::Stdio { .. } => {}
+            }
+        }
+        for binding in secrets {
+            if let Some(destination) = &binding.destination {
+                allow.push(named(&destination.host, destination.port, false));
+            }
+        }
+        let mut hosts = BTreeMap::new();
+        for (name, addresses) in raw.hosts.unwrap_or_default() {
+            let parsed = addresses
+                .iter()
+                .map(|a| {
+                    a.parse::<std::net::IpAddr>().map_err(|_| {
+                        self.err(
+                            format!("egress.hosts.{name}"),
+                            format!("`{a}` is not an IP address"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            hosts.insert(name, parsed);
+        }
+        let mut limits = palisade_egress::LimitSettings::default();
+        if let Some(raw) = raw.limits {
+            let whole = |n: Option<usize>, into: &mut u64| {
+                if let Some(n) = n {
+                    *into = n as u64;
+                }
+            };
+            whole(raw.connections, &mut limits.connections);
+            whole(raw.concurrent, &mut limits.concurrent);
+            if let Some(bytes) = &raw.bytes {
+                limits.bytes = palisade_sandbox::profile::parse_size(bytes)
+                    .map_err(|e| self.err("egress.limits.bytes", e))?;
+            }
+            if let Some(n) = raw.max_header_bytes {
+                limits.max_header_bytes = n;
+            }
+            for (field, value, into) in [
+                (
+                    "egress.limits.idle_timeout",
+                    &raw.idle_timeout,
+                    &mut limits.idle_timeout,
+                ),
+                (
+                    "egress.limits.total_timeout",
+                    &raw.total_timeout,
+                    &mut limits.total_timeout,
+                ),
+                (
+                    "egress.limits.header_timeout",
+                    &raw.header_timeout,
+                    &mut limits.header_timeout,
+                ),
+            ] {
+                *into = self.duration(field, value.as_deref(), *into)?;
+            }
+        }
+        let settings = palisade_egress::Settings {
+            allow,
+            hosts,
+            limits,
+        };
+        let environment = palisade_egress::Rules::parse(&settings.allow, "egress.allow")
+            .map_err(|e| self.err("egress.allow", e.to_string()))?;
+        let profiles = palisade_sandbox::profile::resolve(&sandbox.profiles)
+            .map_err(|e| self.err("sandbox.profiles", e))?;
+        for (name, profile) in &profiles {
+            let field = format!("sandbox.profiles.{name}.egress");
+            let rules = palisade_egress::Rules::parse(&profile.egress, &field)
+                .map_err(|e| self.err(&field, e.to_string()))?;
+            if let Some(rule) = environment.uncovered(&rules).first() {
+                return Err(self.err(
+                    field,
+                    format!(
+                        "{} is not within the environment's allowlist; add it to [egress] allow",
+                        show_rule(rule)
+                    ),
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
     fn extension_methods_are_unique(&self, upstreams: &[Upstream]) -> Result<(), ConfigError> {
         for (i, a) in upstreams.iter().enumerate() {
             for b in upstreams.iter().skip(i + 1) {
@@ -752,4 +898,12 @@ fn is_host_name(host: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// A rule as the file would write it, for errors.
+fn show_rule(rule: &palisade_egress::RuleSpec) -> String {
+    match rule {
+        palisade_egress::RuleSpec::Short(text) => format!("`{text}`"),
+        palisade_egress::RuleSpec::Full(full) => format!("`{}` (port {:?})", full.host, full.port),
+    }
 }

@@ -89,8 +89,22 @@ async fn answer(
             let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
             match params.get("name").and_then(Value::as_str) {
                 Some(name) if name == tool => Ok(match builtin {
-                    Builtin::HttpRequest => ctx.broker.http_request(&ctx.name, &arguments).await,
-                    Builtin::Exec => super::exec::call(ctx.sandboxes.as_ref(), &arguments).await,
+                    Builtin::HttpRequest => {
+                        let who = palisade_egress::Attribution {
+                            origin: "http_request",
+                            call: Some(id.to_string()),
+                            ..ctx.who.clone()
+                        };
+                        ctx.broker.http_request(&ctx.name, &arguments, who).await
+                    }
+                    Builtin::Exec => {
+                        let who = palisade_egress::Attribution {
+                            origin: "sandbox",
+                            call: Some(id.to_string()),
+                            ..ctx.who.clone()
+                        };
+                        super::exec::call(ctx.sandboxes.as_ref(), &arguments, who).await
+                    }
                 }),
                 _ => Err(ErrorObject::new(
                     INVALID_PARAMS,

@@ -67,7 +67,12 @@ fn refuse(message: impl Into<String>) -> Value {
 }
 
 /// Runs one call; every failure is a tool result with `isError`, saying what was wrong.
-pub async fn call(sandboxes: Option<&Arc<Sandboxes>>, arguments: &Value) -> Value {
+/// `who`: the call its sandbox's egress connections are attributed to.
+pub async fn call(
+    sandboxes: Option<&Arc<Sandboxes>>,
+    arguments: &Value,
+    who: palisade_egress::Attribution,
+) -> Value {
     let Some(sandboxes) = sandboxes else {
         return refuse("the sandbox is not running in this gateway");
     };
@@ -141,6 +146,7 @@ pub async fn call(sandboxes: Option<&Arc<Sandboxes>>, arguments: &Value) -> Valu
         ],
     );
     run.files = files;
+    run.who = who;
     match sandboxes
         .run(&profile, run, stdin.as_bytes().to_vec())
         .await

@@ -126,7 +126,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Link {
     Stdio(stdio::StdioLink),
     Http(Box<http::HttpLink>),
-    Builtin(builtin::BuiltinLink),
+    Builtin(Box<builtin::BuiltinLink>),
 }
 
 impl Link {
@@ -186,6 +186,8 @@ pub(crate) struct LinkContext {
     pub withheld_env: Arc<[String]>,
     /// Where built-in `exec` runs and sandboxed upstreams live.
     pub sandboxes: Option<Arc<palisade_sandbox::Sandboxes>>,
+    /// The session and upstream the link's egress connections are attributed to.
+    pub who: palisade_egress::Attribution,
 }
 
 /// One upstream, for one client session.
@@ -394,10 +396,8 @@ impl Upstream {
             Transport::Http { url, headers } => {
                 Link::Http(Box::new(http::HttpLink::new(&self.ctx, url, headers)?))
             }
-            Transport::Builtin { builtin, .. } => Link::Builtin(builtin::BuiltinLink::new(
-                &self.ctx,
-                &self.client_init,
-                *builtin,
+            Transport::Builtin { builtin, .. } => Link::Builtin(Box::new(
+                builtin::BuiltinLink::new(&self.ctx, &self.client_init, *builtin),
             )),
         };
         match self.handshake(&link).await {

@@ -263,6 +263,10 @@ async fn spawn_sandboxed(
     if let Some(dir) = cwd {
         run.cwd = dir.to_path_buf();
     }
+    run.who = palisade_egress::Attribution {
+        origin: "sandbox",
+        ..ctx.who.clone()
+    };
     let mut running = sandboxes.spawn(&profile, run).await.map_err(fail)?;
     let (Some(stdin), Some(stdout), Some(stderr)) = (
         running.stdin.take(),
