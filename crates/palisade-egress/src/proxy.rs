@@ -188,6 +188,9 @@ async fn exchange_on(
     exchange: &mut Exchange,
 ) -> Result<(), Refused> {
     let limits = &egress.limits;
+    // Counted from the start (a slow client holds a connection too); a
+    // connection over a limit is refused once its head names where it went.
+    let entered = scope.enter(limits);
     let head = match tokio::time::timeout(limits.header_timeout, read_head(client, limits)).await {
         Ok(head) => head?,
         Err(_) => {
@@ -207,7 +210,7 @@ async fn exchange_on(
         head.method.clone()
     };
     exchange.host = head.target.chars().take(256).collect();
-    let _open = scope.enter(limits)?;
+    let _open = entered?;
     if head.method == "CONNECT" {
         tunnel(egress, scope, client, head, exchange).await
     } else {
@@ -507,7 +510,10 @@ async fn forward(
     let mut upstream = connect(&destination, &addresses, exchange).await?;
 
     let origin = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", destination.host),
+        None => destination.host.to_string(),
+    };
     let named_hop: Vec<String> = head
         .values("connection")
         .chain(head.values("proxy-connection"))
