@@ -96,6 +96,11 @@ pub fn run(config: Option<&Path>, command: SandboxCommand) -> anyhow::Result<Exi
                 ..ProfileSettings::default()
             };
             let profile = base.with(&profile, &changes).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                !profile.has_egress(),
+                "sandbox profile `{}` has `egress`: its only way out is the gateway's egress proxy, which `palisade sandbox run` does not start; run the command through the gateway (the built-in `exec` tool), or try it with a profile without `egress`",
+                profile.name
+            );
             let run = palisade_sandbox::command(&profile, command);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
