@@ -300,7 +300,7 @@ async fn tunnel(
     exchange.port = destination.port;
     let permit = egress.permit(scope, &destination, None)?;
     let addresses = egress.addresses(&destination, &permit).await?;
-    let mut upstream = connect(&destination, &addresses, exchange).await?;
+    let upstream = connect(&destination, &addresses, exchange).await?;
     client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await
@@ -344,27 +344,17 @@ async fn tunnel(
             refusal: Refusal::new(RefusalCode::SniMismatch, detail),
         });
     }
-    if !scope.spend(hello.len() as u64, egress.limits.bytes) {
-        exchange.ended = Some(byte_limit(&egress.limits));
-        return Ok(());
-    }
-    upstream
-        .write_all(&hello)
-        .await
-        .map_err(|e| unreachable_now(&destination, e))?;
-    exchange.sent += hello.len() as u64;
-    let (client_read, client_write) = client.split();
-    let (upstream_read, upstream_write) = upstream.split();
-    exchange.ended = pump(
+    relay(
         egress,
         scope,
-        (client_read, client_write),
-        (upstream_read, upstream_write),
-        true,
+        client,
+        upstream,
+        &hello,
+        None,
+        &destination,
         exchange,
     )
-    .await;
-    Ok(())
+    .await
 }
 
 const ALERT_HANDSHAKE_FAILURE: u8 = 40;
@@ -507,7 +497,7 @@ async fn forward(
     };
     let permit = egress.permit(scope, &destination, Some((&head.method, url.path())))?;
     let addresses = egress.addresses(&destination, &permit).await?;
-    let mut upstream = connect(&destination, &addresses, exchange).await?;
+    let upstream = connect(&destination, &addresses, exchange).await?;
 
     let origin = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let authority = match url.port() {
@@ -551,26 +541,64 @@ async fn forward(
         .unwrap_or_default();
     out.extend_from_slice(early);
     let remaining = length - early.len() as u64;
-    if !scope.spend(out.len() as u64, egress.limits.bytes) {
+    relay(
+        egress,
+        scope,
+        client,
+        upstream,
+        &out,
+        Some(remaining),
+        &destination,
+        exchange,
+    )
+    .await
+}
+
+/// Sends `first` on to the destination, then copies both ways: a tunnel
+/// (`body` is `None`) until both sides are done, a plain-HTTP request with
+/// `body` more bytes from the client until the destination closes.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one exchange's parts, each used once"
+)]
+async fn relay(
+    egress: &Egress,
+    scope: &Scope,
+    client: &mut TcpStream,
+    mut upstream: TcpStream,
+    first: &[u8],
+    body: Option<u64>,
+    destination: &Destination,
+    exchange: &mut Exchange,
+) -> Result<(), Refused> {
+    if !scope.spend(first.len() as u64, egress.limits.bytes) {
         exchange.ended = Some(byte_limit(&egress.limits));
         return Ok(());
     }
     upstream
-        .write_all(&out)
+        .write_all(first)
         .await
-        .map_err(|e| unreachable_now(&destination, e))?;
-    exchange.sent += out.len() as u64;
+        .map_err(|e| unreachable_now(destination, e))?;
+    exchange.sent += first.len() as u64;
     let (client_read, client_write) = client.split();
-    let (upstream_read, upstream_write) = upstream.split();
-    exchange.ended = pump(
-        egress,
-        scope,
-        (client_read.take(remaining), client_write),
-        (upstream_read, upstream_write),
-        false,
-        exchange,
-    )
-    .await;
+    let upstream = upstream.split();
+    exchange.ended = match body {
+        None => {
+            pump(
+                egress,
+                scope,
+                (client_read, client_write),
+                upstream,
+                true,
+                exchange,
+            )
+            .await
+        }
+        Some(rest) => {
+            let client = (client_read.take(rest), client_write);
+            pump(egress, scope, client, upstream, false, exchange).await
+        }
+    };
     Ok(())
 }
 
