@@ -35,30 +35,26 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use destination::{Destination, Host};
 pub use record::{Attribution, Outcome, Record, Recorder, Refusal, RefusalCode};
 pub use rule::{RuleError, RuleSpec, Rules};
 
-/// `[egress]` in the config file: the environment's allowlist and the proxy's limits.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[egress]` in the config file (read and checked by the server's config
+/// module): the environment's allowlist and the proxy's limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Settings {
     /// The destinations anything palisade sends or relays may reach.
-    #[serde(default)]
     pub allow: Vec<RuleSpec>,
     /// Names palisade resolves to fixed addresses instead of asking DNS
     /// (like curl's `--resolve`). Keys are host names, normalized as rules are.
-    #[serde(default)]
     pub hosts: BTreeMap<String, Vec<IpAddr>>,
-    #[serde(default)]
     pub limits: LimitSettings,
 }
 
 /// The proxy's limits, per execution (scope) and per connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LimitSettings {
     /// Connections one execution may open in all (default 256).
     pub connections: u64,
@@ -67,15 +63,15 @@ pub struct LimitSettings {
     /// Bytes one execution may send and receive in all, both ways summed (default 1 GiB).
     pub bytes: u64,
     /// A connection with no byte either way for this long is closed (default 60 s).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(serialize_with = "humantime_string")]
     pub idle_timeout: Duration,
     /// A connection is closed after this long, whatever it does (default 10 min).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(serialize_with = "humantime_string")]
     pub total_timeout: Duration,
     /// The request line and headers of one request may be this large (default 16 KiB).
     pub max_header_bytes: usize,
     /// A client has this long to send a request's head (default 10 s).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(serialize_with = "humantime_string")]
     pub header_timeout: Duration,
 }
 
@@ -93,21 +89,9 @@ impl Default for LimitSettings {
     }
 }
 
-/// Durations as humantime strings (`"30s"`, `"10m"`).
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
-    }
+/// A duration as the config writes it (`"30s"`, `"10m"`).
+fn humantime_string<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 /// Why the egress could not be built from its settings.
@@ -156,15 +140,6 @@ impl Egress {
             limits: settings.limits.clone(),
             recorder,
         }))
-    }
-
-    /// The environment's rules.
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
-    pub fn limits(&self) -> &LimitSettings {
-        &self.limits
     }
 
     /// A scope for one execution. `rules`: the execution's own (a sandbox
