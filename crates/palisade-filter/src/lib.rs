@@ -15,6 +15,7 @@ pub mod html;
 pub mod inbound;
 pub mod injection;
 pub mod memory;
+pub mod outbound;
 pub mod pii;
 pub mod pins;
 pub mod policy;

@@ -46,6 +46,8 @@ pub enum StartError {
     Sandbox(String),
     #[error("egress: {0}")]
     Egress(String),
+    #[error("filter: {0}")]
+    Filter(String),
     #[error("cannot write the audit log `{path}`: {failure}")]
     AuditWrite {
         path: std::path::PathBuf,
@@ -69,6 +71,10 @@ pub struct Gateway {
     /// Durable state: keys, revocations, approvals.
     pub store: Arc<dyn Store>,
     pub approvals: Arc<StoredApprovals>,
+    /// The output schemas layer 4 holds tool responses to (learnt from listings, or configured).
+    pub output_schemas: Arc<palisade_filter::schema::ToolSchemas>,
+    /// Layer 4's tool definition pins (in the store), with their cache.
+    pub pins: Arc<palisade_filter::pins::Pins>,
     /// The policies and constraints, unless `authorize` is passed through.
     pub policies: Option<Arc<PolicyAuthorizer>>,
     /// The listener's certificate, when `[server.tls]` is set.
@@ -226,6 +232,23 @@ impl Gateway {
                 .redactor(Arc::clone(&redactor) as Arc<dyn palisade_core::Redactor>)
                 .redact(Arc::new(palisade_secrets::redact::RedactStage(redactor)));
         }
+        let output_schemas = Arc::new(crate::filter::output_schemas(&config)?);
+        let memory = Arc::new(palisade_filter::memory::SessionMemory::new());
+        if !config.pipeline.pass_through.contains(&Stage::OutboundFilter) {
+            builder = builder.outbound_filter(Arc::new(palisade_filter::outbound::Outbound::new(
+                config.filter.outbound.clone(),
+                Some(Arc::clone(broker.redactor()) as Arc<dyn palisade_core::Redactor>),
+                Arc::clone(&memory),
+            )));
+        }
+        if !config.pipeline.pass_through.contains(&Stage::InboundFilter) {
+            builder = builder.inbound_filter(Arc::new(palisade_filter::inbound::Inbound::new(
+                config.filter.policies.clone(),
+                Arc::clone(&output_schemas),
+                memory,
+                Some(palisade_filter::quarantine::Quarantine::new(Arc::clone(&store))),
+            )));
+        }
         let pipeline = builder.build()?;
         // Remote upstreams go out under the environment's egress rules.
         let http = egress
@@ -244,7 +267,13 @@ impl Gateway {
             .map(crate::tls::Certificates::load)
             .transpose()?;
         let withheld_env = crate::secrets::withheld_env(&config).into();
+        let pins = Arc::new(palisade_filter::pins::Pins::new(
+            Arc::clone(&store),
+            Arc::new(palisade_core::SystemClock),
+        ));
         Ok(Arc::new(Self {
+            output_schemas,
+            pins,
             broker,
             withheld_env,
             sandboxes,

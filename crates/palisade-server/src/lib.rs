@@ -16,6 +16,7 @@ pub mod access;
 pub mod config;
 pub mod denial;
 pub mod egress;
+pub mod filter;
 pub mod gateway;
 pub mod http;
 pub mod logging;

@@ -4,10 +4,13 @@
 mod approvals;
 mod keys;
 mod policy;
+mod quarantine;
+mod sanitize;
 mod sandbox;
 mod scan;
 mod secrets;
 mod token;
+mod tools;
 
 use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
@@ -101,6 +104,13 @@ enum Command {
         #[command(flatten)]
         args: keys::KeysArgs,
     },
+    /// Tool definitions hidden until approved: list them, see what changed, approve them (in the config's state store).
+    Tools {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        args: tools::ToolsArgs,
+    },
     /// Mint, narrow, inspect and revoke task tokens (keys in the config's data directory).
     Token {
         #[command(flatten)]
@@ -131,6 +141,20 @@ enum Command {
     },
     /// Scan files (or stdin, `-`) for secrets; exit status 1 on findings. Values are never printed.
     Scan(scan::ScanArgs),
+    /// Print what the model would read of some content and what the inbound filter finds; exit status 1 when suspicious.
+    Sanitize {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        args: sanitize::SanitizeArgs,
+    },
+    /// Content the inbound filter quarantined: list, show, release (in the config's state store).
+    Quarantine {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: quarantine::QuarantineCommand,
+    },
     /// Validate a config file and print the effective configuration.
     Check {
         #[command(flatten)]
@@ -414,6 +438,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let store = palisade_server::access::open_store(&config).await?;
                 let mut out = std::io::stdout();
                 keys::run(store, &args, std::time::SystemTime::now(), &mut out).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Sanitize { config, args } => {
+            let policies = match config.config.as_deref() {
+                Some(_) => load(config.config.as_deref(), None)?.filter.policies,
+                None => palisade_filter::policy::Policies::default(),
+            };
+            sanitize::run(&args, &policies)
+        }
+        Command::Quarantine { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            runtime()?.block_on(async {
+                let store = palisade_server::access::open_store(&config).await?;
+                let quarantine = palisade_filter::quarantine::Quarantine::new(store);
+                let mut out = std::io::stdout();
+                quarantine::run(&quarantine, &command, &mut out).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Tools { config, args } => {
+            let config = load(config.config.as_deref(), None)?;
+            runtime()?.block_on(async {
+                let store = palisade_server::access::open_store(&config).await?;
+                let pins = palisade_filter::pins::Pins::new(
+                    store,
+                    std::sync::Arc::new(palisade_core::SystemClock),
+                );
+                let mut out = std::io::stdout();
+                tools::run(&pins, &args, &mut out).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -34,6 +34,7 @@ struct Effective<'a> {
     auth: &'a Auth,
     authz: &'a Authz,
     approvals: &'a Approvals,
+    tools: &'a super::Tools,
     wrap: &'a super::Wrap,
     pipeline: &'a PipelineConfig,
     vault: &'a super::VaultSettings,
@@ -108,6 +109,8 @@ struct EffectiveUpstream<'a> {
     effects: BTreeMap<&'a str, &'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     extension_methods: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinning: Option<&'static str>,
 }
 
 impl<'a> From<&'a Config> for Effective<'a> {
@@ -122,6 +125,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
             auth: &c.auth,
             authz: &c.authz,
             approvals: &c.approvals,
+            tools: &c.tools,
             wrap: &c.wrap,
             pipeline: &c.pipeline,
             vault: &c.vault,
@@ -152,6 +156,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
                             default_effect: u.default_effect.as_str(),
                             effects,
                             extension_methods: &u.extension_methods,
+                            pinning: u.pinning.map(palisade_filter::pins::Mode::as_str),
                         },
                     )
                 })

@@ -11,6 +11,8 @@
 
 mod access;
 mod effective;
+mod filter;
+pub use filter::FilterConfig;
 mod raw;
 mod read;
 mod secrets;
@@ -89,6 +91,8 @@ pub struct Config {
     pub auth: Auth,
     pub authz: Authz,
     pub approvals: Approvals,
+    /// `[tools]`: how tool definitions are pinned.
+    pub tools: Tools,
     /// `palisade mcp`'s wrapped server: its name and its tools' effects.
     pub wrap: Wrap,
     pub pipeline: PipelineConfig,
@@ -103,6 +107,8 @@ pub struct Config {
     /// `[egress]` with the destinations named elsewhere in the file: one
     /// allowlist for everything palisade sends out or relays.
     pub egress: palisade_egress::Settings,
+    /// `[filter]`: what layer 4 does with what it finds.
+    pub filter: FilterConfig,
 }
 
 /// The sandbox a stdio upstream runs in for its whole session.
@@ -150,6 +156,18 @@ pub struct Server {
     pub plaintext_beyond_loopback: bool,
 }
 
+/// `[tools]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tools {
+    /// How every upstream's tool definitions are pinned, unless the
+    /// upstream says otherwise (see docs/pinning.md).
+    pub pinning: palisade_filter::pins::Mode,
+}
+
+/// Tool definitions are pinned on first sight unless the file says otherwise.
+pub const DEFAULT_PINNING: palisade_filter::pins::Mode =
+    palisade_filter::pins::Mode::TrustOnFirstUse;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineConfig {
     #[serde(serialize_with = "stages_as_names")]
@@ -172,6 +190,9 @@ pub struct Upstream {
     /// Methods outside MCP that this upstream serves and the operator allows
     /// through to it, unchecked (everything else unknown is refused).
     pub extension_methods: Vec<String>,
+    /// This upstream's own `pinning`, over `[tools] pinning`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinning: Option<palisade_filter::pins::Mode>,
 }
 
 /// How palisade reaches an upstream. Its `Debug` shows no env or header
@@ -290,6 +311,17 @@ pub enum VaultSettings {
     },
 }
 
+impl Config {
+    /// How `upstream`'s tool definitions are pinned: its own `pinning`,
+    /// else `[tools] pinning`. A built-in's tools are palisade's own, never pinned.
+    pub fn pinning_of(&self, upstream: &Upstream) -> palisade_filter::pins::Mode {
+        if matches!(upstream.transport, Transport::Builtin { .. }) {
+            return palisade_filter::pins::Mode::Off;
+        }
+        upstream.pinning.unwrap_or(self.tools.pinning)
+    }
+}
+
 impl Upstream {
     pub fn effect_of(&self, tool: &str) -> EffectClass {
         self.effects
@@ -313,6 +345,7 @@ impl Upstream {
             default_effect: EffectClass::Write,
             effects: BTreeMap::new(),
             extension_methods: Vec::new(),
+            pinning: None,
         }
     }
 
@@ -340,6 +373,7 @@ impl Upstream {
             default_effect: EffectClass::Irreversible,
             effects: BTreeMap::new(),
             extension_methods: Vec::new(),
+            pinning: None,
         }
     }
 }
@@ -414,8 +448,7 @@ fn stages_as_names<S: serde::Serializer>(stages: &[Stage], s: S) -> Result<S::Ok
 /// The stages that have no implementation yet. The embedded default passes
 /// them through, explicitly; a config file must list them itself. A stage
 /// that has one (the approval gate) may still be listed, to turn it off.
-pub const UNIMPLEMENTED_STAGES: [Stage; 3] =
-    [Stage::Limits, Stage::OutboundFilter, Stage::InboundFilter];
+pub const UNIMPLEMENTED_STAGES: [Stage; 1] = [Stage::Limits];
 
 impl Config {
     /// Reads and validates a config file.
@@ -1226,11 +1259,58 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, wrap, vault, secrets, pipeline, sandbox, egress, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, upstreams",
             ),
         ];
         for (first, expected) in top_level {
             let err = Config::parse(&format!("{first}\n{PASS}"), "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, expected);
+        }
+    }
+
+    #[test]
+    fn pinning_is_first_use_unless_set_globally_or_per_upstream() {
+        use palisade_filter::pins::Mode;
+        let c = Config::parse(
+            &format!("{PASS}[upstreams.a]\ncommand = \"x\"\n[upstreams.b]\ncommand = \"y\"\npinning = \"off\"\n[upstreams.c]\nbuiltin = \"http_request\""),
+            "p.toml",
+        )
+        .unwrap();
+        let modes: Vec<Mode> = c.upstreams.iter().map(|u| c.pinning_of(u)).collect();
+        assert_eq!(modes, [Mode::TrustOnFirstUse, Mode::Off, Mode::Off]);
+        let c = Config::parse(
+            &format!("{PASS}[tools]\npinning = \"approve\"\n[upstreams.a]\ncommand = \"x\"\n[upstreams.b]\ncommand = \"y\"\npinning = \"trust-on-first-use\""),
+            "p.toml",
+        )
+        .unwrap();
+        let modes: Vec<Mode> = c.upstreams.iter().map(|u| c.pinning_of(u)).collect();
+        assert_eq!(modes, [Mode::Approve, Mode::TrustOnFirstUse]);
+        assert!(
+            c.to_toml().contains("[tools]\npinning = \"approve\""),
+            "{}",
+            c.to_toml()
+        );
+        for (extra, expected) in [
+            (
+                "[tools]\npinning = \"tofu\"",
+                "p.toml: `tools.pinning`: expected one of approve, trust-on-first-use, off, got `tofu`",
+            ),
+            (
+                "[tools]\npining = \"off\"",
+                "p.toml: `tools.pining`: unknown field (line 6, column 1); expected one of pinning",
+            ),
+            (
+                "[upstreams.a]\ncommand = \"x\"\npinning = \"always\"",
+                "p.toml: `upstreams.a.pinning`: expected one of approve, trust-on-first-use, off, got `always`",
+            ),
+            (
+                "[upstreams.a]\nbuiltin = \"http_request\"\npinning = \"approve\"",
+                "p.toml: `upstreams.a.pinning`: a built-in tool is palisade's own: its definition is not pinned",
+            ),
+        ] {
+            let err = Config::parse(&format!("{PASS}{extra}"), "p.toml")
                 .unwrap_err()
                 .to_string();
             assert_eq!(err, expected);

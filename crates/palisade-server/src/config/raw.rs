@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     pub(super) auth: Option<RawAuth>,
     pub(super) authz: Option<RawAuthz>,
     pub(super) approvals: Option<RawApprovals>,
+    /// `[tools]`: how tool definitions are pinned.
+    pub(super) tools: Option<RawTools>,
     pub(super) wrap: Option<RawWrap>,
     pub(super) vault: Option<RawVault>,
     /// `[secrets.NAME]`: each secret's binding, in the file's order.
@@ -29,6 +31,8 @@ pub(super) struct RawConfig {
     pub(super) sandbox: Option<RawSandbox>,
     /// `[egress]`: the environment's allowlist, host overrides, limits.
     pub(super) egress: Option<RawEgress>,
+    /// `[filter]`: layer 4's policies.
+    pub(super) filter: Option<super::filter::RawFilter>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
     pub(super) upstreams: IndexMap<String, RawUpstream>,
 }
@@ -142,6 +146,11 @@ pub(super) struct RawWrap {
 }
 
 #[derive(Debug, Default)]
+pub(super) struct RawTools {
+    pub(super) pinning: Option<String>,
+}
+
+#[derive(Debug, Default)]
 pub(super) struct RawApprovals {
     pub(super) hold: Option<String>,
     pub(super) ttl: Option<String>,
@@ -211,6 +220,7 @@ pub(super) struct RawUpstream {
     pub(super) default_effect: Option<String>,
     pub(super) effects: Option<BTreeMap<String, String>>,
     pub(super) extension_methods: Option<Vec<String>>,
+    pub(super) pinning: Option<String>,
 }
 
 // Each reader asks for its fields in the order of the reference
@@ -230,6 +240,7 @@ impl RawConfig {
             auth: f.table("auth")?.map(RawAuth::read).transpose()?,
             authz: f.table("authz")?.map(RawAuthz::read).transpose()?,
             approvals: f.table("approvals")?.map(RawApprovals::read).transpose()?,
+            tools: f.table("tools")?.map(RawTools::read).transpose()?,
             wrap: f.table("wrap")?.map(RawWrap::read).transpose()?,
             vault: f.table("vault")?.map(RawVault::read).transpose()?,
             secrets: f
@@ -240,6 +251,10 @@ impl RawConfig {
             pipeline: f.table("pipeline")?.map(RawPipeline::read).transpose()?,
             sandbox: f.table("sandbox")?.map(RawSandbox::read).transpose()?,
             egress: f.table("egress")?.map(RawEgress::read).transpose()?,
+            filter: f
+                .table("filter")?
+                .map(super::filter::RawFilter::read)
+                .transpose()?,
             upstreams: f
                 .named_tables("upstreams")?
                 .into_iter()
@@ -438,6 +453,16 @@ impl RawWrap {
     }
 }
 
+impl RawTools {
+    fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawTools {
+            pinning: f.string("pinning")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
 impl RawApprovals {
     fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
         let raw = RawApprovals {
@@ -519,6 +544,7 @@ impl RawUpstream {
             default_effect: f.string("default_effect")?,
             effects: f.string_table("effects", Secret::Shown)?,
             extension_methods: f.strings("extension_methods")?,
+            pinning: f.string("pinning")?,
         };
         f.finish()?;
         Ok(raw)

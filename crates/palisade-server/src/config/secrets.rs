@@ -104,7 +104,7 @@ impl Validator<'_> {
         }
     }
 
-    fn relative(&self, path: PathBuf) -> PathBuf {
+    pub(super) fn relative(&self, path: PathBuf) -> PathBuf {
         match &self.base_dir {
             Some(base) if path.is_relative() => base.join(path),
             Some(_) | None => path,

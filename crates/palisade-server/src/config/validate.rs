@@ -99,6 +99,12 @@ impl Validator<'_> {
         )?;
         let authz = self.authz(raw.authz)?;
         let approvals = self.approvals(raw.approvals)?;
+        let tools = super::Tools {
+            pinning: match raw.tools.and_then(|t| t.pinning) {
+                Some(text) => self.pinning("tools.pinning", &text)?,
+                None => super::DEFAULT_PINNING,
+            },
+        };
         let wrap = self.wrap(raw.wrap)?;
         let pipeline = self.pipeline(raw.pipeline)?;
         let upstreams = self.upstreams(raw.upstreams)?;
@@ -107,6 +113,7 @@ impl Validator<'_> {
         self.references_are_bound(&upstreams, &secrets, &environment)?;
         let sandbox = self.sandbox(raw.sandbox, &upstreams)?;
         let egress = self.egress(raw.egress, &upstreams, &secrets, &sandbox)?;
+        let filter = self.filter(raw.filter, &upstreams)?;
         Ok(Config {
             data_dir,
             environment,
@@ -115,6 +122,7 @@ impl Validator<'_> {
             auth,
             authz,
             approvals,
+            tools,
             wrap,
             pipeline,
             upstreams,
@@ -122,6 +130,16 @@ impl Validator<'_> {
             secrets,
             sandbox,
             egress,
+            filter,
+        })
+    }
+
+    fn pinning(&self, field: &str, text: &str) -> Result<palisade_filter::pins::Mode, ConfigError> {
+        palisade_filter::pins::Mode::parse(text).ok_or_else(|| {
+            self.err(
+                field,
+                format!("expected one of approve, trust-on-first-use, off, got `{text}`"),
+            )
         })
     }
 
@@ -567,6 +585,17 @@ impl Validator<'_> {
             }
             extension_methods.push(method);
         }
+        let pinning = match raw.pinning {
+            // A built-in's tools are palisade's own: nothing to pin.
+            Some(_) if matches!(transport, Transport::Builtin { .. }) => {
+                return Err(self.err(
+                    at("pinning"),
+                    "a built-in tool is palisade's own: its definition is not pinned",
+                ));
+            }
+            Some(text) => Some(self.pinning(&at("pinning"), &text)?),
+            None => None,
+        };
         Ok(Upstream {
             name: name.to_owned(),
             prefix,
@@ -579,6 +608,7 @@ impl Validator<'_> {
             default_effect,
             effects,
             extension_methods,
+            pinning,
         })
     }
 

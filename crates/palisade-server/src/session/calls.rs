@@ -76,8 +76,17 @@ impl Session {
         if let Some((listing, listed_name)) = &parsed.listed_as {
             // Only tools and prompts the upstream lists, and palisade shows,
             // can be called: a hidden one would escape everything palisade
-            // learns from listings (and, later, pins).
+            // learns from listings and pins.
             match self.is_listed(*listing, parsed.upstream, listed_name).await {
+                // A tool whose definition is not approved is unknown to the
+                // client; the record says why.
+                Ok(true) if *listing == Listing::Tools => {
+                    if let Some(why) = self.pin_refusal_of(parsed.upstream, listed_name).await {
+                        let shown = format!("{}{}", upstream.spec.prefix, listed_name);
+                        let target = (upstream.spec.name.as_str(), parsed.name.as_str());
+                        return Some(self.unknown(kind, id, target, &shown, why).await);
+                    }
+                }
                 Ok(true) => {}
                 Ok(false) => {
                     let shown = format!("{}{}", upstream.spec.prefix, listed_name);

@@ -31,6 +31,8 @@ pub(super) struct Listed {
     pub names: HashSet<String>,
     /// Resources: the URIs listed; templates: the fixed part of each (up to `{`).
     pub claims: Vec<String>,
+    /// Tools: the definition of each name shown, as the upstream lists it, for pinning.
+    pub definitions: HashMap<String, palisade_filter::pins::Definition>,
 }
 
 /// A name palisade hid or reported, for the log and the audit record.
@@ -140,6 +142,10 @@ pub(super) fn build(
         }
         match listing {
             Listing::Tools | Listing::Prompts => {
+                if listing == Listing::Tools {
+                    let definition = palisade_filter::pins::Definition::from_tool(&item);
+                    listed.definitions.insert(name.clone(), definition);
+                }
                 if let Some(Value::String(shown)) = item.get_mut("name") {
                     shown.insert_str(0, prefix);
                 }

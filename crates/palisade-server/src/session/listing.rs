@@ -107,13 +107,20 @@ impl Session {
         {
             return Err(ErrorObject::new(INTERNAL_ERROR, why.clone()));
         }
+        // Tools whose definition is not approved are not shown (layer 4's pins).
+        let unpinned = match listing {
+            Listing::Tools => self.unpinned(&lists).await,
+            Listing::Prompts | Listing::Resources | Listing::Templates => Default::default(),
+        };
         // Each principal sees only what it may call (layer 1).
         let shown: Vec<&Value> = lists
             .iter()
             .flat_map(|(index, l)| {
-                l.items
-                    .iter()
-                    .filter(move |item| self.may_see(listing, *index, item))
+                let unpinned = &unpinned;
+                l.items.iter().filter(move |item| {
+                    self.may_see(listing, *index, item)
+                        && (unpinned.is_empty() || !self.is_unpinned(unpinned, *index, item))
+                })
             })
             .collect();
         let total = shown.len();
@@ -130,6 +137,23 @@ impl Session {
             result.insert("nextCursor".into(), json!(format!("o:{next}")));
         }
         Ok(Value::Object(result))
+    }
+
+    /// Whether `item` of upstream `index` is among the `unpinned` tools.
+    fn is_unpinned(
+        &self,
+        unpinned: &std::collections::HashSet<(usize, String)>,
+        index: usize,
+        item: &Value,
+    ) -> bool {
+        let Some(upstream) = self.upstreams.get(index) else {
+            return true;
+        };
+        let shown = item.get("name").and_then(Value::as_str).unwrap_or_default();
+        let own = shown
+            .strip_prefix(upstream.spec.prefix.as_str())
+            .unwrap_or(shown);
+        unpinned.contains(&(index, own.to_owned()))
     }
 
     /// Whether this session's principal may see `item` of upstream `index`:
@@ -193,9 +217,18 @@ impl Session {
             return Ok(listed);
         }
         let raw = self.read_listing(listing, index).await?;
+        if listing == Listing::Tools {
+            // Layer 4 holds each tool's responses to the schema it declares.
+            for problem in self.gateway.output_schemas.learn(&upstream.spec.name, &raw) {
+                tracing::warn!("{problem}; its responses are refused");
+            }
+        }
         let strict = self.gateway.config.server.strict_names;
         let (listed, noticed) = catalog::build(listing, &upstream.spec.prefix, raw, strict);
         self.report(listing, index, &noticed).await;
+        if listing == Listing::Tools {
+            self.observe_tools(index, &listed);
+        }
         lock(&self.routing).catalog.store(index, listing, listed);
         lock(&self.routing)
             .catalog

@@ -7,6 +7,7 @@
 //! plumbing through as it is; unknown methods are refused and recorded.
 //!
 //! - `listing`: merged listings, and which tools each upstream lists;
+//! - `pinning`: tools whose definition is not approved, hidden and refused;
 //! - `routing`: which upstream a name or a URI belongs to;
 //! - `calls`: tool calls, resource reads, prompts, completions and task results, through the pipeline;
 //! - `events`: what upstreams send on their own (requests, notifications);
@@ -16,6 +17,7 @@ mod calls;
 mod catalog;
 mod events;
 mod listing;
+mod pinning;
 mod routing;
 mod tables;
 
