@@ -48,7 +48,7 @@ PASS_THROUGH = [
 # The stages that have no implementation yet: a config must list each of
 # them under `pipeline.pass_through` (authorize and approval are built, and
 # listing them is the operator's choice).
-UNBUILT = ["limits", "outbound-filter", "inbound-filter"]
+UNBUILT = ["limits"]
 
 # What each stage of a call that ran says it did, when every stage that can be
 # is passed through: the pipeline's order, with `execute` allowing and `settle`

@@ -32,6 +32,7 @@ use base64::Engine as _;
 use palisade_filter::injection::Rules;
 use palisade_filter::pii::{self, PiiKind};
 use palisade_filter::scan::{self, Class, DEFAULT_THRESHOLD, Options, Sanitized};
+use palisade_filter::{html, unicode};
 use serde_json::Value;
 
 /// Pooled benign false-positive rate the sweep looks for.
@@ -612,6 +613,34 @@ fn html_hidden_raw(text: &str) -> String {
     format!("<p>Hello.</p><div style=\"display:none\">{text}</div>")
 }
 
+/// A verdict a transform changed: the record and the findings after it.
+#[derive(Debug)]
+struct Change<'a> {
+    record: &'a Record,
+    gained: bool,
+    codes: String,
+}
+
+impl<'a> Change<'a> {
+    fn new(record: &'a Record, gained: bool, s: &Sanitized) -> Self {
+        Self {
+            record,
+            gained,
+            codes: codes(s),
+        }
+    }
+}
+
+/// The suspicious findings' codes (never their text).
+fn codes(s: &Sanitized) -> String {
+    let codes: Vec<String> = s
+        .detections
+        .iter()
+        .map(|d| format!("{}{}", d.code, if d.class.suspicious() { "!" } else { "" }))
+        .collect();
+    codes.join(" ")
+}
+
 fn invariance(files: &[File], rules: &Rules, ids: bool) {
     let attacks: Vec<&Record> = files
         .iter()
@@ -629,7 +658,7 @@ fn invariance(files: &[File], rules: &Rules, ids: bool) {
         "".into(),
         "".into(),
     ]];
-    let mut failing: Vec<(&str, Vec<(&str, bool)>)> = Vec::new();
+    let mut failing: Vec<(&str, Vec<Change>)> = Vec::new();
     for (name, transform, html) in TRANSFORMS {
         let started = Instant::now();
         let (mut same, mut lost, mut gained, mut hit, mut bytes) = (0, 0, 0, 0, 0);
@@ -644,11 +673,11 @@ fn invariance(files: &[File], rules: &Rules, ids: bool) {
                 (a, b) if a == b => same += 1,
                 (true, false) => {
                     lost += 1;
-                    failed.push((r.id.as_str(), false));
+                    failed.push(Change::new(r, false, &s));
                 }
                 _ => {
                     gained += 1;
-                    failed.push((r.id.as_str(), true));
+                    failed.push(Change::new(r, true, &s));
                 }
             }
         }
@@ -683,8 +712,21 @@ fn invariance(files: &[File], rules: &Rules, ids: bool) {
         for (name, failed) in failing.iter().filter(|(_, f)| !f.is_empty()) {
             println!();
             println!("{name}: verdict changed for");
-            for (id, gained) in failed {
-                println!("  {id} {}", if *gained { "gained" } else { "lost" });
+            for change in failed {
+                let plain = scan::sanitize(
+                    &change.record.text,
+                    rules,
+                    options(false, DEFAULT_THRESHOLD),
+                );
+                println!(
+                    "  {} {} ({} chars, {} lines): plain [{}] -> [{}]",
+                    change.record.id,
+                    if change.gained { "gained" } else { "lost" },
+                    change.record.text.chars().count(),
+                    change.record.text.lines().count(),
+                    codes(&plain),
+                    change.codes
+                );
             }
         }
     }
@@ -752,6 +794,28 @@ fn html_pages(dir: &Path, rules: &Rules) {
         ],
         &rows,
     );
+    // Which rules make hidden text read as an instruction, by why it is hidden.
+    let mut fired: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for page in &pages {
+        let Ok(read) = html::read(page) else { continue };
+        for item in &read.hidden {
+            let view = rules.scan(&unicode::fold(&unicode::clean(&item.text).text));
+            for hit in &view.hits {
+                *fired.entry((item.why, hit.rule)).or_default() += 1;
+            }
+        }
+    }
+    if !fired.is_empty() {
+        let rows: Vec<Vec<String>> = fired
+            .into_iter()
+            .map(|((why, rule), n)| vec![why.to_owned(), rule.to_owned(), n.to_string()])
+            .collect();
+        table(
+            "rules matching hidden text of the benign pages (any match makes it a hidden instruction)",
+            &["hidden by", "rule", "items"],
+            &rows,
+        );
+    }
     let mut codes: BTreeMap<String, usize> = BTreeMap::new();
     for d in results
         .iter()

@@ -567,7 +567,7 @@ fn style_hides(declarations: &str, background: Option<&str>) -> Option<&'static 
             _ => {}
         }
     }
-    if positioned && far || far && zero_box.0 {
+    if far && (positioned || zero_box.0) {
         return Some("off-screen");
     }
     if (zero_box.0 || zero_box.1) && overflow_hidden {
@@ -663,7 +663,7 @@ fn normalize_color(value: &str) -> Option<String> {
         .or_else(|| value.strip_prefix("rgb("))?
         .trim_end_matches(')');
     let parts: Vec<u8> = inner
-        .split(|c| c == ',' || c == ' ' || c == '/')
+        .split([',', ' ', '/'])
         .filter(|p| !p.is_empty())
         .take(3)
         .map(|p| p.trim().parse::<u8>().ok())
@@ -672,7 +672,6 @@ fn normalize_color(value: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -376,7 +376,6 @@ fn random_boundary() -> Result<String, StageError> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
 

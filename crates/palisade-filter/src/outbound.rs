@@ -17,7 +17,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use palisade_core::stage::{OutboundFilter, StageFuture};
-use palisade_core::{CallContext, CallHead, Decision, Finding, Reason, ReasonCode, Redactor, Stage};
+use palisade_core::{
+    CallContext, CallHead, Decision, Finding, Reason, ReasonCode, Redactor, Stage,
+};
 use serde_json::Value;
 
 use crate::memory::SessionMemory;
@@ -154,7 +156,12 @@ impl Outbound {
         let matches = pii::find_pii(text);
         let mut redact = Vec::new();
         for m in matches {
-            let action = self.policy.pii.get(&m.kind).copied().unwrap_or(Action::Annotate);
+            let action = self
+                .policy
+                .pii
+                .get(&m.kind)
+                .copied()
+                .unwrap_or(Action::Annotate);
             found.push(Found {
                 code: format!("pii.{}", m.kind.as_str()),
                 message: format!(
@@ -211,7 +218,11 @@ impl Outbound {
         let Some(url) = parsed else { return };
         // What the URL carries: its path, query and fragment, decoded.
         let mut carried = String::new();
-        for part in [url.path(), url.query().unwrap_or(""), url.fragment().unwrap_or("")] {
+        for part in [
+            url.path(),
+            url.query().unwrap_or(""),
+            url.fragment().unwrap_or(""),
+        ] {
             let decoded: String = url::form_urlencoded::parse(part.as_bytes())
                 .map(|(k, v)| format!("{k} {v} "))
                 .collect();

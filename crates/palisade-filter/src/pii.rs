@@ -142,6 +142,13 @@ fn without_overlaps(mut found: Vec<PiiMatch>) -> Vec<PiiMatch> {
 
 // ---------------------------------------------------------------------------
 // Patterns
+//
+// The regex crate has no look-behind, so a pattern for a value that must not
+// follow a letter or digit consumes the character before it (or the start
+// of the text) and captures the value itself as group 1; `(?-u:\b)` (an
+// ASCII word boundary, which the lazy DFA handles on any input) ends it.
+// Besides saying what a value is, this keeps runs of digits, letters or
+// dotted numbers from proposing a candidate at every few bytes.
 
 /// `local@domain`: a dot-separated local part of the common characters and
 /// a domain of LDH labels ending in a TLD of two or more letters.
@@ -152,40 +159,54 @@ static EMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
     .ok()
 });
 /// `+` and 8 to 15 digits, with up to two of ` .-()` between digits.
-static E164: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"\+[1-9](?:[ .\-()]{0,2}[0-9]){7,14}").ok());
-/// North-American numbers: `(NXX) NXX-XXXX`, `NXX-NXX-XXXX`, `NXX.NXX.XXXX`,
-/// optionally after the country code 1.
+static E164: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^0-9A-Za-z_])(\+[1-9](?:[ .\-()]{0,2}[0-9]){7,14})(?-u:\b)").ok()
+});
+/// North-American numbers: `(NXX) NXX-XXXX`, `NXX-NXX-XXXX`, `NXX.NXX.XXXX`
+/// (N is 2 to 9), optionally after the country code 1.
 static NANP: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(concat!(
+        r"(?:^|[^0-9A-Za-z_])(",
         r"(?:1 ?)?\([2-9][0-9]{2}\) ?[2-9][0-9]{2}[\-. ][0-9]{4}",
         r"|(?:1-)?[2-9][0-9]{2}-[2-9][0-9]{2}-[0-9]{4}",
         r"|(?:1\.)?[2-9][0-9]{2}\.[2-9][0-9]{2}\.[0-9]{4}",
+        r")(?-u:\b)",
     ))
     .ok()
 });
 /// 13 to 19 digits, bare or in groups after a first group of four, all
 /// separated by single spaces or all by single dashes.
 static CARD: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"[0-9]{13,19}|[0-9]{4}(?:-[0-9]{3,6}){2,4}|[0-9]{4}(?: [0-9]{3,6}){2,4}").ok()
+    Regex::new(concat!(
+        r"(?:^|[^0-9A-Za-z_])(",
+        r"[0-9]{13,19}|[0-9]{4}(?:-[0-9]{3,6}){2,4}|[0-9]{4}(?: [0-9]{3,6}){2,4}",
+        r")(?-u:\b)",
+    ))
+    .ok()
 });
 /// A country code, two check digits and up to 30 more letters or digits,
-/// optionally with single spaces (their places are checked afterwards).
-static IBAN: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}").ok());
+/// optionally with single spaces (the country's length, and where the
+/// spaces are, are checked afterwards).
+static IBAN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^0-9A-Za-z_])([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30})").ok()
+});
 /// `AAA-GG-SSSS`, `AAA GG SSSS` or nine bare digits (separators checked afterwards).
-static SSN: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"[0-9]{3}[\- ]?[0-9]{2}[\- ]?[0-9]{4}").ok());
-/// A dotted quad of one to three digits each.
-static IPV4: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}").ok());
+static SSN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^0-9A-Za-z_])([0-9]{3}[\- ]?[0-9]{2}[\- ]?[0-9]{4})(?-u:\b)").ok()
+});
+/// A dotted quad of one to three digits each, not after a dot.
+static IPV4: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^0-9A-Za-z_.])([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})(?-u:\b)").ok()
+});
 /// Hex groups joined by at least two colons, optionally ending in a dotted
-/// quad (`std::net::Ipv6Addr` decides which are addresses).
+/// quad, not after a colon or dot (`std::net::Ipv6Addr` decides which are
+/// addresses).
 static IPV6: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?:\.[0-9]{1,3}){3})?").ok()
+    Regex::new(r"(?:^|[^0-9A-Za-z_:.])([0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?:\.[0-9]{1,3}){3})?)").ok()
 });
 
-/// The candidates `pattern` proposes in `text` (none if it did not compile).
+/// The candidates `pattern` proposes in `text`: group 1 of each match, or
+/// the whole match for a pattern without groups (none if it did not compile).
 fn candidates<'t>(
     pattern: &'static LazyLock<Option<Regex>>,
     text: &'t str,
@@ -193,7 +214,8 @@ fn candidates<'t>(
     LazyLock::force(pattern)
         .as_ref()
         .into_iter()
-        .flat_map(move |regex| regex.find_iter(text))
+        .flat_map(move |regex| regex.captures_iter(text))
+        .filter_map(|found| found.get(1).or_else(|| found.get(0)))
 }
 
 /// Whether the candidate at `span` is a value on its own: no letter or digit
@@ -457,7 +479,7 @@ fn luhn_valid(digits: &[u32]) -> bool {
             (true, doubled) => doubled,
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 // ---------------------------------------------------------------------------
@@ -572,7 +594,7 @@ fn iban_prefix(candidate: &str) -> Option<(String, usize)> {
     let mut compact = String::with_capacity(*length);
     for (at, c) in candidate.char_indices() {
         if c == ' ' {
-            if compact.len() % IBAN_GROUP != 0 {
+            if !compact.len().is_multiple_of(IBAN_GROUP) {
                 return None;
             }
             continue;
@@ -702,7 +724,6 @@ fn ipv6_stands_alone(text: &str, span: &Range<usize>) -> bool {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
 

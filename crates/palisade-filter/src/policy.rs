@@ -147,10 +147,14 @@ mod tests {
     #[test]
     fn the_tool_policy_wins_over_the_servers() {
         let mut policies = Policies::default();
-        let mut server = SourcePolicy::default();
-        server.untrusted = true;
-        let mut tool = SourcePolicy::default();
-        tool.spotlight = Spotlight::Off;
+        let server = SourcePolicy {
+            untrusted: true,
+            ..SourcePolicy::default()
+        };
+        let tool = SourcePolicy {
+            spotlight: Spotlight::Off,
+            ..SourcePolicy::default()
+        };
         policies.sources.insert("web".into(), server);
         policies.sources.insert("web/fetch".into(), tool);
         assert_eq!(

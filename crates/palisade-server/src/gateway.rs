@@ -234,7 +234,11 @@ impl Gateway {
         }
         let output_schemas = Arc::new(crate::filter::output_schemas(&config)?);
         let memory = Arc::new(palisade_filter::memory::SessionMemory::new());
-        if !config.pipeline.pass_through.contains(&Stage::OutboundFilter) {
+        if !config
+            .pipeline
+            .pass_through
+            .contains(&Stage::OutboundFilter)
+        {
             builder = builder.outbound_filter(Arc::new(palisade_filter::outbound::Outbound::new(
                 config.filter.outbound.clone(),
                 Some(Arc::clone(broker.redactor()) as Arc<dyn palisade_core::Redactor>),
@@ -246,7 +250,9 @@ impl Gateway {
                 config.filter.policies.clone(),
                 Arc::clone(&output_schemas),
                 memory,
-                Some(palisade_filter::quarantine::Quarantine::new(Arc::clone(&store))),
+                Some(palisade_filter::quarantine::Quarantine::new(Arc::clone(
+                    &store,
+                ))),
             )));
         }
         let pipeline = builder.build()?;

@@ -31,13 +31,25 @@ pub async fn run(
                 writeln!(out, "nothing is quarantined")?;
             }
             for doc in held {
-                let field = |k: &str| doc.body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                let field = |k: &str| {
+                    doc.body
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
+                };
                 let state = if doc.body.get("released").and_then(Value::as_bool) == Some(true) {
                     "released"
                 } else {
                     "held"
                 };
-                writeln!(out, "{}  {state:8}  {}  {}", doc.key, field("target"), field("why"))?;
+                writeln!(
+                    out,
+                    "{}  {state:8}  {}  {}",
+                    doc.key,
+                    field("target"),
+                    field("why")
+                )?;
             }
         }
         QuarantineCommand::Show { id } => {
@@ -49,12 +61,17 @@ pub async fn run(
             if !quarantine.release(id, &by).await? {
                 return Err(unknown(id));
             }
-            writeln!(out, "released {id}; the same content now passes when the agent asks again")?;
+            writeln!(
+                out,
+                "released {id}; the same content now passes when the agent asks again"
+            )?;
         }
     }
     Ok(())
 }
 
 fn unknown(id: &str) -> anyhow::Error {
-    anyhow::anyhow!("no quarantined content has the id `{id}`; `palisade quarantine list` shows them")
+    anyhow::anyhow!(
+        "no quarantined content has the id `{id}`; `palisade quarantine list` shows them"
+    )
 }

@@ -1,14 +1,14 @@
 //! `palisade sanitize`: what the model would read of some content, and what the inbound filter found in it.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use palisade_core::Target;
 use palisade_filter::injection::Rules;
 use palisade_filter::policy::{Action, Policies};
 use palisade_filter::scan::{self, Options};
-use palisade_core::Target;
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -39,7 +39,11 @@ const MAX_BYTES: u64 = 64 << 20;
 
 pub fn run(args: &SanitizeArgs, policies: &Policies) -> anyhow::Result<ExitCode> {
     let input = read(args.file.as_ref())?;
-    let target = match args.source.as_deref().map(|s| s.split_once('/').unwrap_or((s, ""))) {
+    let target = match args
+        .source
+        .as_deref()
+        .map(|s| s.split_once('/').unwrap_or((s, "")))
+    {
         Some((server, tool)) => Target::new(server, tool),
         None => Target::new("", ""),
     };
@@ -85,21 +89,35 @@ pub fn run(args: &SanitizeArgs, policies: &Policies) -> anyhow::Result<ExitCode>
                 "verdict": worst.as_str(),
                 "findings": findings,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
         }
         Format::Text => {
-            println!("{}", sanitized.text);
+            writeln!(std::io::stdout(), "{}", sanitized.text)?;
             if !sanitized.detections.is_empty() {
                 eprintln!("--");
                 for d in &sanitized.detections {
-                    eprintln!("{} [{}] {}: {}", policy.action(d.class).as_str(), d.class.as_str(), d.code, d.detail);
+                    eprintln!(
+                        "{} [{}] {}: {}",
+                        policy.action(d.class).as_str(),
+                        d.class.as_str(),
+                        d.code,
+                        d.detail
+                    );
                 }
-                eprintln!("verdict: {} (injection score {:.2})", worst.as_str(), sanitized.score);
+                eprintln!(
+                    "verdict: {} (injection score {:.2})",
+                    worst.as_str(),
+                    sanitized.score
+                );
             }
         }
     }
     // As `palisade scan`: a status a script can test.
-    Ok(if sanitized.suspicious() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if sanitized.suspicious() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read(file: Option<&PathBuf>) -> anyhow::Result<String> {
@@ -111,7 +129,9 @@ fn read(file: Option<&PathBuf>) -> anyhow::Result<String> {
             f.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
         }
         None => {
-            std::io::stdin().take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
+            std::io::stdin()
+                .take(MAX_BYTES + 1)
+                .read_to_end(&mut bytes)?;
         }
     }
     if bytes.len() as u64 > MAX_BYTES {

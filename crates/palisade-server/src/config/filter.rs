@@ -159,7 +159,8 @@ impl Validator<'_> {
             outbound.allow = UrlAllowlist::new(urls).map_err(|e| self.err("filter.urls", e))?;
         }
         if let Some(text) = &raw.url_action {
-            outbound.urls = self.action("filter.url_action", text, &[Action::Annotate, Action::Deny])?;
+            outbound.urls =
+                self.action("filter.url_action", text, &[Action::Annotate, Action::Deny])?;
         }
         if let Some(text) = &raw.secrets {
             outbound.secrets =
@@ -169,9 +170,16 @@ impl Validator<'_> {
             let field = format!("filter.pii.{kind}");
             let Some(kind) = PiiKind::parse(kind) else {
                 let known: Vec<&str> = PiiKind::ALL.iter().map(|k| k.as_str()).collect();
-                return Err(self.err(field, format!("not a PII kind; expected one of {}", known.join(", "))));
+                return Err(self.err(
+                    field,
+                    format!("not a PII kind; expected one of {}", known.join(", ")),
+                ));
             };
-            let action = self.action(&field, text, &[Action::Annotate, Action::Redact, Action::Deny])?;
+            let action = self.action(
+                &field,
+                text,
+                &[Action::Annotate, Action::Redact, Action::Deny],
+            )?;
             outbound.pii.insert(kind, action);
         }
         outbound.pii_roles = raw.pii_roles.clone().unwrap_or_default();
@@ -203,19 +211,27 @@ impl Validator<'_> {
         let mut policy = base.clone();
         if let Some(text) = &raw.spotlight {
             policy.spotlight = Spotlight::parse(text).ok_or_else(|| {
-                self.err(format!("{field}.spotlight"), "expected \"off\", \"boundary\" or \"datamark\"")
+                self.err(
+                    format!("{field}.spotlight"),
+                    "expected \"off\", \"boundary\" or \"datamark\"",
+                )
             })?;
         }
         if let Some(threshold) = raw.threshold {
             if !(threshold > 0.0 && threshold <= 1.0) {
-                return Err(self.err(format!("{field}.threshold"), "expected a number above 0 and at most 1"));
+                return Err(self.err(
+                    format!("{field}.threshold"),
+                    "expected a number above 0 and at most 1",
+                ));
             }
             policy.threshold = threshold;
         }
         for (class, text) in raw.actions.iter().flatten() {
             let at = format!("{field}.actions.{class}");
             let class = self.class(&at, class)?;
-            policy.actions.insert(class, self.action(&at, text, &Action::ALL)?);
+            policy
+                .actions
+                .insert(class, self.action(&at, text, &Action::ALL)?);
         }
         if let Some(taint) = &raw.taint {
             policy.taint = taint
@@ -230,7 +246,10 @@ impl Validator<'_> {
     fn class(&self, field: &str, text: &str) -> Result<Class, ConfigError> {
         Class::parse(text).ok_or_else(|| {
             let known: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
-            self.err(field, format!("not a finding class; expected one of {}", known.join(", ")))
+            self.err(
+                field,
+                format!("not a finding class; expected one of {}", known.join(", ")),
+            )
         })
     }
 
@@ -238,7 +257,10 @@ impl Validator<'_> {
         match Action::parse(text) {
             Some(action) if allowed.contains(&action) => Ok(action),
             _ => {
-                let names: Vec<String> = allowed.iter().map(|a| format!("\"{}\"", a.as_str())).collect();
+                let names: Vec<String> = allowed
+                    .iter()
+                    .map(|a| format!("\"{}\"", a.as_str()))
+                    .collect();
                 Err(self.err(field, format!("expected {}", names.join(", "))))
             }
         }

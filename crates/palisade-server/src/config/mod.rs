@@ -1259,7 +1259,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, filter, upstreams",
             ),
         ];
         for (first, expected) in top_level {
@@ -1405,10 +1405,11 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
         let err = Config::parse("data_dir = \"/x\"", "p.toml")
             .unwrap_err()
             .to_string();
+        // One stage is left without an implementation: the message says "stage … it".
         assert_eq!(
             err,
             format!(
-                "p.toml: `pipeline.pass_through`: stages {} have no implementation yet, and palisade runs without a stage only where the config says so; to run without them, add these lines:\n    [pipeline]\n    {all}",
+                "p.toml: `pipeline.pass_through`: stage {} has no implementation yet, and palisade runs without a stage only where the config says so; to run without it, add these lines:\n    [pipeline]\n    {all}",
                 ticked.join(", ")
             )
         );
