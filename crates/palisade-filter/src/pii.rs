@@ -1,4 +1,4 @@
-//! PII in outbound text (tool arguments): emails, phone numbers, payment cards, IBANs, US SSNs and IP addresses, each confirmed by a validator.
+//! PII in outbound text (tool arguments): emails, phones, payment cards, IBANs, US SSNs, IP addresses, each confirmed by a validator.
 //!
 //! Every kind has one pattern, compiled once, that proposes candidates, and
 //! a validator that keeps only real values: the Luhn checksum and issuer
