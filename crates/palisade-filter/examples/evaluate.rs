@@ -1,6 +1,6 @@
 //! Scores the inbound filter and the PII finder on the evaluation corpora and prints plain tables of aggregate numbers.
 //!
-//! `cargo run --release -p palisade-filter --example evaluate -- [--ids] DIR`
+//! `cargo run --release -p palisade-filter --example evaluate -- [--ids] [--verdicts] [--misses] DIR`
 //! (or `scripts/evaluate-filter [DIR]`), where `DIR` holds `injection/*.jsonl`,
 //! `pii/synth_dataset_v2.json` and `html/*.html` (see the corpora's
 //! MANIFEST.md). Printed:
@@ -20,7 +20,9 @@
 //! - the time taken and the throughput.
 //!
 //! Only numbers, rule codes and record ids (with `--ids`) are printed, never
-//! corpus text. Malformed lines are skipped and counted.
+//! corpus text (the diagnosis flags print record ids, finding codes and the
+//! shapes of missed PII values, for a terminal, not for a file). Malformed
+//! lines are skipped and counted.
 #![expect(clippy::print_stdout, reason = "a report printed to the terminal")]
 
 use std::collections::BTreeMap;
@@ -35,24 +37,31 @@ use palisade_filter::scan::{self, Class, DEFAULT_THRESHOLD, Options, Sanitized};
 use palisade_filter::{html, unicode};
 use serde_json::Value;
 
+const USAGE: &str = "usage: evaluate [--ids] [--verdicts] [--misses] CORPORA_DIR
+  --ids       the ids of attacks whose verdict a transform changed, with finding codes
+  --verdicts  one line per injection record: id, label, verdict, score
+  --misses    the shape (digits as 9, letters as A) of each PII value missed";
+
 /// Pooled benign false-positive rate the sweep looks for.
 const TARGET_FPR: f64 = 0.01;
 
 fn main() -> ExitCode {
-    let mut ids = false;
+    let (mut ids, mut verdicts, mut misses) = (false, false, false);
     let mut dir = None;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--ids" => ids = true,
+            "--verdicts" => verdicts = true,
+            "--misses" => misses = true,
             "-h" | "--help" => {
-                eprintln!("usage: evaluate [--ids] CORPORA_DIR");
+                eprintln!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             _ => dir = Some(PathBuf::from(arg)),
         }
     }
     let Some(dir) = dir else {
-        eprintln!("usage: evaluate [--ids] CORPORA_DIR");
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
     if !dir.is_dir() {
@@ -67,11 +76,18 @@ fn main() -> ExitCode {
     );
     let started = Instant::now();
     let files = injection(&dir, &rules);
+    if verdicts {
+        println!();
+        for r in files.iter().flat_map(|f| &f.records) {
+            let label = if r.attack { "attack" } else { "benign" };
+            println!("verdict {} {label} {} {:.4}", r.id, r.flagged, r.score);
+        }
+    }
     if !files.is_empty() {
         invariance(&files, &rules, ids);
     }
     html_pages(&dir, &rules);
-    pii_eval(&dir);
+    pii_eval(&dir, misses);
     println!();
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
     ExitCode::SUCCESS
@@ -363,6 +379,28 @@ fn injection(dir: &Path, rules: &Rules) -> Vec<File> {
         &["file", "group", "attacks", "recall"],
         &rows,
     );
+
+    // What flags the benign records flagged at the default threshold.
+    let mut fired: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for f in &files {
+        for r in f.records.iter().filter(|r| !r.attack && r.flagged) {
+            let s = scan::sanitize(&r.text, rules, options(false, DEFAULT_THRESHOLD));
+            for d in s.detections.iter().filter(|d| d.class.suspicious()) {
+                *fired.entry((f.short.clone(), d.code.clone())).or_default() += 1;
+            }
+        }
+    }
+    if !fired.is_empty() {
+        let rows: Vec<Vec<String>> = fired
+            .into_iter()
+            .map(|((file, code), n)| vec![file, code, n.to_string()])
+            .collect();
+        table(
+            "findings on the benign records flagged at the default threshold",
+            &["file", "finding", "records"],
+            &rows,
+        );
+    }
 
     distribution(&files);
     sweep(&files, &benign);
@@ -872,7 +910,40 @@ struct Counts {
     correct: usize,
 }
 
-fn pii_eval(dir: &Path) {
+/// A value's shape: digits as `9`, letters as `A`, the rest as it is.
+fn shape(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                '9'
+            } else if c.is_alphabetic() {
+                'A'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn luhn(value: &str) -> bool {
+    let digits: Vec<u32> = value.chars().filter_map(|c| c.to_digit(10)).collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                (d * 2) % 9 + u32::from(d == 9) * 9
+            } else {
+                d
+            }
+        })
+        .sum();
+    !digits.is_empty() && sum.is_multiple_of(10)
+}
+
+fn pii_eval(dir: &Path, misses: bool) {
     let path = dir.join("pii").join("synth_dataset_v2.json");
     let Some(items) = std::fs::read_to_string(&path)
         .ok()
@@ -933,7 +1004,7 @@ fn pii_eval(dir: &Path) {
     // False positives by the gold entity type they overlap (or none).
     let mut wrong: BTreeMap<(PiiKind, String), usize> = BTreeMap::new();
     let mut uncovered: BTreeMap<String, usize> = BTreeMap::new();
-    for ((_, gold), predicted) in sentences.iter().zip(&predictions) {
+    for ((text, gold), predicted) in sentences.iter().zip(&predictions) {
         for g in gold {
             match g.kind {
                 Some(kind) => {
@@ -944,6 +1015,21 @@ fn pii_eval(dir: &Path) {
                         .any(|p| p.kind == kind && overlaps(&p.span, &g.span))
                     {
                         c.found += 1;
+                    } else if misses {
+                        let value = text.get(g.span.clone()).unwrap_or_default();
+                        let before = text.get(..g.span.start).and_then(|t| t.chars().last());
+                        let after = text.get(g.span.end..).and_then(|t| t.chars().next());
+                        println!(
+                            "missed {} {:?} luhn={} prefix={} around={:?}",
+                            kind.as_str(),
+                            shape(value),
+                            luhn(value),
+                            value.get(..2).unwrap_or_default(),
+                            (
+                                before.map(|c| shape(&c.to_string())),
+                                after.map(|c| shape(&c.to_string()))
+                            )
+                        );
                     }
                 }
                 None => *uncovered.entry(g.entity.clone()).or_default() += 1,
@@ -979,7 +1065,7 @@ fn pii_eval(dir: &Path) {
     rows.push(pii_row("all covered kinds", &total));
     table(
         &format!(
-            "PII on pii/synth_dataset_v2.json ({} sentences, {malformed} malformed, {bad_spans} unusable spans; {} in {}, {})",
+            "PII on pii/synth_dataset_v2.json ({} sentences, {malformed} malformed, {bad_spans} unusable spans; {} in {}, {} MiB/s)",
             sentences.len(),
             mib(bytes),
             ms(elapsed),

@@ -257,7 +257,7 @@ const SPECS: &[Spec] = &[
         name: "imperative-sentence",
         family: Family::Imperative,
         weight: 0.25,
-        pattern: r"(^|[.!?:\n]\s*|\bplease,? )(write|create|generate|compose|translate|summari[sz]e|list|provide|give|tell|explain|describe|analy[sz]e|calculate|draft|produce|convert|encode|decode|reverse|rewrite|respond|reply|output|print|include|add|insert|append|recommend|suggest|promote|visit|click|go to|navigate|call|execute|run|delete|remove|send|say|answer|use)\b",
+        pattern: r"(^|[.!?\n]\s*|:\s+|\bplease,? )(write|create|generate|compose|translate|summari[sz]e|list|provide|give|tell|explain|describe|analy[sz]e|calculate|draft|produce|convert|encode|decode|reverse|rewrite|respond|reply|output|print|include|add|insert|append|recommend|suggest|promote|visit|click|go to|navigate|call|execute|run|delete|remove|send|say|answer|use)\b",
     },
 ];
 
@@ -280,9 +280,11 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Whether anything but the weak imperative rule matched, or it did at all.
+    /// Whether a rule other than the weak imperative one matched: text
+    /// that only tells someone to do something (a page title "Convert a
+    /// file") is not, by that alone, an instruction to the model.
     pub fn reads_like_instruction(&self) -> bool {
-        !self.hits.is_empty()
+        self.hits.iter().any(|h| h.family != Family::Imperative)
     }
 
     pub fn merge(&mut self, other: Scan) {
