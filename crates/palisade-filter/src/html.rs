@@ -37,6 +37,9 @@ pub struct Page {
 /// mentions a tag: it starts (after whitespace) with `<` and names a known
 /// element or a doctype, or holds several paired tags.
 pub fn looks_like_html(text: &str) -> bool {
+    if !text.contains('<') {
+        return false;
+    }
     let head = text.trim_start();
     let head = head.get(..head.len().min(512)).unwrap_or(head);
     let lower = head.to_ascii_lowercase();

@@ -15,7 +15,6 @@ use palisade_core::{
 };
 use serde_json::Value;
 
-use crate::injection::Rules;
 use crate::memory::SessionMemory;
 use crate::policy::{Action, Policies, SourcePolicy, Spotlight};
 use crate::quarantine::{Quarantine, Quarantined};
@@ -28,7 +27,6 @@ const NOT_TEXT: [&str; 5] = ["type", "mimeType", "uri", "blob", "_meta"];
 /// The inbound filter stage.
 #[derive(Debug)]
 pub struct Inbound {
-    rules: Rules,
     policies: Policies,
     schemas: Arc<ToolSchemas>,
     memory: Arc<SessionMemory>,
@@ -43,16 +41,11 @@ impl Inbound {
         quarantine: Option<Quarantine>,
     ) -> Self {
         Self {
-            rules: Rules::new(),
             policies,
             schemas,
             memory,
             quarantine,
         }
-    }
-
-    pub fn rules(&self) -> &Rules {
-        &self.rules
     }
 
     async fn check(
@@ -79,7 +72,11 @@ impl Inbound {
             &mut String::from("$"),
             None,
             &mut |path, text, html| {
-                let sanitized = scan::sanitize(text, &self.rules, Options { html, ..options });
+                let sanitized = scan::sanitize(
+                    text,
+                    crate::injection::shared(),
+                    Options { html, ..options },
+                );
                 let Sanitized {
                     text: clean,
                     detections: found,

@@ -369,15 +369,17 @@ impl Rules {
     }
 }
 
+/// The built-in rules, compiled once for the process (a `RegexSet` takes
+/// milliseconds to build; a call must not pay for it).
+pub fn shared() -> &'static Rules {
+    static RULES: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(Rules::new);
+    &RULES
+}
+
 impl Default for Rules {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The rule names and families, for documentation and `palisade sanitize`.
-pub fn catalog() -> impl Iterator<Item = (&'static str, Family, f64)> {
-    SPECS.iter().map(|s| (s.name, s.family, s.weight))
 }
 
 #[cfg(test)]

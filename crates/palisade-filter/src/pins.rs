@@ -595,9 +595,9 @@ pub fn definition_findings(
     let mut strings = Vec::new();
     collect_strings(definition.value(), String::new(), &mut strings);
     // Tool poisoning: instructions for the model in a description or schema.
-    let rules = crate::injection::Rules::new();
+    let rules = crate::injection::shared();
     for (path, text) in &strings {
-        let scanned = crate::scan::sanitize(text, &rules, crate::scan::Options::default());
+        let scanned = crate::scan::sanitize(text, rules, crate::scan::Options::default());
         let suspicious: Vec<&str> = scanned
             .detections
             .iter()
@@ -725,8 +725,9 @@ fn suspect_invisibles(text: &str) -> Vec<char> {
 }
 
 /// Characters that print as nothing, reorder text or are not characters
-/// at all: general categories Cc, Cf, Co, Cn, Zl and Zp, variation
-/// selectors, tag characters, bidi controls and the Hangul and other fillers.
+/// at all: general categories Cc, Cf, Co, Cn, Zl and Zp, and what
+/// [`crate::unicode::prints_as_nothing`] lists (variation selectors, tag
+/// characters, bidi controls, the Hangul and other fillers).
 pub fn is_invisible(c: char) -> bool {
     use unicode_general_category::{GeneralCategory, get_general_category};
     let category = matches!(
@@ -739,24 +740,7 @@ pub fn is_invisible(c: char) -> bool {
             | GeneralCategory::LineSeparator
             | GeneralCategory::ParagraphSeparator
     );
-    category
-        || matches!(
-            u32::from(c),
-            0x034F
-                | 0x061C
-                | 0x115F..=0x1160
-                | 0x17B4..=0x17B5
-                | 0x180B..=0x180F
-                | 0x200B..=0x200F
-                | 0x202A..=0x202E
-                | 0x2060..=0x206F
-                | 0x3164
-                | 0xFE00..=0xFE0F
-                | 0xFEFF
-                | 0xFFA0
-                | 0xE0000..=0xE007F
-                | 0xE0100..=0xE01EF
-        )
+    category || crate::unicode::prints_as_nothing(c)
 }
 
 fn codepoint(c: char) -> String {

@@ -20,6 +20,10 @@ const DROPPED: usize = 20;
 
 #[derive(Debug)]
 struct Compiled {
+    /// The schema as the tool declared (or the configuration gave) it.
+    declared: Value,
+    /// The schema projected onto and validated against (a refusing one
+    /// when the declared one does not compile).
     schema: Value,
     validator: jsonschema::Validator,
 }
@@ -51,9 +55,18 @@ impl ToolSchemas {
     /// and the tool's responses are then refused (it promised a shape no
     /// response can be checked against).
     pub fn learn(&self, server: &str, tools: &[Value]) -> Vec<String> {
+        let known: HashMap<String, Arc<Compiled>> = self
+            .learnt
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|((s, _), _)| s == server)
+            .map(|((_, name), c)| (name.clone(), Arc::clone(c)))
+            .collect();
         let mut problems = Vec::new();
-        let mut learnt = self.learnt.write().unwrap_or_else(|p| p.into_inner());
-        learnt.retain(|(s, _), _| s != server);
+        let mut fresh = HashMap::new();
+        // Compiled outside the lock, and only what changed: every session
+        // reads the listing, and calls read the schemas meanwhile.
         for tool in tools {
             let (Some(name), Some(schema)) = (
                 tool.get("name").and_then(Value::as_str),
@@ -61,21 +74,35 @@ impl ToolSchemas {
             ) else {
                 continue;
             };
-            match compile(schema.clone()) {
-                Ok(compiled) => {
-                    learnt.insert((server.to_owned(), name.to_owned()), Arc::new(compiled));
-                }
+            if let Some(same) = known.get(name).filter(|c| c.declared == *schema) {
+                fresh.insert(name.to_owned(), Arc::clone(same));
+                continue;
+            }
+            let compiled = match compile(schema.clone()) {
+                Ok(compiled) => compiled,
                 Err(e) => {
                     problems.push(format!(
                         "{server}/{name}: its outputSchema does not compile: {e}"
                     ));
-                    let refuse = serde_json::json!({"not": {}});
-                    if let Ok(compiled) = compile(refuse) {
-                        learnt.insert((server.to_owned(), name.to_owned()), Arc::new(compiled));
+                    match compile(serde_json::json!({"not": {}})) {
+                        Ok(refuse) => refuse,
+                        Err(_) => continue,
                     }
                 }
-            }
+            };
+            let compiled = Compiled {
+                declared: schema.clone(),
+                ..compiled
+            };
+            fresh.insert(name.to_owned(), Arc::new(compiled));
         }
+        let mut learnt = self.learnt.write().unwrap_or_else(|p| p.into_inner());
+        learnt.retain(|(s, _), _| s != server);
+        learnt.extend(
+            fresh
+                .into_iter()
+                .map(|(name, c)| ((server.to_owned(), name), c)),
+        );
         problems
     }
 
@@ -166,7 +193,11 @@ fn key(target: &Target) -> (String, String) {
 
 fn compile(schema: Value) -> Result<Compiled, String> {
     let validator = jsonschema::validator_for(&schema).map_err(|e| e.to_string())?;
-    Ok(Compiled { schema, validator })
+    Ok(Compiled {
+        declared: schema.clone(),
+        schema,
+        validator,
+    })
 }
 
 /// Drops the properties `schema` does not declare, depth first, recording their paths.

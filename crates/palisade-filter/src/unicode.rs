@@ -70,6 +70,31 @@ pub struct Cleaned {
     pub displayed: Vec<String>,
 }
 
+/// Characters that print as nothing or reorder text: general category Cf,
+/// fillers, variation selectors and tags.
+pub fn prints_as_nothing(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
 /// Removes invisible characters by the policy above and applies NFKC.
 pub fn clean(input: &str) -> Cleaned {
     let chars: Vec<(usize, char)> = input.char_indices().collect();

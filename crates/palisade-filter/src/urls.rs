@@ -81,6 +81,11 @@ pub struct FoundUrl {
 /// not repeated as [`UrlContext::Text`]. A URL inside another one (a
 /// redirect parameter) is part of it, not a second URL.
 pub fn find_urls(text: &str) -> Vec<FoundUrl> {
+    // Every form found below needs a scheme's colon, a tag or a link's
+    // bracket: prose without them is not parsed three times for nothing.
+    if !text.contains([':', '<', ']']) {
+        return Vec::new();
+    }
     let mut found = Found::default();
     let mut markdown_html: Vec<String> = Vec::new();
     for options in MARKDOWN_FLAVOURS {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use palisade_core::Target;
-use palisade_filter::injection::Rules;
 use palisade_filter::policy::{Action, Policies};
 use palisade_filter::scan::{self, Options};
 use serde_json::json;
@@ -49,10 +48,9 @@ pub fn run(args: &SanitizeArgs, policies: &Policies) -> anyhow::Result<ExitCode>
     };
     let policy = policies.for_target(&target);
     let html = args.html || palisade_filter::html::looks_like_html(&input);
-    let rules = Rules::new();
     let sanitized = scan::sanitize(
         &input,
-        &rules,
+        palisade_filter::injection::shared(),
         Options {
             html,
             threshold: policy.threshold,

@@ -43,31 +43,6 @@ pub(super) struct Noticed {
     pub hidden: bool,
 }
 
-/// Characters that print as nothing or reorder text: general category Cf,
-/// fillers, variation selectors and tags.
-fn invisible(c: char) -> bool {
-    matches!(
-        u32::from(c),
-        0x00AD
-            | 0x034F
-            | 0x061C
-            | 0x115F..=0x1160
-            | 0x17B4..=0x17B5
-            | 0x180B..=0x180F
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x206F
-            | 0x3164
-            | 0xFE00..=0xFE0F
-            | 0xFEFF
-            | 0xFFA0
-            | 0xFFF0..=0xFFF8
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF
-    )
-}
-
 /// What is wrong with a name, worst first; `None` when nothing is.
 pub(super) fn judge_name(name: &str) -> Option<ListingFinding> {
     if name.is_empty() {
@@ -76,7 +51,10 @@ pub(super) fn judge_name(name: &str) -> Option<ListingFinding> {
     if name.chars().any(char::is_control) {
         return Some(ListingFinding::ControlCharacters);
     }
-    if name.chars().any(invisible) {
+    if name
+        .chars()
+        .any(palisade_filter::unicode::prints_as_nothing)
+    {
         return Some(ListingFinding::InvisibleCharacters);
     }
     let standard = name.len() <= MAX_NAME
