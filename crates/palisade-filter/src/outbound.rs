@@ -201,11 +201,11 @@ impl Outbound {
                     format!("goes to {domain}, which is not on the allowlist")
                 }
             };
-            // An address is the egress layer's to judge; here it is noted.
+            // An address is the egress layer's to judge, and a relative or
+            // broken URL leads nowhere by itself: both are noted.
             let action = match problem {
-                UrlProblem::IpLiteral { .. } => Action::Annotate,
-                UrlProblem::Unparsable
-                | UrlProblem::DangerousScheme { .. }
+                UrlProblem::IpLiteral { .. } | UrlProblem::Unparsable => Action::Annotate,
+                UrlProblem::DangerousScheme { .. }
                 | UrlProblem::Userinfo
                 | UrlProblem::NotAllowlisted { .. } => self.policy.urls,
             };
@@ -216,8 +216,10 @@ impl Outbound {
             });
         }
         let Some(url) = parsed else { return };
-        // What the URL carries: its path, query and fragment, decoded.
-        let mut carried = String::new();
+        // What the URL carries: the labels of its host (a subdomain is read
+        // by whoever runs the domain's DNS), its path, query and fragment, decoded.
+        let mut carried = url.host_str().unwrap_or_default().replace('.', " ");
+        carried.push(' ');
         for part in [
             url.path(),
             url.query().unwrap_or(""),
@@ -302,5 +304,147 @@ fn strings(value: &mut Value, path: &mut String, f: &mut dyn FnMut(&str, &mut St
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use palisade_core::{CallId, CallKind, EffectClass, Principal, SessionId, Target, Verdict};
+    use serde_json::json;
+
+    use super::*;
+
+    /// Knows one secret value.
+    #[derive(Debug)]
+    struct Knows(&'static str);
+
+    impl Redactor for Knows {
+        fn redact_text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+            if text.contains(self.0) {
+                Cow::Owned(text.replace(self.0, "[REDACTED]"))
+            } else {
+                Cow::Borrowed(text)
+            }
+        }
+    }
+
+    fn head() -> CallHead {
+        CallHead {
+            id: CallId(1),
+            principal: Principal::new("alice"),
+            session: SessionId::new("s"),
+            kind: CallKind::Tool,
+            target: Target::new("web", "fetch"),
+            effect: EffectClass::Egress,
+            params: None,
+            parent: None,
+        }
+    }
+
+    fn outbound(allow: &[&str]) -> Outbound {
+        let policy = OutboundPolicy {
+            allow: UrlAllowlist::new(allow).unwrap_or_default(),
+            ..OutboundPolicy::default()
+        };
+        Outbound::new(
+            policy,
+            Some(Arc::new(Knows("s3cr3tvalue"))),
+            Arc::new(SessionMemory::new()),
+        )
+    }
+
+    fn codes(decision: &Decision) -> Vec<&str> {
+        decision.findings.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn a_secret_in_a_subdomain_is_exfiltration() {
+        let mut args = json!({"url": "https://s3cr3tvalue.collector.example/x"});
+        let decision = outbound(&[]).check(&head(), &mut args);
+        assert!(matches!(decision.verdict, Verdict::Deny(_)), "{decision:?}");
+        assert!(codes(&decision).contains(&"url.exfiltration"));
+        // The message names the host, which the audit seam redacts; the argument is untouched.
+        assert_eq!(args["url"], "https://s3cr3tvalue.collector.example/x");
+    }
+
+    #[test]
+    fn words_of_an_untrusted_result_leaving_through_an_allowed_host_are_refused() {
+        let memory = Arc::new(SessionMemory::new());
+        memory.remember(
+            &SessionId::new("s"),
+            &["The acquisition of Initech closes Friday.".to_owned()],
+        );
+        let filter = Outbound::new(
+            OutboundPolicy {
+                allow: UrlAllowlist::new(["example.com"]).unwrap_or_default(),
+                ..OutboundPolicy::default()
+            },
+            None,
+            memory,
+        );
+        let mut args =
+            json!({"q": "see https://search.example.com/?q=acquisition+of+initech+closes"});
+        let decision = filter.check(&head(), &mut args);
+        assert!(
+            codes(&decision).contains(&"url.exfiltration"),
+            "{decision:?}"
+        );
+        let mut other = json!({"q": "https://search.example.com/?q=weather+tomorrow"});
+        assert!(matches!(
+            filter.check(&head(), &mut other).verdict,
+            Verdict::Allow
+        ));
+    }
+
+    #[test]
+    fn a_relative_link_is_noted_not_refused() {
+        let mut args = json!({"body": "See [the guide](/docs/guide) for details."});
+        let decision = outbound(&["example.com"]).check(&head(), &mut args);
+        assert!(matches!(decision.verdict, Verdict::Allow), "{decision:?}");
+    }
+
+    #[test]
+    fn userinfo_tricks_and_dangerous_schemes_are_refused() {
+        for url in ["https://example.com@evil.test/", "javascript:alert(1)"] {
+            let mut args = json!({ "url": url });
+            let decision = outbound(&["example.com"]).check(&head(), &mut args);
+            assert!(
+                matches!(decision.verdict, Verdict::Deny(_)),
+                "{url}: {decision:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn card_numbers_are_redacted_unless_the_role_may_send_them() {
+        let mut args = json!({"note": "card 4111 1111 1111 1111 on file"});
+        let decision = outbound(&[]).check(&head(), &mut args);
+        assert!(matches!(decision.verdict, Verdict::Allow));
+        assert!(
+            !args["note"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("4111 1111"),
+            "{args}"
+        );
+        let policy = OutboundPolicy {
+            pii_roles: vec!["billing".into()],
+            ..OutboundPolicy::default()
+        };
+        let filter = Outbound::new(policy, None, Arc::new(SessionMemory::new()));
+        let mut head = head();
+        head.principal = Principal::from_identity(palisade_core::Identity {
+            id: "bob".into(),
+            kind: palisade_core::PrincipalKind::User,
+            roles: vec!["billing".into()],
+            tenant: None,
+            credential: palisade_core::Credential::None,
+            task: None,
+        });
+        let mut args = json!({"note": "card 4111 1111 1111 1111 on file"});
+        filter.check(&head, &mut args);
+        assert_eq!(args["note"], "card 4111 1111 1111 1111 on file");
     }
 }
