@@ -206,6 +206,7 @@ fn bench(c: &mut Criterion) {
                     effect: EffectClass::Read,
                     arguments: &arguments,
                     tainted: false,
+                    taint_sources: &[],
                     constraints: &[],
                     now: SystemTime::now(),
                 }))

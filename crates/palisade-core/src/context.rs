@@ -29,6 +29,9 @@ pub struct Taint {
     pub stage: Stage,
     pub code: String,
     pub detail: String,
+    /// Where the content came from (`SERVER/TOOL`): what policies see as
+    /// `context.session.sources`.
+    pub source: String,
 }
 
 /// Facts about a session that outlive one call. Shared by every call of the session.
@@ -59,6 +62,17 @@ impl SessionFacts {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_empty()
+    }
+
+    /// The distinct sources of the session's taints, in the order they came.
+    pub fn sources(&self) -> Vec<String> {
+        let mut sources: Vec<String> = Vec::new();
+        for taint in self.taints.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if !sources.contains(&taint.source) {
+                sources.push(taint.source.clone());
+            }
+        }
+        sources
     }
 
     pub fn taints(&self) -> Vec<Taint> {
@@ -151,10 +165,12 @@ mod tests {
                 stage: Stage::InboundFilter,
                 code: "injection".into(),
                 detail: format!("{i}"),
+                source: format!("web/{}", i % 2),
             });
         }
         assert!(ctx.session().is_tainted());
         assert_eq!(facts.taints().len(), MAX_TAINTS);
+        assert_eq!(facts.sources(), ["web/0", "web/1"]);
     }
 
     #[test]

@@ -215,12 +215,14 @@ fn taint(
             stage: Stage::InboundFilter,
             code: "suspicious-content".into(),
             detail: format!("{} from {}", classes.join(", "), head.target),
+            source: head.target.to_string(),
         });
     }
     policy.untrusted.then(|| Taint {
         stage: Stage::InboundFilter,
         code: "untrusted-content".into(),
         detail: format!("content from {}", head.target),
+        source: head.target.to_string(),
     })
 }
 

@@ -479,6 +479,7 @@ fn suspected_injection() -> Taint {
         stage: Stage::InboundFilter,
         code: "injection.suspected".into(),
         detail: "the result asks the model to ignore its instructions".into(),
+        source: "files/read".into(),
     }
 }
 
@@ -1687,6 +1688,7 @@ async fn the_inbound_filters_taint_reaches_the_session_and_the_record() {
             "stage": "inbound-filter",
             "code": "injection.suspected",
             "detail": "the result asks the model to ignore its instructions",
+            "source": "files/read",
         })
     );
     assert!(

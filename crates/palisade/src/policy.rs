@@ -42,6 +42,10 @@ pub struct ExplainArgs {
     /// Judge the call as if untrusted content had entered the session.
     #[arg(long)]
     tainted: bool,
+    /// …from this source, `SERVER/TOOL` (repeatable; implies `--tainted`):
+    /// what policies see as `context.session.sources`.
+    #[arg(long = "taint-source", value_name = "SERVER/TOOL")]
+    taint_sources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,7 +105,8 @@ pub fn run(command: &PolicyCommand, config: &Config) -> anyhow::Result<ExitCode>
                 params: None,
                 parent: None,
             };
-            let (_, checks) = authorizer.decide(&head, &arguments, args.tainted);
+            let tainted = args.tainted || !args.taint_sources.is_empty();
+            let (_, checks) = authorizer.decide(&head, &arguments, tainted, &args.taint_sources);
             let constraints: Vec<(String, bool)> = checks
                 .iter()
                 .map(|c| (c.constraint.clone(), c.passed))
@@ -114,7 +119,8 @@ pub fn run(command: &PolicyCommand, config: &Config) -> anyhow::Result<ExitCode>
                 exposed_name: &exposed,
                 effect,
                 arguments: &arguments,
-                tainted: args.tainted,
+                tainted,
+                taint_sources: &args.taint_sources,
                 constraints: &constraints,
                 now: std::time::SystemTime::now(),
             };

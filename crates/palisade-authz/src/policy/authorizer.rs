@@ -142,6 +142,7 @@ impl PolicyAuthorizer {
         head: &CallHead,
         arguments: &Value,
         tainted: bool,
+        taint_sources: &[String],
     ) -> (PolicyDecision, Vec<ArgumentCheck>) {
         let exposed = self.exposed_name(head.kind, &head.target);
         let checks = match head.kind {
@@ -163,6 +164,7 @@ impl PolicyAuthorizer {
             effect: head.effect,
             arguments,
             tainted,
+            taint_sources,
             constraints: &constraints,
             now: self.clock.wall(),
         };
@@ -222,8 +224,13 @@ impl Authorize for PolicyAuthorizer {
         ctx: &'a CallContext,
     ) -> StageFuture<'a, Authorization> {
         Box::pin(async move {
-            let (decision, checks) =
-                self.decide(call.head(), call.arguments(), ctx.session().is_tainted());
+            let sources = ctx.session().sources();
+            let (decision, checks) = self.decide(
+                call.head(),
+                call.arguments(),
+                ctx.session().is_tainted(),
+                &sources,
+            );
             let findings = findings(&decision, &checks);
             Ok(match decision {
                 PolicyDecision::Allow { .. } => Authorization::Allow {

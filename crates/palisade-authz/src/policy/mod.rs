@@ -30,7 +30,7 @@
 //! - **Context**: `effect`, `kind` (`tool`, `resource`, `prompt`,
 //!   `completion`, `task-result`), `tool` (the name the agent sees:
 //!   `files__read_text_file`, a prompt's exposed name, a resource's URI),
-//!   `session.tainted`, `task.present` / `task.id` / `task.scopes` (empty
+//!   `session.tainted`, `session.sources` (where the taint came from), `task.present` / `task.id` / `task.scopes` (empty
 //!   without a task token), `time` (Unix seconds) and `hour` (UTC, 0–23),
 //!   `constraints.NAME` (one `Bool` per configured argument constraint:
 //!   true when the arguments satisfy it or it does not apply to the tool),
@@ -116,6 +116,8 @@ pub struct PolicyRequest<'a> {
     pub effect: EffectClass,
     pub arguments: &'a serde_json::Value,
     pub tainted: bool,
+    /// Where the session's taint came from (`SERVER/TOOL`), when it is tainted.
+    pub taint_sources: &'a [String],
     /// Each argument constraint that applies to the call, and whether the
     /// arguments satisfy it.
     pub constraints: &'a [(String, bool)],

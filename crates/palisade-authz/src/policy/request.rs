@@ -339,7 +339,19 @@ impl Types {
                 ("tool", ast::Value::from(r.exposed_name)),
                 (
                     "session",
-                    ast::Value::record([("tainted", ast::Value::from(r.tainted))], None),
+                    ast::Value::record(
+                        [
+                            ("tainted", ast::Value::from(r.tainted)),
+                            (
+                                "sources",
+                                ast::Value::set(
+                                    r.taint_sources.iter().map(|s| ast::Value::from(s.as_str())),
+                                    None,
+                                ),
+                            ),
+                        ],
+                        None,
+                    ),
                 ),
                 ("task", task.clone()),
                 ("time", ast::Value::from(secs)),

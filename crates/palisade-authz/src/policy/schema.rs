@@ -33,7 +33,7 @@ type CallContext = {
   effect: String,
   kind: String,
   tool: String,
-  session: { tainted: Bool },
+  session: { tainted: Bool, sources: Set<String> },
   task: { present: Bool, id: String, scopes: Set<String> },
   time: Long,
   hour: Long,

@@ -79,6 +79,7 @@ struct Ask<'a> {
     effect: EffectClass,
     args: Value,
     tainted: bool,
+    sources: Vec<String>,
     constraints: Vec<(String, bool)>,
 }
 
@@ -90,6 +91,7 @@ fn ask<'a>(who: &'a Principal, target: &'a str, effect: EffectClass) -> Ask<'a> 
         effect,
         args: json!({}),
         tainted: false,
+        sources: Vec::new(),
         constraints: Vec::new(),
     }
 }
@@ -110,6 +112,12 @@ impl Ask<'_> {
         self
     }
 
+    fn tainted_by(mut self, source: &str) -> Self {
+        self.tainted = true;
+        self.sources.push(source.to_owned());
+        self
+    }
+
     fn explain(&self, engine: &PolicyEngine) -> Explanation {
         let (server, name) = self.target.split_once('/').unwrap();
         let target = Target::new(server, name);
@@ -122,6 +130,7 @@ impl Ask<'_> {
             effect: self.effect,
             arguments: &self.args,
             tainted: self.tainted,
+            taint_sources: &self.sources,
             constraints: &self.constraints,
             now: now(),
         })
@@ -254,6 +263,7 @@ fn resources_completions_and_task_results_have_their_own_resource() {
             effect: Read,
             arguments: &Value::Null,
             tainted: false,
+            taint_sources: &[],
             constraints: &[],
             now: now(),
         })
@@ -344,6 +354,32 @@ fn a_tainted_session_may_not_send_data_out() {
                 ask(&alice, "files/read_text_file", Read).tainted(),
                 "allow all",
             ),
+        ],
+    );
+}
+
+#[test]
+fn policies_see_where_the_taint_came_from() {
+    let e = engine(
+        r#"
+        @id("all") permit (principal in Role::"dev", action, resource);
+        @id("web-taint") forbid (principal, action == Action::"egress", resource)
+            when { context.session.sources.contains("web/fetch") };
+        "#,
+    );
+    let alice = alice();
+    check(
+        &e,
+        &[
+            (
+                ask(&alice, "mail/send", Egress).tainted_by("web/fetch"),
+                "deny web-taint",
+            ),
+            (
+                ask(&alice, "mail/send", Egress).tainted_by("docs/read"),
+                "allow all",
+            ),
+            (ask(&alice, "mail/send", Egress), "allow all"),
         ],
     );
 }
@@ -705,6 +741,7 @@ fn requests_and_entities_conform_to_the_schema() {
             effect: Write,
             arguments: &args,
             tainted: true,
+            taint_sources: &[],
             constraints: &constraints,
             now: now(),
         };
@@ -1103,6 +1140,7 @@ fn slicing_by_server_keeps_every_policy_that_could_match() {
             effect,
             arguments: &json!({}),
             tainted: false,
+            taint_sources: &[],
             constraints: &[],
             now: now(),
         }))
