@@ -318,6 +318,18 @@ pub enum AuditEvent<'a> {
         #[serde(flatten)]
         connection: serde_json::Value,
     },
+    /// A request an upstream sent toward the client's model (sampling) in
+    /// which the inbound filter found something; `refused` when it was not
+    /// passed on.
+    ServerRequestFiltered {
+        time: String,
+        session: SessionId,
+        principal: Principal,
+        upstream: Bounded,
+        method: Bounded,
+        refused: bool,
+        findings: Vec<Finding>,
+    },
     /// A human approved or refused a held call.
     ApprovalDecided {
         time: String,

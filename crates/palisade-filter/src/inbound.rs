@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use palisade_core::stage::{InboundDecision, InboundFilter, StageError, StageFuture};
 use palisade_core::{
-    CallContext, CallHead, CallKind, Decision, Finding, Reason, ReasonCode, Stage, Taint,
+    CallContext, CallHead, CallKind, Decision, Finding, Reason, ReasonCode, SessionId, Stage,
+    Taint, Target,
 };
 use serde_json::Value;
 
 use crate::memory::SessionMemory;
 use crate::policy::{Action, Policies, SourcePolicy, Spotlight};
 use crate::quarantine::{Quarantine, Quarantined};
-use crate::scan::{self, Detection, Options, Sanitized};
+use crate::scan::{self, Detection, Options};
 use crate::schema::ToolSchemas;
 
 /// Keys whose strings are identifiers, not text a model reads as prose.
@@ -60,48 +61,15 @@ impl Inbound {
         {
             return Ok(deny(problem, findings, None));
         }
-        let options = Options {
-            threshold: policy.threshold,
-            ..Options::default()
-        };
-        let mut texts = Vec::new();
-        let mut detections: Vec<(String, Detection)> = Vec::new();
         let original = result.clone();
-        visit(
-            result,
-            &mut String::from("$"),
-            None,
-            &mut |path, text, html| {
-                let sanitized = scan::sanitize(
-                    text,
-                    crate::injection::shared(),
-                    Options { html, ..options },
-                );
-                let Sanitized {
-                    text: clean,
-                    detections: found,
-                    ..
-                } = sanitized;
-                let mut clean = clean;
-                for detection in &found {
-                    if policy.action(detection.class) == Action::Redact
-                        && let Some(span) = &detection.span
-                    {
-                        clean = redact_span(&clean, span, &detection.code);
-                    }
-                }
-                *text = clean;
-                texts.push(text.clone());
-                detections.extend(found.into_iter().map(|d| (path.to_owned(), d)));
-            },
-        );
+        let (texts, detections) = read_strings(policy, result);
         let worst = detections
             .iter()
             .map(|(_, d)| policy.action(d.class))
             .max()
             .unwrap_or(Action::Annotate);
         findings.extend(detections.iter().map(|(path, d)| finding(path, d)));
-        let taint = taint(head, policy, &detections);
+        let taint = taint(&head.target, policy, &detections);
         if policy.untrusted || taint.is_some() {
             self.memory.remember(&head.session, &texts);
         }
@@ -199,7 +167,7 @@ fn summary(detections: &[(String, Detection)], policy: &SourcePolicy, action: Ac
 }
 
 fn taint(
-    head: &CallHead,
+    target: &Target,
     policy: &SourcePolicy,
     detections: &[(String, Detection)],
 ) -> Option<Taint> {
@@ -214,15 +182,15 @@ fn taint(
         return Some(Taint {
             stage: Stage::InboundFilter,
             code: "suspicious-content".into(),
-            detail: format!("{} from {}", classes.join(", "), head.target),
-            source: head.target.to_string(),
+            detail: format!("{} from {target}", classes.join(", ")),
+            source: target.to_string(),
         });
     }
     policy.untrusted.then(|| Taint {
         stage: Stage::InboundFilter,
         code: "untrusted-content".into(),
-        detail: format!("content from {}", head.target),
-        source: head.target.to_string(),
+        detail: format!("content from {target}"),
+        source: target.to_string(),
     })
 }
 
@@ -271,10 +239,114 @@ fn visit(
     }
 }
 
-fn redact_span(text: &str, span: &std::ops::Range<usize>, code: &str) -> String {
-    match (text.get(..span.start), text.get(span.end..)) {
-        (Some(before), Some(after)) => format!("{before}[removed by palisade: {code}]{after}"),
-        _ => text.to_owned(),
+/// Every string of `value` through the filter, in place (cleaned, and the
+/// spans the policy redacts replaced): the texts as the model will read
+/// them, and what was found, by JSON path.
+fn read_strings(
+    policy: &SourcePolicy,
+    value: &mut Value,
+) -> (Vec<String>, Vec<(String, Detection)>) {
+    let options = Options {
+        threshold: policy.threshold,
+        ..Options::default()
+    };
+    let mut texts = Vec::new();
+    let mut detections: Vec<(String, Detection)> = Vec::new();
+    visit(
+        value,
+        &mut String::from("$"),
+        None,
+        &mut |path, text, html| {
+            let sanitized = scan::sanitize(
+                text,
+                crate::injection::shared(),
+                Options { html, ..options },
+            );
+            let spans: Vec<(&std::ops::Range<usize>, &str)> = sanitized
+                .detections
+                .iter()
+                .filter(|d| policy.action(d.class) == Action::Redact)
+                .filter_map(|d| d.span.as_ref().map(|s| (s, d.code.as_str())))
+                .collect();
+            *text = redact_spans(&sanitized.text, spans);
+            texts.push(text.clone());
+            detections.extend(
+                sanitized
+                    .detections
+                    .into_iter()
+                    .map(|d| (path.to_owned(), d)),
+            );
+        },
+    );
+    (texts, detections)
+}
+
+/// `text` with each span replaced by a marker naming its rule; overlapping
+/// spans are merged into the first.
+fn redact_spans(text: &str, mut spans: Vec<(&std::ops::Range<usize>, &str)>) -> String {
+    spans.sort_by_key(|(span, _)| span.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (span, code) in spans {
+        if span.start < at {
+            continue;
+        }
+        let (Some(before), true) = (text.get(at..span.start), text.is_char_boundary(span.end))
+        else {
+            continue;
+        };
+        out.push_str(before);
+        out.push_str(&format!("[removed by palisade: {code}]"));
+        at = span.end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
+/// What the filter made of a request an upstream sends toward the client's
+/// model (`sampling/createMessage`).
+#[derive(Debug)]
+pub struct ServerRequestCheck {
+    pub findings: Vec<Finding>,
+    /// Why the request must not reach the client, when it must not.
+    pub refused: Option<String>,
+    pub taint: Option<Taint>,
+}
+
+impl Inbound {
+    /// Filters the strings of a server-to-client request from `source` in
+    /// place, by the source's policy. There is no placeholder to give a
+    /// model in place of a prompt: what a result would quarantine, a
+    /// request is refused for.
+    pub fn check_server_request(
+        &self,
+        source: &Target,
+        session: &SessionId,
+        params: &mut Value,
+    ) -> ServerRequestCheck {
+        let policy = self.policies.for_target(source);
+        let (texts, detections) = read_strings(policy, params);
+        let worst = detections
+            .iter()
+            .map(|(_, d)| policy.action(d.class))
+            .max()
+            .unwrap_or(Action::Annotate);
+        let taint = taint(source, policy, &detections);
+        if policy.untrusted || taint.is_some() {
+            self.memory.remember(session, &texts);
+        }
+        let refused = match worst {
+            Action::Quarantine | Action::Deny => Some(summary(&detections, policy, worst)),
+            Action::Annotate | Action::Redact => None,
+        };
+        ServerRequestCheck {
+            findings: detections
+                .iter()
+                .map(|(path, d)| finding(path, d))
+                .collect(),
+            refused,
+            taint,
+        }
     }
 }
 
@@ -436,6 +508,21 @@ mod tests {
         assert!(b.contains("hello\u{2c6}world"));
         let boundary = |s: &str| s.split(">>").next().unwrap_or_default().to_owned();
         assert_ne!(boundary(&a), boundary(&b));
+    }
+
+    #[test]
+    fn several_spans_in_one_text_are_each_redacted() {
+        let a = 0..6;
+        let b = 13..19;
+        let overlapping = 3..8;
+        let out = redact_spans(
+            "ignore this, reveal all",
+            vec![(&b, "r2"), (&a, "r1"), (&overlapping, "r3")],
+        );
+        assert_eq!(
+            out,
+            "[removed by palisade: r1] this, [removed by palisade: r2] all"
+        );
     }
 
     #[test]

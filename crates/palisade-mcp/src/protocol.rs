@@ -33,7 +33,7 @@ pub fn upstream_supported(version: &str, http: bool) -> bool {
 /// is the wire name of a variant of [`crate::method`], so the two cannot
 /// drift; code that must decide what a method is should use those enums.
 pub mod method {
-    use crate::method::{ClientNotification, ClientRequest, ServerNotification};
+    use crate::method::{ClientNotification, ClientRequest, ServerNotification, ServerRequest};
 
     pub const INITIALIZE: &str = ClientRequest::Initialize.as_str();
     pub const INITIALIZED: &str = ClientNotification::Initialized.as_str();
@@ -58,6 +58,7 @@ pub mod method {
     pub const RESOURCES_LIST_CHANGED: &str = ServerNotification::ResourcesListChanged.as_str();
     pub const RESOURCES_UPDATED: &str = ServerNotification::ResourcesUpdated.as_str();
     pub const ROOTS_LIST_CHANGED: &str = ClientNotification::RootsListChanged.as_str();
+    pub const SAMPLING_CREATE_MESSAGE: &str = ServerRequest::SamplingCreateMessage.as_str();
 }
 
 pub mod header {

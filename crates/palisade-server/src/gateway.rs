@@ -7,7 +7,7 @@ use std::time::Duration;
 use palisade_authz::approvals::{ApprovalSettings, StoredApprovals};
 use palisade_authz::policy::PolicyAuthorizer;
 use palisade_authz::{ApprovalGate, Authorize};
-use palisade_core::stage::InjectSecrets;
+use palisade_core::stage::{InboundFilter, InjectSecrets};
 use palisade_core::{AuditEvent, Bounded, Principal, RedactionSeam, SessionEnd, SessionId, Stage};
 use palisade_mcp::jsonrpc::{ErrorObject, INVALID_PARAMS};
 use palisade_mcp::protocol;
@@ -73,6 +73,9 @@ pub struct Gateway {
     pub approvals: Arc<StoredApprovals>,
     /// The output schemas layer 4 holds tool responses to (learnt from listings, or configured).
     pub output_schemas: Arc<palisade_filter::schema::ToolSchemas>,
+    /// The inbound filter, for what does not pass the pipeline (requests
+    /// from upstreams toward the client's model); `None` when passed through.
+    pub inbound: Option<Arc<palisade_filter::inbound::Inbound>>,
     /// Layer 4's tool definition pins (in the store), with their cache.
     pub pins: Arc<palisade_filter::pins::Pins>,
     /// The policies and constraints, unless `authorize` is passed through.
@@ -245,15 +248,18 @@ impl Gateway {
                 Arc::clone(&memory),
             )));
         }
-        if !config.pipeline.pass_through.contains(&Stage::InboundFilter) {
-            builder = builder.inbound_filter(Arc::new(palisade_filter::inbound::Inbound::new(
+        let inbound = (!config.pipeline.pass_through.contains(&Stage::InboundFilter)).then(|| {
+            Arc::new(palisade_filter::inbound::Inbound::new(
                 config.filter.policies.clone(),
                 Arc::clone(&output_schemas),
                 memory,
                 Some(palisade_filter::quarantine::Quarantine::new(Arc::clone(
                     &store,
                 ))),
-            )));
+            ))
+        });
+        if let Some(inbound) = &inbound {
+            builder = builder.inbound_filter(Arc::clone(inbound) as Arc<dyn InboundFilter>);
         }
         let pipeline = builder.build()?;
         // Remote upstreams go out under the environment's egress rules.
@@ -279,6 +285,7 @@ impl Gateway {
         ));
         Ok(Arc::new(Self {
             output_schemas,
+            inbound,
             pins,
             broker,
             withheld_env,

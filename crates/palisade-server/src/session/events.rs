@@ -87,7 +87,12 @@ impl Session {
     /// Passes a request from an upstream (sampling, elicitation, roots) to the
     /// client under an id of palisade's, or refuses it at once when the client
     /// cannot take it: an upstream must never wait on a request nobody carries.
-    fn relay_server_request(&self, upstream: usize, request: Request, related: Option<u64>) {
+    fn relay_server_request(&self, upstream: usize, mut request: Request, related: Option<u64>) {
+        if request.method == method::SAMPLING_CREATE_MESSAGE
+            && let Some(why) = self.filter_sampling(upstream, &mut request)
+        {
+            return self.refuse_server_request(upstream, request.id, &why);
+        }
         let ours = self.next_server_request.fetch_add(1, Ordering::Relaxed);
         // Past its upstream's timeout, a request is given up on.
         let timeout = self
@@ -125,6 +130,42 @@ impl Session {
                 "the client has no open stream to receive it",
             );
         }
+    }
+
+    /// Layer 4 on a prompt an upstream wants the client's model to answer:
+    /// its text cleaned in place, the session tainted where the policy says,
+    /// findings recorded; the reason to refuse it, when there is one.
+    fn filter_sampling(&self, upstream: usize, request: &mut Request) -> Option<String> {
+        let inbound = self.gateway.inbound.as_ref()?;
+        let name = self.upstreams.get(upstream)?.spec.name.clone();
+        let source = palisade_core::Target::new(name.as_str(), request.method.as_str());
+        let params = request.params.as_mut()?;
+        let checked = inbound.check_server_request(&source, &self.id, params);
+        if let Some(taint) = checked.taint {
+            self.facts.taint(taint);
+        }
+        if checked.findings.is_empty() {
+            return None;
+        }
+        let event = palisade_core::AuditEvent::ServerRequestFiltered {
+            time: self.gateway.pipeline.now(),
+            session: self.id.clone(),
+            principal: self.principal.clone(),
+            upstream: palisade_core::Bounded::new(name.as_str()),
+            method: palisade_core::Bounded::new(request.method.as_str()),
+            refused: checked.refused.is_some(),
+            findings: checked.findings,
+        };
+        let gateway = Arc::clone(&self.gateway);
+        let session = self.id.clone();
+        self.gateway.spawn(async move {
+            if let Err(failure) = gateway.pipeline.record(&event).await {
+                tracing::error!(session = %session, "{failure}");
+            }
+        });
+        checked
+            .refused
+            .map(|why| format!("palisade refused this request: {why}"))
     }
 
     fn refuse_server_request(&self, upstream: usize, id: RequestId, why: &str) {
