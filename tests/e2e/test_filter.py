@@ -147,7 +147,10 @@ def test_tag_smuggled_instructions_are_quarantined_until_released(launcher, tmp_
     assert "Meeting notes: budget approved." in again and "quarantined" not in again, again
     # What reaches the agent never holds the invisible characters.
     assert not any(0xE0000 <= ord(c) <= 0xE007F for c in again)
-    assert len([e for e in jsonl(log) if e["tool"] == "echo"]) == 2
+    # A release is for that content only: other smuggled text from the same tool is held again.
+    other = text(call(s, "echo", text=f"Meeting notes: budget rejected.{smuggled}"))
+    assert "palisade quarantined this content as Q-" in other and qid not in other, other
+    assert len([e for e in jsonl(log) if e["tool"] == "echo"]) == 3
 
 
 def test_an_argument_url_carrying_a_secret_is_refused_before_it_runs(launcher, tmp_path: Path) -> None:
