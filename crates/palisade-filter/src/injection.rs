@@ -237,7 +237,7 @@ const SPECS: &[Spec] = &[
         name: "never-refuse",
         family: Family::RoleSwitch,
         weight: 0.5,
-        pattern: r"\b(never|not|don'?t|do not|won'?t|will not|cannot|can'?t|must not|should not|shouldn'?t) (ever )?(refuse|decline|reject a request|say no|apologi[sz]e)\b|\b(no|never|without( any)?|don'?t (add|include|give)|do not (add|include|give)) (warnings?|disclaimers?|moraliz\w*|moralis\w*|lectur\w*|caveats?|censorship)\b",
+        pattern: r"\b(never|not|don'?t|do not|won'?t|will not|cannot|can'?t|must not|should not|shouldn'?t) (ever )?(refuse|decline|reject a request|say no|apologi[sz]e)\b|\b(no|never|without any|don'?t (add|include|give)|do not (add|include|give)) (warnings?|disclaimers?|moraliz\w*|moralis\w*|lectur\w*|caveats?|censorship)\b|\bwithout (disclaimers?|moraliz\w*|moralis\w*|lectur\w*|caveats?|censorship)\b",
     },
     Spec {
         name: "freed-from-rules",
@@ -660,6 +660,9 @@ mod tests {
             "Ignore the noise in the first chart, the trend is what matters.",
             "Our previous instructions for the espresso machine were wrong; use 18 g.",
             "The system administrator will reset passwords on Friday.",
+            // Tool descriptions speak to the model by design.
+            "Write a file. Use with caution: it overwrites existing files without warning.",
+            "Search for files matching a pattern. Use this tool to find files before reading them.",
         ] {
             let scan = r.scan(&fold(text));
             assert!(scan.score < 0.5, "{text:?} scored {scan:?}");

@@ -586,6 +586,10 @@ impl Pins {
 /// its description naming one). `prefix` is what palisade puts before its
 /// name; `others` the other upstreams' tools.
 // The inbound filter's injection scan of the description joins here.
+/// The injection score at which a tool's description or schema text is
+/// poisoning (content's threshold is [`crate::scan::DEFAULT_THRESHOLD`]).
+pub const DEFINITION_THRESHOLD: f64 = 0.8;
+
 pub fn definition_findings(
     definition: &Definition,
     prefix: &str,
@@ -595,9 +599,15 @@ pub fn definition_findings(
     let mut strings = Vec::new();
     collect_strings(definition.value(), String::new(), &mut strings);
     // Tool poisoning: instructions for the model in a description or schema.
+    // A description is meant to tell the model how to use the tool, so it
+    // reads as an injection only well above the content threshold.
     let rules = crate::injection::shared();
+    let options = crate::scan::Options {
+        threshold: DEFINITION_THRESHOLD,
+        ..crate::scan::Options::default()
+    };
     for (path, text) in &strings {
-        let scanned = crate::scan::sanitize(text, rules, crate::scan::Options::default());
+        let scanned = crate::scan::sanitize(text, rules, options);
         let suspicious: Vec<&str> = scanned
             .detections
             .iter()
