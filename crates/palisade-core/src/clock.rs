@@ -44,6 +44,15 @@ impl ManualClock {
         state.0 += by;
         state.1 += by;
     }
+
+    /// Sets the wall clock back (a bad NTP step); the monotonic clock stays.
+    pub fn rewind_wall(&self, by: Duration) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.0 -= by;
+    }
 }
 
 impl Clock for ManualClock {

@@ -94,13 +94,44 @@ pub struct Reservation {
     pub cost_micros: u64,
 }
 
-/// What a call that ran actually used.
+/// What a call that ran actually used, and what it answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
     /// From the request leaving palisade to its answer (or its end).
     pub elapsed: Duration,
-    /// The actual cost when the tool or upstream reported one, in micro-units.
-    pub cost_micros: Option<u64>,
+    /// SHA-256 of the answer (result or error) in canonical form, when there
+    /// was one: the same call answered the same way again is a loop that
+    /// makes no progress.
+    pub answer: Option<[u8; 32]>,
+    /// The answer's `_meta`, where a tool reports what it used (model
+    /// tokens, cost); the limits layer reads what it knows in it.
+    pub meta: Option<serde_json::Value>,
+}
+
+impl Usage {
+    /// A call that may have run but gave no answer.
+    pub fn unanswered(elapsed: Duration) -> Self {
+        Self {
+            elapsed,
+            answer: None,
+            meta: None,
+        }
+    }
+
+    /// A call that answered `answer`.
+    pub fn answered(elapsed: Duration, answer: &serde_json::Value) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        match serde_json_canonicalizer::to_vec(answer) {
+            Ok(canonical) => hasher.update(&canonical),
+            Err(_) => hasher.update(answer.to_string().as_bytes()),
+        }
+        Self {
+            elapsed,
+            answer: Some(hasher.finalize().into()),
+            meta: answer.get("_meta").cloned(),
+        }
+    }
 }
 
 /// The per-call context threaded through every stage. The limits

@@ -330,6 +330,13 @@ pub enum AuditEvent<'a> {
         refused: bool,
         findings: Vec<Finding>,
     },
+    /// Layer 5 raised an alert: a counter near its limit, a limit or the
+    /// daily budget reached, a loop refused (the limits crate's record).
+    LimitAlert {
+        time: String,
+        #[serde(flatten)]
+        alert: serde_json::Value,
+    },
     /// A human approved or refused a held call.
     ApprovalDecided {
         time: String,

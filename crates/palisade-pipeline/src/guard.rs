@@ -168,11 +168,9 @@ impl Drop for OutcomeGuard {
             if let Some((limits, reservation)) = reservation {
                 // A call that reached the executor may have run: charge it.
                 let settled = if executing {
-                    let usage = Usage {
-                        elapsed: Duration::ZERO,
-                        cost_micros: None,
-                    };
-                    limits.settle(reservation, usage).await
+                    limits
+                        .settle(reservation, Usage::unanswered(Duration::ZERO))
+                        .await
                 } else {
                     limits.release(reservation).await
                 };

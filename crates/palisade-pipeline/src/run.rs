@@ -204,21 +204,25 @@ impl Pipeline {
         let t = self.clock.monotonic();
         if let Slot::Active(_) = &self.limits {
             if let Some((limits, reservation)) = guard.take_reservation() {
-                let ran_at_all = match &ran {
-                    Ran::Stopped(_) => false,
-                    Ran::Unfinished(e) => e.may_have_run(),
-                    Ran::Answered(_) | Ran::Withheld(_) => true,
+                let elapsed = self.clock.monotonic().saturating_duration_since(started);
+                let usage = match &ran {
+                    Ran::Stopped(_) => None,
+                    Ran::Unfinished(e) => e.may_have_run().then(|| Usage::unanswered(elapsed)),
+                    Ran::Answered(Executed::Result(answer) | Executed::RpcError(answer)) => {
+                        Some(Usage::answered(elapsed, answer))
+                    }
+                    // Ran, but its answer is not for the agent: nor for the loop window.
+                    Ran::Withheld(_) => Some(Usage::unanswered(elapsed)),
                 };
-                let settled = if ran_at_all {
-                    let usage = Usage {
-                        elapsed: self.clock.monotonic().saturating_duration_since(started),
-                        cost_micros: None,
-                    };
-                    self.within(Stage::Settle, limits.settle(reservation, usage))
-                        .await
-                } else {
-                    self.within(Stage::Settle, limits.release(reservation))
-                        .await
+                let settled = match usage {
+                    Some(usage) => {
+                        self.within(Stage::Settle, limits.settle(reservation, usage))
+                            .await
+                    }
+                    None => {
+                        self.within(Stage::Settle, limits.release(reservation))
+                            .await
+                    }
                 };
                 match settled {
                     Ok(()) => self.push(&mut guard, Stage::Settle, t, StageVerdict::Allow, vec![]),
