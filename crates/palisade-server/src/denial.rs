@@ -50,13 +50,18 @@ pub fn to_error(stage: Stage, reason: &Reason) -> ErrorObject {
     // binding): they say what to change or whom to ask, name nothing
     // internal and never a value. Every other stage's detail stays in the
     // audit record.
-    let readable = matches!(
+    // Layer 5 writes its reasons for the agent too: which limit, its
+    // window, spend against the budget, the loop it would repeat.
+    let readable = (matches!(
         reason.code,
         ReasonCode::NotAuthorized | ReasonCode::ApprovalRequired
     ) && matches!(
         stage,
         Stage::Authorize | Stage::Approval | Stage::InjectSecrets
-    );
+    )) || (matches!(
+        reason.code,
+        ReasonCode::LimitExceeded | ReasonCode::LoopDetected
+    ) && stage == Stage::Limits);
     if readable && !reason.detail.is_empty() {
         let detail = bounded(&reason.detail, 400);
         let message = format!("{message}: {detail}");
@@ -141,6 +146,29 @@ mod tests {
         let error = to_error(Stage::Limits, &reason);
         assert_eq!(error.code, LIMITED);
         assert_eq!(error.data.unwrap()["palisade"]["retryAfterMs"], 1500);
+    }
+
+    #[test]
+    fn a_limit_names_itself_and_when_to_retry() {
+        let reason = Reason::new(
+            ReasonCode::LimitExceeded,
+            "limit `tool_calls` (30 calls per 1 min 0 s, bursts of 30) is exhausted; retry in 2.0 s",
+        )
+        .retry_after(Duration::from_secs(2));
+        let error = to_error(Stage::Limits, &reason);
+        assert!(
+            error.message.contains("limit `tool_calls`"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.data.unwrap()["palisade"]["retryAfterMs"], 2000);
+        let looped = Reason::new(ReasonCode::LoopDetected, "this exact call was made 3 times");
+        let error = to_error(Stage::Limits, &looped);
+        assert!(error.message.contains("made 3 times"), "{}", error.message);
+        // A store failure at the limits stage stays in the audit record.
+        let failed = Reason::new(ReasonCode::StageFailed, "redis://10.0.0.9 unreachable");
+        let error = to_error(Stage::Limits, &failed);
+        assert!(!error.message.contains("10.0.0.9"), "{}", error.message);
     }
 
     #[test]

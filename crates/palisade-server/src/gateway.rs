@@ -46,6 +46,8 @@ pub enum StartError {
     Sandbox(String),
     #[error("egress: {0}")]
     Egress(String),
+    #[error("limits: {0}")]
+    Limits(#[from] crate::limits::LimitsError),
     #[error("filter: {0}")]
     Filter(String),
     #[error("cannot write the audit log `{path}`: {failure}")]
@@ -78,6 +80,8 @@ pub struct Gateway {
     pub inbound: Option<Arc<palisade_filter::inbound::Inbound>>,
     /// Layer 4's tool definition pins (in the store), with their cache.
     pub pins: Arc<palisade_filter::pins::Pins>,
+    /// Layer 5, and the work that keeps its counters and alerts.
+    pub limits: Arc<crate::limits::LimitsLayer>,
     /// The policies and constraints, unless `authorize` is passed through.
     pub policies: Option<Arc<PolicyAuthorizer>>,
     /// The listener's certificate, when `[server.tls]` is set.
@@ -129,6 +133,7 @@ impl Gateway {
         )
         .await?;
         let clock: Arc<dyn palisade_core::Clock> = Arc::new(palisade_core::SystemClock);
+        let limits = Arc::new(crate::limits::start(&config, &store, Arc::clone(&clock)).await?);
         let access =
             crate::access::Access::build(&config, Arc::clone(&store), Arc::clone(&clock)).await?;
         let approvals = Arc::new(StoredApprovals::new(
@@ -149,9 +154,10 @@ impl Gateway {
             )?))
         };
         let gateway = Self::new(
-            config, mode, access, store, approvals, policies, broker, egress,
+            config, mode, access, store, approvals, policies, broker, egress, limits,
         )?;
         recorder.attach(&gateway);
+        gateway.limits.run(&gateway);
         let degraded = degraded(&gateway.config, gateway.sandboxes.as_deref());
         for what in &degraded {
             tracing::warn!("degraded: {what}");
@@ -199,6 +205,7 @@ impl Gateway {
         policies: Option<Arc<PolicyAuthorizer>>,
         broker: Arc<palisade_secrets::Broker>,
         egress: Arc<palisade_egress::Egress>,
+        limits: Arc<crate::limits::LimitsLayer>,
     ) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -222,6 +229,10 @@ impl Gateway {
         }
         if let Some(policies) = &policies {
             builder = builder.authorize(Arc::clone(policies) as Arc<dyn Authorize>);
+        }
+        if !config.pipeline.pass_through.contains(&Stage::Limits) {
+            builder =
+                builder.limits(Arc::clone(&limits.limits) as Arc<dyn palisade_core::stage::Limit>);
         }
         if !config.pipeline.pass_through.contains(&Stage::Approval) {
             builder = builder.approval(Arc::clone(&approvals) as Arc<dyn ApprovalGate>);
@@ -284,6 +295,7 @@ impl Gateway {
             Arc::new(palisade_core::SystemClock),
         ));
         Ok(Arc::new(Self {
+            limits,
             output_schemas,
             inbound,
             pins,
@@ -373,6 +385,7 @@ impl Gateway {
     /// Waits (a bounded time) for spawned work to finish: the records of
     /// calls ended by a shutdown are written before palisade exits.
     pub async fn drain(&self) {
+        self.limits.stop();
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
             .await

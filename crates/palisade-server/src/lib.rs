@@ -19,6 +19,7 @@ pub mod egress;
 pub mod filter;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod logging;
 mod printable;
 pub mod sandbox;

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod keys;
+mod limits;
 mod policy;
 mod quarantine;
 mod sandbox;
@@ -147,6 +148,13 @@ enum Command {
         config: ConfigFile,
         #[command(flatten)]
         args: sanitize::SanitizeArgs,
+    },
+    /// Usage against rate limits, quotas and the daily budget (in the config's counter store).
+    Limits {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: limits::LimitsCommand,
     },
     /// Content the inbound filter quarantined: list, show, release (in the config's state store).
     Quarantine {
@@ -447,6 +455,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => palisade_filter::policy::Policies::default(),
             };
             sanitize::run(&args, &policies)
+        }
+        Command::Limits { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            runtime()?.block_on(async {
+                let mut out = std::io::stdout();
+                limits::run(&config, &command, &mut out).await?;
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Command::Quarantine { config, command } => {
             let config = load(config.config.as_deref(), None)?;

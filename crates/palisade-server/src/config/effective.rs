@@ -40,6 +40,7 @@ struct Effective<'a> {
     vault: &'a super::VaultSettings,
     #[serde(skip_serializing_if = "indexmap::IndexMap::is_empty")]
     secrets: indexmap::IndexMap<&'a str, EffectiveSecret<'a>>,
+    limits: toml::Table,
     upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
 }
 
@@ -129,6 +130,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
             wrap: &c.wrap,
             pipeline: &c.pipeline,
             vault: &c.vault,
+            limits: c.limits.effective(),
             secrets: c
                 .secrets
                 .iter()

@@ -13,6 +13,8 @@ mod access;
 mod effective;
 mod filter;
 pub use filter::FilterConfig;
+mod limits;
+pub use limits::{LimitsConfig, LimitsStore};
 mod raw;
 mod read;
 mod secrets;
@@ -31,7 +33,7 @@ pub use access::{
     Approvals, Auth, Authz, ConstraintConfig, ConstraintKind, Jwt, Storage, Tls, Wrap,
 };
 pub use effective::MASKED;
-use raw::{RawConfig, RawPipeline};
+use raw::RawConfig;
 use read::Source;
 use validate::Validator;
 
@@ -109,6 +111,9 @@ pub struct Config {
     pub egress: palisade_egress::Settings,
     /// `[filter]`: what layer 4 does with what it finds.
     pub filter: FilterConfig,
+    /// `[limits]`: layer 5's rates, quotas, budget and loop rules.
+    #[serde(skip)]
+    pub limits: LimitsConfig,
 }
 
 /// The sandbox a stdio upstream runs in for its whole session.
@@ -445,11 +450,6 @@ fn stages_as_names<S: serde::Serializer>(stages: &[Stage], s: S) -> Result<S::Ok
     s.collect_seq(stages.iter().map(|stage| stage.as_str()))
 }
 
-/// The stages that have no implementation yet. The embedded default passes
-/// them through, explicitly; a config file must list them itself. A stage
-/// that has one (the approval gate) may still be listed, to turn it off.
-pub const UNIMPLEMENTED_STAGES: [Stage; 1] = [Stage::Limits];
-
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -472,26 +472,14 @@ impl Config {
     }
 
     /// The configuration used when no file is given: loopback only, state in
-    /// the default data directory, no upstreams, every unbuilt stage passed
-    /// through explicitly.
+    /// the default data directory, no upstreams, every stage on.
     pub fn embedded_default() -> Result<Self, ConfigError> {
-        let names: Vec<String> = UNIMPLEMENTED_STAGES
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect();
-        let raw = RawConfig {
-            pipeline: Some(RawPipeline {
-                pass_through: Some(names),
-                stage_timeout: None,
-            }),
-            ..RawConfig::default()
-        };
         Validator {
             file: "(embedded default)",
             open_files: open_files_limit(),
             base_dir: None,
         }
-        .config(raw)
+        .config(RawConfig::default())
     }
 
     /// Parses and validates config text; `file` names it in errors.
@@ -1259,7 +1247,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, filter, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, filter, limits, upstreams",
             ),
         ];
         for (first, expected) in top_level {
@@ -1392,45 +1380,15 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
     }
 
     #[test]
-    fn pass_through_must_be_explicit() {
-        let quoted: Vec<String> = UNIMPLEMENTED_STAGES
-            .iter()
-            .map(|s| format!("\"{}\"", s.as_str()))
-            .collect();
-        let ticked: Vec<String> = UNIMPLEMENTED_STAGES
-            .iter()
-            .map(|s| format!("`{}`", s.as_str()))
-            .collect();
-        let all = format!("pass_through = [{}]", quoted.join(", "));
-        let err = Config::parse("data_dir = \"/x\"", "p.toml")
-            .unwrap_err()
-            .to_string();
-        // One stage is left without an implementation: the message says "stage … it".
-        assert_eq!(
-            err,
-            format!(
-                "p.toml: `pipeline.pass_through`: stage {} has no implementation yet, and palisade runs without a stage only where the config says so; to run without it, add these lines:\n    [pipeline]\n    {all}",
-                ticked.join(", ")
-            )
-        );
-        let err = Config::parse("[pipeline]\nstage_timeout = \"1s\"", "p.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.ends_with(&format!("add this line under [pipeline]:\n    {all}")),
-            "{err}"
-        );
-        let err = Config::parse(
-            "[pipeline]\npass_through = [\"authorize\", \"redact\", \"outbound-filter\", \"approval\", \"inbound-filter\"]",
+    fn every_stage_runs_unless_the_config_passes_it_through() {
+        let c = Config::parse("data_dir = \"/x\"", "p.toml").unwrap();
+        assert!(c.pipeline.pass_through.is_empty());
+        let c = Config::parse(
+            "data_dir = \"/x\"\n[pipeline]\npass_through = [\"limits\", \"redact\"]",
             "p.toml",
         )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains(": stage `limits` has no implementation yet,")
-                && err.contains("to run without it, make the line read:\n    pass_through = [\"authorize\", \"redact\", \"outbound-filter\", \"approval\", \"inbound-filter\", \"limits\"]"),
-            "{err}"
-        );
+        .unwrap();
+        assert_eq!(c.pipeline.pass_through, [Stage::Limits, Stage::Redact]);
         let err = Config::parse(
             "data_dir = \"/x\"\n[pipeline]\npass_through = [\"execute\"]",
             "p.toml",
@@ -1481,10 +1439,10 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
     }
 
     #[test]
-    fn embedded_default_is_loopback_and_passes_unbuilt_stages_explicitly() {
+    fn embedded_default_is_loopback_with_every_stage_on() {
         let c = Config::embedded_default().unwrap();
         assert!(c.server.listen.ip().is_loopback());
-        assert_eq!(c.pipeline.pass_through, UNIMPLEMENTED_STAGES.to_vec());
+        assert!(c.pipeline.pass_through.is_empty());
         assert!(c.upstreams.is_empty());
     }
 

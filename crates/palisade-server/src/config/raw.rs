@@ -33,6 +33,8 @@ pub(super) struct RawConfig {
     pub(super) egress: Option<RawEgress>,
     /// `[filter]`: layer 4's policies.
     pub(super) filter: Option<super::filter::RawFilter>,
+    /// `[limits]`: layer 5's rules, tiers, budget and loops.
+    pub(super) limits: Option<super::limits::RawLimits>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
     pub(super) upstreams: IndexMap<String, RawUpstream>,
 }
@@ -254,6 +256,10 @@ impl RawConfig {
             filter: f
                 .table("filter")?
                 .map(super::filter::RawFilter::read)
+                .transpose()?,
+            limits: f
+                .table("limits")?
+                .map(super::limits::RawLimits::read)
                 .transpose()?,
             upstreams: f
                 .named_tables("upstreams")?

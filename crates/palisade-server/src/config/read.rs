@@ -292,6 +292,30 @@ impl<'s, 't> Fields<'s, 't> {
         })
     }
 
+    /// An amount of money: a whole number (`50`) or a decimal in quotes
+    /// (`"0.05"`), never a float, which cannot hold cents exactly. What
+    /// it says is checked in `validate`.
+    pub(super) fn amount(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some((field, value)) = self.take(key) else {
+            return Ok(None);
+        };
+        let span = value.span();
+        let expected = "dollars as a whole number or a decimal in quotes, such as 50 or \"0.05\" (a float cannot hold cents exactly)";
+        match value.into_inner() {
+            DeValue::Integer(i) => Ok(Some(i.as_str().to_owned())),
+            DeValue::String(s) => Ok(Some(s.into_owned())),
+            other @ (DeValue::Float(_)
+            | DeValue::Boolean(_)
+            | DeValue::Datetime(_)
+            | DeValue::Array(_)
+            | DeValue::Table(_)) => {
+                Err(self
+                    .source
+                    .wrong_type(&field, &span, expected, &other, Secret::Shown))
+            }
+        }
+    }
+
     /// A number, whole or not (`0.5`, `2`).
     pub(super) fn number(&mut self, key: &'static str) -> Result<Option<f64>, ConfigError> {
         let Some((field, value)) = self.take(key) else {

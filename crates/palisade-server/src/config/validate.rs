@@ -16,8 +16,8 @@ use super::{
     Config, ConfigError, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SESSION_IDLE,
-    DEFAULT_STAGE_TIMEOUT, PipelineConfig, RESERVED_FILES, Server, Transport, UNIMPLEMENTED_STAGES,
-    Upstream, default_data_dir,
+    DEFAULT_STAGE_TIMEOUT, PipelineConfig, RESERVED_FILES, Server, Transport, Upstream,
+    default_data_dir,
 };
 
 /// The address to listen on, from `server.listen` or `--listen`: an IP
@@ -114,6 +114,7 @@ impl Validator<'_> {
         let sandbox = self.sandbox(raw.sandbox, &upstreams)?;
         let egress = self.egress(raw.egress, &upstreams, &secrets, &sandbox)?;
         let filter = self.filter(raw.filter, &upstreams)?;
+        let limits = self.limits(raw.limits, &upstreams)?;
         Ok(Config {
             data_dir,
             environment,
@@ -131,6 +132,7 @@ impl Validator<'_> {
             sandbox,
             egress,
             filter,
+            limits,
         })
     }
 
@@ -306,9 +308,7 @@ impl Validator<'_> {
     }
 
     fn pipeline(&self, raw: Option<RawPipeline>) -> Result<PipelineConfig, ConfigError> {
-        let has_table = raw.is_some();
         let raw = raw.unwrap_or_default();
-        let listed = raw.pass_through.is_some();
         let mut pass_through = Vec::new();
         for (i, name) in raw.pass_through.unwrap_or_default().iter().enumerate() {
             let field = format!("pipeline.pass_through[{i}]");
@@ -332,16 +332,6 @@ impl Validator<'_> {
                 return Err(self.err(field, format!("stage `{name}` is listed twice")));
             }
             pass_through.push(stage);
-        }
-        let missing: Vec<Stage> = UNIMPLEMENTED_STAGES
-            .into_iter()
-            .filter(|stage| !pass_through.contains(stage))
-            .collect();
-        if !missing.is_empty() {
-            return Err(self.err(
-                "pipeline.pass_through",
-                missing_stages(&pass_through, &missing, listed, has_table),
-            ));
         }
         Ok(PipelineConfig {
             pass_through,
@@ -875,39 +865,6 @@ impl Validator<'_> {
 
 /// Every stage that has no implementation and is not passed through, in one
 /// message that ends with the lines that would pass them all through.
-fn missing_stages(listed: &[Stage], missing: &[Stage], has_list: bool, has_table: bool) -> String {
-    let names = |stages: &[Stage]| {
-        stages
-            .iter()
-            .map(|s| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let (what, have, them) = if missing.len() == 1 {
-        ("stage", "has", "it")
-    } else {
-        ("stages", "have", "them")
-    };
-    let line = format!(
-        "pass_through = [{}]",
-        listed
-            .iter()
-            .chain(missing)
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let fix = match (has_list, has_table) {
-        (true, _) => format!("make the line read:\n    {line}"),
-        (false, true) => format!("add this line under [pipeline]:\n    {line}"),
-        (false, false) => format!("add these lines:\n    [pipeline]\n    {line}"),
-    };
-    format!(
-        "{what} {} {have} no implementation yet, and palisade runs without a stage only where the config says so; to run without {them}, {fix}",
-        names(missing),
-    )
-}
-
 /// A DNS name (labels of letters, digits and `-`), an IPv4 address, or an
 /// IPv6 address in brackets: what may stand before the port in `Host`.
 fn is_host_name(host: &str) -> bool {

@@ -131,13 +131,26 @@ pub(super) async fn end_session(
 
 pub(super) async fn health(State(server): State<Arc<Server>>) -> HttpResponse {
     let gateway = &server.gateway;
+    let limits = gateway.limits.limits.health();
+    let mut degraded = crate::gateway::degraded(&gateway.config, gateway.sandboxes.as_deref());
+    if let Some(detail) = &limits.detail {
+        degraded.push(format!("limits: {detail}"));
+    }
     let body = json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "sessions": lock(&server.sessions).len(),
         "upstreams": gateway.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
         "pass_through": gateway.pipeline.passed_through().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "degraded": crate::gateway::degraded(&gateway.config, gateway.sandboxes.as_deref()),
+        "degraded": degraded,
+        "limits": {
+            "store": match &gateway.config.limits.store {
+                crate::config::LimitsStore::Embedded => "embedded",
+                crate::config::LimitsStore::Redis { .. } => "redis",
+            },
+            "degraded": limits.degraded,
+            "detail": limits.detail,
+        },
         "sandbox": gateway.sandboxes.as_ref().map(|s| json!({
             "features": s.host().features,
             "degraded": s.host().degraded,
