@@ -45,11 +45,6 @@ PASS_THROUGH = [
     "inbound-filter",
 ]
 
-# The stages that have no implementation yet: a config must list each of
-# them under `pipeline.pass_through` (authorize and approval are built, and
-# listing them is the operator's choice).
-UNBUILT = ["limits"]
-
 # What each stage of a call that ran says it did, when every stage that can be
 # is passed through: the pipeline's order, with `execute` allowing and `settle`
 # passed through along with `limits`. A `call-outcome` record lists all of
