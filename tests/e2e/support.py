@@ -301,13 +301,18 @@ class Gateway:
         return self.events("call-outcome", expected, seconds=seconds)
 
 
-def audit_lines(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of an audit log, parsed, in file order (a line still being written is left out)."""
+def audit_entries(path: Path) -> list[dict[str, Any]]:
+    """Every complete entry of an audit log, parsed — `{"prev", "record", "seq"}` — in file order (a line still being written is left out)."""
     if not path.exists():
         return []
     text = path.read_text()
     complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    """Every complete record of an audit log, in file order (a line still being written is left out)."""
+    return [entry["record"] for entry in audit_entries(path)]
 
 
 def read_audit(path: Path, expected: int, *, seconds: float = 10) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from layer1 import AuthedSession, cli, client, create_key, emitted, ok, run, text_of
-from support import PROTOCOL_VERSION, everything_stdio, http_request, palisade_bin, wrapped, write_config
+from support import PROTOCOL_VERSION, audit_lines, everything_stdio, http_request, palisade_bin, wrapped, write_config
 
 AUTH = "\n[auth]\nanonymous = false\n"
 INIT = {
@@ -169,7 +169,7 @@ def test_palisade_mcp_is_the_local_user_or_the_holder_of_palisade_token(tmp_path
 
     def principal(env: dict[str, str]) -> tuple[int, str]:
         done = subprocess.run(argv, input=messages, capture_output=True, text=True, timeout=60, env=env)
-        opened = [json.loads(l) for l in (data_dir / "audit.jsonl").read_text().splitlines() if '"session-opened"' in l]
+        opened = [r for r in audit_lines(data_dir / "audit.jsonl") if r.get("event") == "session-opened"]
         return done.returncode, opened[-1]["principal"] if opened else ""
 
     import os

@@ -30,17 +30,6 @@ def test_unknown_field_is_refused_naming_file_and_field(tmp_path):
     assert "lisen" in done.stderr, done.stderr
 
 
-def test_config_without_pass_through_is_refused(tmp_path):
-    lines = config_text(data_dir=tmp_path, upstreams={}).splitlines()
-    text = "\n".join(line for line in lines if "pass_through" not in line)
-    config = tmp_path / "implicit.toml"
-    config.write_text(text + "\n")
-    done = check(config)
-    assert done.returncode != 0, done.stdout
-    assert "implicit.toml" in done.stderr, done.stderr
-    assert "pass_through" in done.stderr, done.stderr
-
-
 def test_a_command_that_cannot_be_found_is_refused_at_start(tmp_path):
     config = write_config(
         tmp_path / "missing.toml", data_dir=tmp_path, upstreams={"gone": {"command": "no-such-mcp-server-anywhere"}}

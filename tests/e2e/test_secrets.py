@@ -25,7 +25,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from layer1 import cli, client, jsonl, ok, run, text_of
-from support import FIXTURES, Launcher, RawSession, free_port, palisade_bin, python_stdio, wrapped
+from support import FIXTURES, Launcher, RawSession, audit_lines, free_port, palisade_bin, python_stdio, wrapped
 
 PASSPHRASE = "correct horse battery staple"
 PASS_THROUGH = ["authorize", "approval", "limits", "outbound-filter", "inbound-filter"]
@@ -213,7 +213,7 @@ def test_secrets_reach_only_their_upstreams_and_no_byte_palisade_emits_holds_one
 
     # The audit records carry arguments and results, redacted, and each
     # brokered call says which secret went where.
-    outcomes = [r for r in jsonl(gateway.audit_path) if r.get("event") == "call-outcome"]
+    outcomes = [r for r in audit_lines(gateway.audit_path) if r.get("event") == "call-outcome"]
     codes = {f["code"] for r in outcomes for s in r.get("stages", []) for f in s.get("findings", [])}
     assert {"secret.bound", "secret.known"} <= codes, codes
 

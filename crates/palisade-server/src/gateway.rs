@@ -98,6 +98,8 @@ pub struct Gateway {
     /// Layer 3's egress: the one allowlist for everything palisade sends out or relays.
     pub egress: Arc<palisade_egress::Egress>,
     next_call: AtomicU64,
+    /// Layer 6's log, which the pipeline writes; checkpointed at shutdown.
+    pub audit: Arc<palisade_audit::AuditLog>,
     /// Work spawned on behalf of sessions; drained at shutdown.
     tasks: TaskTracker,
     /// Each upstream's `initialize` result, once a session has connected it.
@@ -211,7 +213,11 @@ impl Gateway {
             path: config.data_dir.clone(),
             source,
         })?;
-        let audit = palisade_audit::JsonLines::open(&config.audit_path())?;
+        let audit = Arc::new(palisade_audit::AuditLog::open(
+            config.audit_paths(),
+            config.audit.settings(),
+            Arc::new(palisade_core::SystemClock),
+        )?);
         let tasks = TaskTracker::new();
         let sandboxes = crate::sandbox::start(&config)?;
         if let Some(sandboxes) = &sandboxes {
@@ -220,7 +226,7 @@ impl Gateway {
                 .map_err(StartError::Sandbox)?;
         }
         let mut builder = Pipeline::builder()
-            .audit(Arc::new(audit))
+            .audit(Arc::clone(&audit) as Arc<dyn palisade_core::stage::Audit>)
             .degraded(degraded(&config, sandboxes.as_deref()))
             .tasks(tasks.clone())
             .stage_timeout(config.pipeline.stage_timeout);
@@ -315,6 +321,7 @@ impl Gateway {
             egress,
             next_call: AtomicU64::new(random_u64()),
             learnt: Mutex::new(vec![None; upstream_count]),
+            audit,
             tasks,
         }))
     }
@@ -395,6 +402,11 @@ impl Gateway {
         }
         self.pipeline.tasks().close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.pipeline.tasks().wait()).await;
+        // Sign what was written since the last checkpoint, so a verifier
+        // finds no unsigned tail after a clean stop.
+        if let Err(e) = self.audit.checkpoint().await {
+            tracing::warn!("no closing audit checkpoint: {e}");
+        }
     }
 
     pub fn next_call_id(&self) -> palisade_core::CallId {

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod audit;
 mod keys;
 mod limits;
 mod policy;
@@ -148,6 +149,13 @@ enum Command {
         config: ConfigFile,
         #[command(flatten)]
         args: sanitize::SanitizeArgs,
+    },
+    /// The tamper-evident audit log: verify it, prove one entry, check a proof.
+    Audit {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Usage against rate limits, quotas and the daily budget (in the config's counter store).
     Limits {
@@ -455,6 +463,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => palisade_filter::policy::Policies::default(),
             };
             sanitize::run(&args, &policies)
+        }
+        Command::Audit { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            let mut out = std::io::stdout();
+            audit::run(&config, &command, &mut out)
         }
         Command::Limits { config, command } => {
             let config = load(config.config.as_deref(), None)?;

@@ -41,6 +41,7 @@ struct Effective<'a> {
     #[serde(skip_serializing_if = "indexmap::IndexMap::is_empty")]
     secrets: indexmap::IndexMap<&'a str, EffectiveSecret<'a>>,
     limits: toml::Table,
+    audit: &'a super::AuditConfig,
     upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
 }
 
@@ -131,6 +132,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
             pipeline: &c.pipeline,
             vault: &c.vault,
             limits: c.limits.effective(),
+            audit: &c.audit,
             secrets: c
                 .secrets
                 .iter()

@@ -10,6 +10,8 @@
 //! - `effective`: the masked form `palisade check` prints.
 
 mod access;
+mod audit;
+pub use audit::AuditConfig;
 mod effective;
 mod filter;
 pub use filter::FilterConfig;
@@ -114,6 +116,8 @@ pub struct Config {
     /// `[limits]`: layer 5's rates, quotas, budget and loop rules.
     #[serde(skip)]
     pub limits: LimitsConfig,
+    /// `[audit]`: checkpoints of the audit log.
+    pub audit: AuditConfig,
 }
 
 /// The sandbox a stdio upstream runs in for its whole session.
@@ -529,7 +533,12 @@ impl Config {
     }
 
     pub fn audit_path(&self) -> PathBuf {
-        self.data_dir.join("audit.jsonl")
+        self.audit_paths().entries
+    }
+
+    /// The audit log's entries, checkpoints and signing key.
+    pub fn audit_paths(&self) -> palisade_audit::Paths {
+        palisade_audit::Paths::in_dir(&self.data_dir)
     }
 
     /// Checks that every stdio upstream's command can be found, so a typo
@@ -1247,7 +1256,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, filter, limits, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, filter, limits, audit, upstreams",
             ),
         ];
         for (first, expected) in top_level {

@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
     pub(super) filter: Option<super::filter::RawFilter>,
     /// `[limits]`: layer 5's rules, tiers, budget and loops.
     pub(super) limits: Option<super::limits::RawLimits>,
+    /// `[audit]`: checkpoints of the audit log.
+    pub(super) audit: Option<super::audit::RawAudit>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
     pub(super) upstreams: IndexMap<String, RawUpstream>,
 }
@@ -260,6 +262,10 @@ impl RawConfig {
             limits: f
                 .table("limits")?
                 .map(super::limits::RawLimits::read)
+                .transpose()?,
+            audit: f
+                .table("audit")?
+                .map(super::audit::RawAudit::read)
                 .transpose()?,
             upstreams: f
                 .named_tables("upstreams")?

@@ -115,6 +115,7 @@ impl Validator<'_> {
         let egress = self.egress(raw.egress, &upstreams, &secrets, &sandbox)?;
         let filter = self.filter(raw.filter, &upstreams)?;
         let limits = self.limits(raw.limits, &upstreams)?;
+        let audit = self.audit(raw.audit)?;
         Ok(Config {
             data_dir,
             environment,
@@ -133,6 +134,7 @@ impl Validator<'_> {
             egress,
             filter,
             limits,
+            audit,
         })
     }
 

@@ -1,0 +1,81 @@
+//! `[audit]`: how often the log is checkpointed, and where a copy of each checkpoint goes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::read::Fields;
+use super::validate::Validator;
+use super::{ConfigError, as_humantime};
+
+/// `[audit]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawAudit {
+    checkpoint_interval: Option<String>,
+    checkpoint_entries: Option<usize>,
+    checkpoint_copy: Option<PathBuf>,
+}
+
+impl RawAudit {
+    pub(super) fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
+        let raw = RawAudit {
+            checkpoint_interval: f.duration("checkpoint_interval")?,
+            checkpoint_entries: f.whole("checkpoint_entries")?,
+            checkpoint_copy: f.path("checkpoint_copy")?,
+        };
+        f.finish()?;
+        Ok(raw)
+    }
+}
+
+/// The audit log's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditConfig {
+    /// A signed checkpoint at least this often (an empty one when idle).
+    #[serde(serialize_with = "as_humantime")]
+    pub checkpoint_interval: Duration,
+    /// … and after at most about this many entries.
+    pub checkpoint_entries: usize,
+    /// A file every checkpoint is also appended to, kept where the
+    /// gateway's data directory is not (so rewriting the log's tail shows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_copy: Option<PathBuf>,
+}
+
+impl AuditConfig {
+    pub fn settings(&self) -> palisade_audit::Settings {
+        palisade_audit::Settings {
+            checkpoint_interval: self.checkpoint_interval,
+            checkpoint_entries: self.checkpoint_entries,
+            copy: self.checkpoint_copy.clone(),
+        }
+    }
+}
+
+impl Validator<'_> {
+    pub(super) fn audit(&self, raw: Option<RawAudit>) -> Result<AuditConfig, ConfigError> {
+        let raw = raw.unwrap_or_default();
+        let defaults = palisade_audit::Settings::default();
+        let checkpoint_entries = match raw.checkpoint_entries {
+            None => defaults.checkpoint_entries,
+            Some(0) => return Err(self.err("audit.checkpoint_entries", "must be at least 1")),
+            Some(n) if n > 1 << 20 => {
+                return Err(self.err(
+                    "audit.checkpoint_entries",
+                    "must be at most 1048576 (a checkpoint's entries are held in memory until it is signed)",
+                ));
+            }
+            Some(n) => n,
+        };
+        Ok(AuditConfig {
+            checkpoint_interval: self.duration(
+                "audit.checkpoint_interval",
+                raw.checkpoint_interval.as_deref(),
+                defaults.checkpoint_interval,
+            )?,
+            checkpoint_entries,
+            checkpoint_copy: raw.checkpoint_copy.map(|p| self.relative(p)),
+        })
+    }
+}

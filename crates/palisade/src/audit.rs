@@ -1,0 +1,189 @@
+//! `palisade audit verify | prove | check-proof`: checking the tamper-evident audit log from outside the gateway.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use palisade_audit::checkpoint;
+use palisade_audit::verify::{self, Options, Proof};
+use palisade_server::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the log (or a range of it): every checkpoint's signature and chain,
+    /// every entry against its checkpoint. Exit status 1 names where it breaks.
+    Verify {
+        /// The first entry to check (sequence number); checkpoints are always checked in full.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The last entry to check.
+        #[arg(long)]
+        to: Option<u64>,
+        /// The public key checkpoints must be signed by (hex, as in
+        /// `keys/audit.ed25519.pub`). Default: the data directory's, which
+        /// someone who can rewrite the log could also replace: keep a copy.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// A copy of the checkpoints kept elsewhere to compare with the log's
+        /// (default: `audit.checkpoint_copy` from the config, if set).
+        #[arg(long)]
+        copy: Option<PathBuf>,
+        /// `text` (the default) or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Print an inclusion proof for entry SEQ: the entry, its signed checkpoint,
+    /// and the hashes that join them (no other entry's content).
+    Prove {
+        seq: u64,
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Check a proof printed by `prove` (a file, or `-` for stdin) without the log.
+    CheckProof {
+        proof: PathBuf,
+        /// The public key the checkpoint must be signed by (default: the data directory's).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+fn key_for(
+    config: &Config,
+    given: Option<&Path>,
+) -> anyhow::Result<Option<ed25519_dalek::VerifyingKey>> {
+    let default = config.audit_paths().public_key();
+    match given {
+        Some(path) => Ok(Some(checkpoint::read_public_key(path)?)),
+        None if default.exists() => Ok(Some(checkpoint::read_public_key(&default)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn run(
+    config: &Config,
+    command: &AuditCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let paths = config.audit_paths();
+    match command {
+        AuditCommand::Verify {
+            from,
+            to,
+            key,
+            copy,
+            format,
+        } => {
+            if !matches!(format.as_str(), "text" | "json") {
+                anyhow::bail!("--format {format}: expected `text` or `json`");
+            }
+            if let (Some(from), Some(to)) = (from, to)
+                && from > to
+            {
+                anyhow::bail!("--from {from} is after --to {to}");
+            }
+            let options = Options {
+                key: key_for(config, key.as_deref())?,
+                from: *from,
+                to: *to,
+                copy: copy
+                    .clone()
+                    .or_else(|| config.audit.checkpoint_copy.clone()),
+            };
+            let result = verify::verify(&paths, &options);
+            if format == "json" {
+                let value = match &result {
+                    Ok(report) => serde_json::json!({"ok": true, "report": report}),
+                    Err(broken) => serde_json::json!({"ok": false, "break": broken}),
+                };
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                match &result {
+                    Ok(report) => {
+                        writeln!(
+                            out,
+                            "audit log `{}`: {} entries checked under {} checkpoints, nothing altered",
+                            paths.entries.display(),
+                            report.entries,
+                            report.checkpoints
+                        )?;
+                        writeln!(out, "  log {}, signed by key {}", report.log, report.key)?;
+                        if !report.key_given {
+                            writeln!(
+                                out,
+                                "  warning: no public key given or found: checked against the key the log names, which shows only that the log agrees with itself"
+                            )?;
+                        }
+                        writeln!(out, "  last checkpoint {}", report.last_checkpoint)?;
+                        if report.unsigned_tail > 0 {
+                            writeln!(
+                                out,
+                                "  {} entries after it are chained but not yet signed (the gateway signs them within {})",
+                                report.unsigned_tail,
+                                humantime::format_duration(config.audit.checkpoint_interval)
+                            )?;
+                        }
+                        if let Some(n) = report.copy_compared {
+                            writeln!(out, "  {n} checkpoints match the copy")?;
+                        }
+                    }
+                    Err(broken) => {
+                        writeln!(
+                            out,
+                            "audit log `{}` is broken at {}",
+                            paths.entries.display(),
+                            broken.where_
+                        )?;
+                        writeln!(out, "  {}", broken.detail)?;
+                    }
+                }
+            }
+            Ok(if result.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Prove { seq, key } => {
+            let key = key_for(config, key.as_deref())?;
+            let proof = verify::prove(&paths, *seq, key.as_ref())
+                .map_err(|e| anyhow::anyhow!("cannot prove {e}"))?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&proof)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::CheckProof { proof, key } => {
+            let text = if proof.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(proof)
+                    .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", proof.display()))?
+            };
+            let parsed: Proof = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("`{}` is not a proof: {e}", proof.display()))?;
+            let Some(key) = key_for(config, key.as_deref())? else {
+                anyhow::bail!(
+                    "no public key: pass --key (the `audit.ed25519.pub` of the gateway that wrote the log)"
+                );
+            };
+            match verify::check_proof(&parsed, &key) {
+                Ok(body) => {
+                    writeln!(
+                        out,
+                        "entry {} is in checkpoint {} (entries {}..{}, signed {} by key {})",
+                        parsed.seq, body.n, body.first, body.end, body.time, body.key
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    writeln!(
+                        out,
+                        "the proof of entry {} does not hold: {why}",
+                        parsed.seq
+                    )?;
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

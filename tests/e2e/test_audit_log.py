@@ -1,0 +1,166 @@
+"""Layer 6's log through `palisade serve` and the official Python SDK client: what a gateway writes verifies, an edit is found where it is, one entry can be proven alone, a kill -9 under load loses no acknowledged record, and a checkpoint copy kept elsewhere catches a rewritten tail.
+
+The upstream is fixtures/limits_server.py (a plain tool server that logs
+what it executes). Every stage that can be is passed through: what is tested
+here is the log, not the layers writing into it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from layer1 import cli, client, ok, run
+from support import PASS_THROUGH, Gateway, audit_entries, audit_lines, python_stdio, write_config
+
+
+def audit_gateway(launcher: Any, tmp_path: Path, extra: str = "") -> tuple[Gateway, Path]:
+    data_dir = tmp_path / "data"
+    upstreams = {"files": {**python_stdio("limits_server.py", "files", str(tmp_path / "executed.jsonl")), "effects": {"read_file": "read"}}}
+    config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams=upstreams, pass_through=PASS_THROUGH, extra=extra)
+    return launcher.gateway({}, data_dir=data_dir, config=config), config
+
+
+def reads(gateway: Gateway, paths: list[str]) -> None:
+    async def agent() -> None:
+        async with client(gateway.url, None) as c:
+            for path in paths:
+                await c.call_tool("files__read_file", {"path": path})
+
+    run(agent)
+
+
+def checkpoints(gateway: Gateway) -> list[dict[str, Any]]:
+    path = gateway.data_dir / "audit.checkpoints.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_gateways_log_verifies_and_an_edit_is_found_where_it_is(launcher, tmp_path):
+    gateway, config = audit_gateway(launcher, tmp_path)
+    reads(gateway, [f"/r/{i}" for i in range(12)])
+    gateway.proc.stop()  # SIGTERM: the gateway drains and signs what it wrote
+
+    out = ok(cli(config, "audit", "verify"))
+    assert "nothing altered" in out and "not yet signed" not in out, out
+    entries = audit_entries(gateway.audit_path)
+    assert [e["seq"] for e in entries] == list(range(len(entries))), "sequence numbers have gaps"
+    outcomes = [e for e in entries if e["record"].get("event") == "call-outcome"]
+    assert len(outcomes) == 12, [e["record"].get("event") for e in entries]
+    assert checkpoints(gateway)[-1]["end"] == len(entries), checkpoints(gateway)[-1]
+    report = json.loads(ok(cli(config, "audit", "verify", "--format", "json")))
+    assert report["ok"] is True and report["report"]["entries"] == len(entries), report
+
+    # One entry proven alone: the proof holds that entry and hashes, no other record.
+    target = outcomes[5]
+    proof_text = ok(cli(config, "audit", "prove", str(target["seq"])))
+    proof = json.loads(proof_text)
+    assert json.loads(proof["entry"])["record"]["arguments"] == {"path": "/r/5"}, proof
+    assert "/r/4" not in proof_text and "/r/6" not in proof_text, "a proof shows other entries"
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(proof_text)
+    out = ok(cli(config, "audit", "check-proof", str(proof_file)))
+    assert f"entry {target['seq']} is in checkpoint" in out, out
+    proof["entry"] = proof["entry"].replace("/r/5", "/r/9")
+    proof_file.write_text(json.dumps(proof))
+    forged = cli(config, "audit", "check-proof", str(proof_file))
+    assert forged.returncode == 1 and "does not hold" in forged.stdout, forged
+
+    # An edited record (what a tampering administrator would do) is found at the next entry's link.
+    lines = gateway.audit_path.read_text().splitlines()
+    k = target["seq"]
+    lines[k] = lines[k].replace('"/r/5"', '"/etc/shadow"')
+    gateway.audit_path.write_text("\n".join(lines) + "\n")
+    broken = cli(config, "audit", "verify")
+    assert broken.returncode == 1, broken
+    assert f"broken at entry {k + 1} " in broken.stdout and f"entry {k} was altered" in broken.stdout, broken.stdout
+    # A range is checked a checkpoint at a time: one covers every call here.
+    assert cli(config, "audit", "verify", "--to", "1").returncode == 1
+
+
+def test_kill_9_under_load_loses_no_acknowledged_record(launcher, tmp_path):
+    gateway, config = audit_gateway(launcher, tmp_path)
+    answered: list[str] = []
+    stop = threading.Event()
+
+    async def agent(n: int) -> None:
+        try:
+            async with client(gateway.url, None) as c:
+                i = 0
+                while not stop.is_set():
+                    path = f"/{n}/{i}"
+                    await c.call_tool("files__read_file", {"path": path})
+                    answered.append(path)  # the answer came: its outcome was acknowledged first
+                    i += 1
+        except BaseException:  # the gateway is gone: this client is done
+            pass
+
+    async def load() -> None:
+        async with anyio.create_task_group() as tg:
+            for n in range(8):
+                tg.start_soon(agent, n)
+
+    worker = threading.Thread(target=lambda: anyio.run(load))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(answered) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(gateway.proc.popen.pid, signal.SIGKILL)
+    gateway.proc.popen.wait(timeout=10)
+    stop.set()
+    worker.join(timeout=60)
+    assert len(answered) >= 200, f"only {len(answered)} calls answered before the kill"
+
+    # The restarted gateway adopts what followed its last checkpoint and signs it.
+    again = launcher.gateway({}, data_dir=gateway.data_dir, config=config)
+    again.proc.stop()
+    out = ok(cli(config, "audit", "verify"))
+    assert "nothing altered" in out, out
+    recorded = {
+        r["arguments"]["path"]
+        for r in audit_lines(gateway.audit_path)
+        if r.get("event") == "call-outcome" and r.get("outcome", {}).get("status") == "completed"
+    }
+    lost = [p for p in answered if p not in recorded]
+    assert lost == [], f"{len(lost)} answered calls have no outcome record: {lost[:5]}"
+
+
+def test_a_checkpoint_copy_kept_elsewhere_catches_a_rewritten_tail(launcher, tmp_path):
+    copy = tmp_path / "elsewhere" / "checkpoints.jsonl"
+    copy.parent.mkdir()
+    gateway, config = audit_gateway(launcher, tmp_path, f'[audit]\ncheckpoint_copy = "{copy}"\ncheckpoint_interval = "1h"\n')
+    reads(gateway, ["/a", "/b"])
+    gateway.proc.stop()
+    out = ok(cli(config, "audit", "verify"))
+    assert "checkpoints match the copy" in out, out
+
+    # Cut the last checkpoint and the entries it covers, consistently.
+    cps = (gateway.data_dir / "audit.checkpoints.jsonl").read_text().splitlines()
+    last = json.loads(cps[-1])
+    assert last["end"] > last["first"], "the closing checkpoint covers the calls"
+    (gateway.data_dir / "audit.checkpoints.jsonl").write_text("".join(c + "\n" for c in cps[:-1]))
+    entries = gateway.audit_path.read_text().splitlines()
+    gateway.audit_path.write_text("".join(e + "\n" for e in entries[: last["first"]]))
+    # Alone the log looks whole; the copy shows the cut.
+    alone = cli(config, "audit", "verify", "--copy", "/dev/null")
+    assert alone.returncode == 0, alone
+    caught = cli(config, "audit", "verify")
+    assert caught.returncode == 1 and "tail was removed or rewritten" in caught.stdout, caught.stdout
+
+
+def test_bad_audit_settings_are_named_at_load(tmp_path):
+    for extra, wanted in [
+        ('[audit]\ncheckpoint_interval = "0s"\n', "`audit.checkpoint_interval`: must be greater than zero"),
+        ('[audit]\ncheckpoint_interval = "soon"\n', "`audit.checkpoint_interval`: expected a duration"),
+        ("[audit]\ncheckpoint_entries = 0\n", "`audit.checkpoint_entries`: must be at least 1"),
+        ("[audit]\ncheckpoint_every = 3\n", "`audit.checkpoint_every`: unknown field"),
+    ]:
+        config = write_config(tmp_path / "p.toml", data_dir=tmp_path / "d", upstreams={}, extra=extra)
+        done = cli(config, "check")
+        assert done.returncode != 0 and wanted in done.stderr, (extra, done.stderr)
