@@ -17,14 +17,15 @@ from typing import Any
 
 import anyio
 
-from layer1 import cli, client, ok, run
-from support import PASS_THROUGH, Gateway, audit_entries, audit_lines, python_stdio, write_config
+from layer1 import cli, client, create_key, ok, run
+from mcp.shared.exceptions import MCPError
+from support import PASS_THROUGH, Gateway, audit_entries, audit_lines, http_request, python_stdio, write_config
 
 
-def audit_gateway(launcher: Any, tmp_path: Path, extra: str = "") -> tuple[Gateway, Path]:
+def audit_gateway(launcher: Any, tmp_path: Path, extra: str = "", pass_through: list[str] = PASS_THROUGH) -> tuple[Gateway, Path]:
     data_dir = tmp_path / "data"
     upstreams = {"files": {**python_stdio("limits_server.py", "files", str(tmp_path / "executed.jsonl")), "effects": {"read_file": "read"}}}
-    config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams=upstreams, pass_through=PASS_THROUGH, extra=extra)
+    config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams=upstreams, pass_through=pass_through, extra=extra)
     return launcher.gateway({}, data_dir=data_dir, config=config), config
 
 
@@ -164,3 +165,54 @@ def test_bad_audit_settings_are_named_at_load(tmp_path):
         config = write_config(tmp_path / "p.toml", data_dir=tmp_path / "d", upstreams={}, extra=extra)
         done = cli(config, "check")
         assert done.returncode != 0 and wanted in done.stderr, (extra, done.stderr)
+
+
+def test_each_user_sees_their_own_calls_with_the_verdict_and_why(launcher, tmp_path):
+    extra = '[auth]\nanonymous = false\n\n[limits.rules.once]\nrate = "1/1h"\ntools = ["files/read_file"]\n'
+    gateway, config = audit_gateway(launcher, tmp_path, extra, [s for s in PASS_THROUGH if s != "limits"])
+    alice, bob = create_key(config, "alice"), create_key(config, "bob")
+
+    async def calls(token: str, paths: list[str]) -> int:
+        refused = 0
+        async with client(gateway.url, token) as c:
+            for path in paths:
+                try:
+                    await c.call_tool("files__read_file", {"path": path})
+                except MCPError:
+                    refused += 1
+        return refused
+
+    assert run(calls, alice, ["/alice/1", "/alice/2"]) == 1
+    assert run(calls, bob, ["/bob/1"]) == 0
+
+    text = ok(cli(config, "activity", "--user", "alice"))
+    lines = text.splitlines()
+    assert len(lines) == 2 and "/bob" not in text, text
+    assert "files/read_file  read  completed" in lines[0], lines
+    assert "denied  (limits denied: " in lines[1] and "`once`" in lines[1], lines
+    actions = json.loads(ok(cli(config, "activity", "--user", "alice", "--since", "1h", "--format", "json")))
+    assert [a["arguments"]["path"] for a in actions] == ["/alice/1", "/alice/2"], actions
+    assert [a["status"] for a in actions] == ["completed", "denied"], actions
+    assert "no calls by `carol`" in ok(cli(config, "activity", "--user", "carol"))
+
+    def activity(token: str | None, query: str = "") -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        reply = http_request(gateway.base, "GET", f"/activity{query}", headers=headers)
+        return reply.status, json.loads(reply.body or b"null")
+
+    status, body = activity(bob)
+    assert status == 200 and body["principal"] == "bob", body
+    assert [a["arguments"]["path"] for a in body["actions"]] == ["/bob/1"], body
+    status, body = activity(alice, "?since=1h&limit=1")
+    assert status == 200 and [a["status"] for a in body["actions"]] == ["denied"], body
+    # No one can ask for someone else's: the credential decides whose.
+    status, body = activity(bob, "?principal=alice")
+    assert status == 400 and "unknown parameter `principal`" in body["error"], body
+    assert activity(None)[0] == 401
+    assert activity("pk_live_forged")[0] == 401
+    assert activity(alice, "?since=yesterday")[0] == 400
+
+    # Each action names its entry, which `audit prove` shows alone once signed.
+    gateway.proc.stop()
+    proof = json.loads(ok(cli(config, "audit", "prove", str(actions[0]["seq"]))))
+    assert json.loads(proof["entry"])["record"]["arguments"] == {"path": "/alice/1"}, proof

@@ -7,6 +7,7 @@
 //! without the log. docs/audit.md describes the formats.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod canonical;
 pub mod checkpoint;
 pub mod entry;

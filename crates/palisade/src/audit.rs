@@ -187,3 +187,65 @@ pub fn run(
         }
     }
 }
+
+/// `palisade activity`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ActivityArgs {
+    /// The principal whose actions to show (as records name it: an API
+    /// key's principal, a token's subject).
+    #[arg(long)]
+    pub user: String,
+    /// Only actions this recent (`2h`, `30m`, `7d`).
+    #[arg(long)]
+    pub since: Option<humantime::Duration>,
+    /// At most this many, the newest.
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// `text` (the default) or `json`.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+}
+
+pub fn activity(
+    config: &Config,
+    args: &ActivityArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    if !matches!(args.format.as_str(), "text" | "json") {
+        anyhow::bail!("--format {}: expected `text` or `json`", args.format);
+    }
+    let query = palisade_audit::activity::Query {
+        principal: args.user.clone(),
+        since: args
+            .since
+            .map(|d| std::time::SystemTime::now() - std::time::Duration::from(d)),
+        limit: args.limit,
+    };
+    let path = config.audit_path();
+    let actions = palisade_audit::activity::read(&path, &query)
+        .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+    if args.format == "json" {
+        writeln!(out, "{}", serde_json::to_string_pretty(&actions)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if actions.is_empty() {
+        writeln!(out, "no calls by `{}` in `{}`", args.user, path.display())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for a in &actions {
+        write!(
+            out,
+            "{}  {}/{}  {}  {}",
+            a.time,
+            palisade_audit::activity::Action::shown(&a.server),
+            palisade_audit::activity::Action::shown(&a.name),
+            palisade_audit::activity::Action::shown(&a.effect),
+            a.status
+        )?;
+        if let Some(why) = &a.why {
+            write!(out, "  ({why})")?;
+        }
+        writeln!(out, "  #{}", a.seq)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -150,6 +150,13 @@ enum Command {
         #[command(flatten)]
         args: sanitize::SanitizeArgs,
     },
+    /// What the agent did on one user's behalf, from the audit log: each call, its verdict and why.
+    Activity {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        args: audit::ActivityArgs,
+    },
     /// The tamper-evident audit log: verify it, prove one entry, check a proof.
     Audit {
         #[command(flatten)]
@@ -463,6 +470,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => palisade_filter::policy::Policies::default(),
             };
             sanitize::run(&args, &policies)
+        }
+        Command::Activity { config, args } => {
+            let config = load(config.config.as_deref(), None)?;
+            let mut out = std::io::stdout();
+            audit::activity(&config, &args, &mut out)
         }
         Command::Audit { config, command } => {
             let config = load(config.config.as_deref(), None)?;

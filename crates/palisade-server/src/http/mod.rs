@@ -11,6 +11,7 @@
 //! - `streams`: SSE framing, GET (the server's stream), DELETE and `/healthz`;
 //! - `outbox`: where a session's messages to the client go.
 
+mod activity;
 mod admin;
 mod auth;
 mod connections;
@@ -137,6 +138,7 @@ pub async fn serve(
                 .delete(streams::end_session),
         )
         .route("/healthz", get(streams::health))
+        .route("/activity", get(activity::list))
         .route("/admin/approvals", get(admin::list))
         .route("/admin/approvals/{id}", get(admin::show))
         .route("/admin/approvals/{id}/approve", post(admin::approve))

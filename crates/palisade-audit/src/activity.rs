@@ -1,0 +1,201 @@
+//! The user's activity log: what the agent did on one principal's behalf, read from the audit log.
+//!
+//! One [`Action`] per call that principal made (its `call-outcome` record:
+//! every call has one, allowed or denied), newest last, with the verdict
+//! and, for a call that did not simply run, why. `palisade activity` and
+//! the listener's `/activity` endpoint show it; the endpoint only ever for
+//! the caller's own principal.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::entry;
+
+/// Which actions to read.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The principal's id, as records name it.
+    pub principal: String,
+    /// Only actions at or after this time.
+    pub since: Option<SystemTime>,
+    /// At most this many (the newest).
+    pub limit: usize,
+}
+
+/// One call, as its principal should be able to read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    /// The entry's sequence number (`palisade audit prove SEQ` proves it).
+    pub seq: u64,
+    pub time: String,
+    pub session: Value,
+    /// `tool`, `resource`, `prompt`, `completion`, `task-result`.
+    pub kind: Value,
+    pub server: Value,
+    pub name: Value,
+    pub effect: Value,
+    /// `completed`, `denied`, `timed-out`, … (the outcome's status).
+    pub status: String,
+    /// Why a call did not simply run: the first stage that denied it, held
+    /// it for approval or failed, with its reason; or what the outcome says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// The arguments as the agent sent them, redacted.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub arguments: Value,
+}
+
+impl Action {
+    /// A field as a person reads it: a string as is, a cut one with an ellipsis.
+    pub fn shown(v: &Value) -> String {
+        text(v)
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("truncated")
+            .and_then(Value::as_str)
+            .map(|t| format!("{t}…"))
+            .unwrap_or_default(),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::Array(_) => v.to_string(),
+    }
+}
+
+fn why(record: &Value) -> Option<String> {
+    let stages = record.get("stages").and_then(Value::as_array);
+    for stage in stages.into_iter().flatten() {
+        let verdict = stage.get("verdict").and_then(Value::as_str).unwrap_or("");
+        if matches!(verdict, "deny" | "needs-approval" | "failed") {
+            let name = stage.get("stage").and_then(Value::as_str).unwrap_or("?");
+            let reason = stage.get("reason").map(text).unwrap_or_default();
+            let what = match verdict {
+                "deny" => "denied",
+                "needs-approval" => "held for approval",
+                _ => "failed",
+            };
+            return Some(format!("{name} {what}: {reason}"));
+        }
+    }
+    let outcome = record.get("outcome")?;
+    outcome
+        .get("detail")
+        .map(text)
+        .or_else(|| outcome.get("code").map(|c| format!("upstream error {c}")))
+}
+
+fn action(seq: u64, record: &Value) -> Action {
+    let field = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
+    Action {
+        seq,
+        time: record
+            .get("time")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        session: field("session"),
+        kind: field("kind"),
+        server: field("server"),
+        name: field("name"),
+        effect: field("effect"),
+        status: record
+            .get("outcome")
+            .and_then(|o| o.get("status"))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned(),
+        why: why(record),
+        arguments: field("arguments"),
+    }
+}
+
+/// Reads `query.principal`'s actions from the entries file `path`.
+pub fn read(path: &Path, query: &Query) -> std::io::Result<Vec<Action>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    // A line names its principal as `"principal":"ID"` (canonical JSON):
+    // lines without it are skipped before they are parsed.
+    let needle = format!(
+        "\"principal\":{}",
+        serde_json::to_string(&query.principal).unwrap_or_default()
+    );
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::new();
+    let mut out = std::collections::VecDeque::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        line.pop();
+        if !contains(&line, needle.as_bytes()) || !contains(&line, b"\"event\":\"call-outcome\"") {
+            continue;
+        }
+        let Ok(framed) = entry::parse(&line) else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<Value>(framed.record) else {
+            continue;
+        };
+        if record.get("event").and_then(Value::as_str) != Some("call-outcome")
+            || record.get("principal").and_then(Value::as_str) != Some(query.principal.as_str())
+        {
+            continue;
+        }
+        if let Some(since) = query.since {
+            let at = record
+                .get("time")
+                .and_then(Value::as_str)
+                .and_then(|t| humantime::parse_rfc3339(t).ok());
+            if at.is_none_or(|at| at < since) {
+                continue;
+            }
+        }
+        out.push_back(action(framed.seq, &record));
+        if out.len() > query.limit {
+            out.pop_front();
+        }
+    }
+    Ok(out.into())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_denied_call_says_which_stage_and_why() {
+        let record = json!({
+            "event": "call-outcome", "principal": "alice", "time": "2026-12-06T10:00:00Z",
+            "kind": "tool", "server": "mail", "name": "send_email", "effect": "egress",
+            "stages": [
+                {"stage": "authorize", "verdict": "allow", "micros": 3},
+                {"stage": "limits", "verdict": "deny", "code": "limited", "reason": "limit `emails` (5 calls per 1 h)", "micros": 1}
+            ],
+            "outcome": {"status": "denied", "stage": "limits", "code": "limited"}
+        });
+        let a = action(4, &record);
+        assert_eq!(a.status, "denied");
+        assert_eq!(
+            a.why.as_deref(),
+            Some("limits denied: limit `emails` (5 calls per 1 h)")
+        );
+        let ran = json!({"event": "call-outcome", "stages": [], "outcome": {"status": "completed", "tool_error": false}});
+        assert_eq!(action(5, &ran).why, None);
+    }
+}
