@@ -173,6 +173,60 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The alert records in the log (`alert`, and layer 5's `limit-alert`),
+/// oldest first: at most `limit`, the newest, from `since` on.
+pub fn alerts(path: &Path, since: Option<SystemTime>, limit: usize) -> std::io::Result<Vec<Value>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::new();
+    let mut out = std::collections::VecDeque::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        line.pop();
+        if !contains(&line, b"\"event\":\"alert\"")
+            && !contains(&line, b"\"event\":\"limit-alert\"")
+        {
+            continue;
+        }
+        let Ok(framed) = entry::parse(&line) else {
+            continue;
+        };
+        let Ok(mut record) = serde_json::from_slice::<Value>(framed.record) else {
+            continue;
+        };
+        if !matches!(
+            record.get("event").and_then(Value::as_str),
+            Some("alert" | "limit-alert")
+        ) {
+            continue;
+        }
+        if let Some(since) = since {
+            let at = record
+                .get("time")
+                .and_then(Value::as_str)
+                .and_then(|t| humantime::parse_rfc3339(t).ok());
+            if at.is_none_or(|at| at < since) {
+                continue;
+            }
+        }
+        if let Some(o) = record.as_object_mut() {
+            o.insert("seq".into(), framed.seq.into());
+        }
+        out.push_back(record);
+        if out.len() > limit {
+            out.pop_front();
+        }
+    }
+    Ok(out.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

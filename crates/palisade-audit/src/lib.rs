@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod alerts;
 pub mod canonical;
 pub mod checkpoint;
 pub mod entry;

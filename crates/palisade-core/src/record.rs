@@ -337,6 +337,13 @@ pub enum AuditEvent<'a> {
         #[serde(flatten)]
         alert: serde_json::Value,
     },
+    /// An alert rule over the audit log fired (the audit crate's record:
+    /// rule, severity, principal, count in its window, alerts held back).
+    Alert {
+        time: String,
+        #[serde(flatten)]
+        alert: serde_json::Value,
+    },
     /// A human approved or refused a held call.
     ApprovalDecided {
         time: String,

@@ -100,6 +100,8 @@ pub struct Gateway {
     next_call: AtomicU64,
     /// Layer 6's log, which the pipeline writes; checkpointed at shutdown.
     pub audit: Arc<palisade_audit::AuditLog>,
+    /// Layer 6's alerts: what records them as the rules raise them.
+    pub alerts: Arc<crate::alerts::AlertsLayer>,
     /// Work spawned on behalf of sessions; drained at shutdown.
     tasks: TaskTracker,
     /// Each upstream's `initialize` result, once a session has connected it.
@@ -160,6 +162,7 @@ impl Gateway {
         )?;
         recorder.attach(&gateway);
         gateway.limits.run(&gateway);
+        gateway.alerts.run(&gateway);
         let degraded = degraded(&gateway.config, gateway.sandboxes.as_deref());
         for what in &degraded {
             tracing::warn!("degraded: {what}");
@@ -218,6 +221,14 @@ impl Gateway {
             config.audit.settings(),
             Arc::new(palisade_core::SystemClock),
         )?);
+        let (alerts, alert_sink) = crate::alerts::AlertsLayer::new();
+        let watched = palisade_audit::alerts::Watched::new(
+            Arc::clone(&audit),
+            Arc::new(palisade_audit::alerts::Alerts::new(
+                config.alerts.rules.clone(),
+            )),
+            alert_sink,
+        );
         let tasks = TaskTracker::new();
         let sandboxes = crate::sandbox::start(&config)?;
         if let Some(sandboxes) = &sandboxes {
@@ -226,7 +237,7 @@ impl Gateway {
                 .map_err(StartError::Sandbox)?;
         }
         let mut builder = Pipeline::builder()
-            .audit(Arc::clone(&audit) as Arc<dyn palisade_core::stage::Audit>)
+            .audit(Arc::new(watched) as Arc<dyn palisade_core::stage::Audit>)
             .degraded(degraded(&config, sandboxes.as_deref()))
             .tasks(tasks.clone())
             .stage_timeout(config.pipeline.stage_timeout);
@@ -322,6 +333,7 @@ impl Gateway {
             next_call: AtomicU64::new(random_u64()),
             learnt: Mutex::new(vec![None; upstream_count]),
             audit,
+            alerts: Arc::new(alerts),
             tasks,
         }))
     }
@@ -393,6 +405,7 @@ impl Gateway {
     /// calls ended by a shutdown are written before palisade exits.
     pub async fn drain(&self) {
         self.limits.stop();
+        self.alerts.stop();
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
             .await
@@ -407,6 +420,11 @@ impl Gateway {
         if let Err(e) = self.audit.checkpoint().await {
             tracing::warn!("no closing audit checkpoint: {e}");
         }
+    }
+
+    /// The client palisade's own requests go out with (egress rules apply).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn next_call_id(&self) -> palisade_core::CallId {

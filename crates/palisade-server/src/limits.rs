@@ -162,4 +162,6 @@ async fn record(gateway: &Gateway, alert: &Alert) {
     if let Err(failure) = gateway.pipeline.record(&event).await {
         tracing::error!("cannot record a limits alert: {failure}");
     }
+    let value = serde_json::to_value(alert).unwrap_or_default();
+    crate::alerts::notify(gateway, "limit-alert", value).await;
 }

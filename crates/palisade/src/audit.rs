@@ -249,3 +249,88 @@ pub fn activity(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// The alerts in the audit log (the rules' and the limits'), oldest first.
+    List {
+        /// Only alerts this recent (`2h`, `1d`).
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// `text` (the default) or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// The alert rules in force (the built-in ones as the config leaves them).
+    Rules,
+}
+
+pub fn alerts(
+    config: &Config,
+    command: &AlertsCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let (since, limit, format) = match command {
+        AlertsCommand::Rules => {
+            for rule in &config.alerts.rules {
+                let when: Vec<String> = rule.when.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                writeln!(
+                    out,
+                    "{}  {:?}  more than {} in {}  when {}{}",
+                    rule.name,
+                    rule.severity,
+                    rule.threshold,
+                    humantime::format_duration(rule.window),
+                    when.join(" "),
+                    if rule.tools.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" tools {}", rule.tools.join(","))
+                    }
+                )?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        AlertsCommand::List {
+            since,
+            limit,
+            format,
+        } => (since, limit, format),
+    };
+    if !matches!(format.as_str(), "text" | "json") {
+        anyhow::bail!("--format {format}: expected `text` or `json`");
+    }
+    let since = since.map(|d| std::time::SystemTime::now() - std::time::Duration::from(d));
+    let path = config.audit_path();
+    let records = palisade_audit::activity::alerts(&path, since, *limit)
+        .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+    if format == "json" {
+        writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if records.is_empty() {
+        writeln!(out, "no alerts in `{}`", path.display())?;
+    }
+    let field =
+        |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    for r in &records {
+        let (rule, severity) = if field(r, "event") == "alert" {
+            (field(r, "rule"), field(r, "severity"))
+        } else {
+            (format!("limits:{}", field(r, "limit")), "medium".to_owned())
+        };
+        writeln!(
+            out,
+            "{}  {severity}  {rule}  {}  #{}",
+            field(r, "time"),
+            field(r, "message"),
+            r.get("seq")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -157,6 +157,13 @@ enum Command {
         #[command(flatten)]
         args: audit::ActivityArgs,
     },
+    /// Alerts raised over the audit log (and by the limits): list them, or show the rules.
+    Alerts {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(subcommand)]
+        command: audit::AlertsCommand,
+    },
     /// The tamper-evident audit log: verify it, prove one entry, check a proof.
     Audit {
         #[command(flatten)]
@@ -475,6 +482,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(config.config.as_deref(), None)?;
             let mut out = std::io::stdout();
             audit::activity(&config, &args, &mut out)
+        }
+        Command::Alerts { config, command } => {
+            let config = load(config.config.as_deref(), None)?;
+            let mut out = std::io::stdout();
+            audit::alerts(&config, &command, &mut out)
         }
         Command::Audit { config, command } => {
             let config = load(config.config.as_deref(), None)?;

@@ -10,6 +10,8 @@
 //! - `effective`: the masked form `palisade check` prints.
 
 mod access;
+mod alerts;
+pub use alerts::AlertsConfig;
 mod audit;
 pub use audit::AuditConfig;
 mod effective;
@@ -118,6 +120,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[audit]`: checkpoints of the audit log.
     pub audit: AuditConfig,
+    /// `[alerts]`: rules over the audit log, and the webhook.
+    pub alerts: AlertsConfig,
 }
 
 /// The sandbox a stdio upstream runs in for its whole session.
@@ -1256,7 +1260,7 @@ pass_through = ["authorize", "limits", "outbound-filter", "approval", "inject-se
             ),
             (
                 "datadir = \"/x\"",
-                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, filter, limits, audit, upstreams",
+                "p.toml: `datadir`: unknown field (line 1, column 1); expected one of data_dir, environment, storage, server, auth, authz, approvals, tools, wrap, vault, secrets, pipeline, sandbox, egress, filter, limits, audit, alerts, upstreams",
             ),
         ];
         for (first, expected) in top_level {

@@ -37,6 +37,8 @@ pub(super) struct RawConfig {
     pub(super) limits: Option<super::limits::RawLimits>,
     /// `[audit]`: checkpoints of the audit log.
     pub(super) audit: Option<super::audit::RawAudit>,
+    /// `[alerts]`: rules over the audit log, and the webhook.
+    pub(super) alerts: Option<super::alerts::RawAlerts>,
     /// In the file's order: the operator's order of trust (see ARCHITECTURE.md).
     pub(super) upstreams: IndexMap<String, RawUpstream>,
 }
@@ -266,6 +268,10 @@ impl RawConfig {
             audit: f
                 .table("audit")?
                 .map(super::audit::RawAudit::read)
+                .transpose()?,
+            alerts: f
+                .table("alerts")?
+                .map(super::alerts::RawAlerts::read)
                 .transpose()?,
             upstreams: f
                 .named_tables("upstreams")?

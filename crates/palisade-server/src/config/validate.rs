@@ -116,6 +116,7 @@ impl Validator<'_> {
         let filter = self.filter(raw.filter, &upstreams)?;
         let limits = self.limits(raw.limits, &upstreams)?;
         let audit = self.audit(raw.audit)?;
+        let alerts = self.alerts(raw.alerts)?;
         Ok(Config {
             data_dir,
             environment,
@@ -135,6 +136,7 @@ impl Validator<'_> {
             filter,
             limits,
             audit,
+            alerts,
         })
     }
 
