@@ -29,20 +29,39 @@ pub enum FrameError {
     NotCanonical(String),
 }
 
+/// A record (JSON) in its canonical form, ready to be framed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalRecord(Vec<u8>);
+
+impl CanonicalRecord {
+    pub fn of(record: &[u8]) -> Result<Self, FrameError> {
+        let value: Value = serde_json::from_slice(record).map_err(FrameError::NotJson)?;
+        crate::canonical::to_vec(&value)
+            .map(Self)
+            .map_err(|e| FrameError::NotCanonical(e.to_string()))
+    }
+}
+
 /// The canonical line (no newline) of entry `seq` holding `record`.
 pub fn frame(prev: &Hash, seq: u64, record: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let value: Value = serde_json::from_slice(record).map_err(FrameError::NotJson)?;
-    let canonical =
-        crate::canonical::to_vec(&value).map_err(|e| FrameError::NotCanonical(e.to_string()))?;
-    let mut line = Vec::with_capacity(canonical.len() + 100);
+    Ok(frame_canonical(prev, seq, &CanonicalRecord::of(record)?))
+}
+
+/// [`frame`] for a record already canonical: what the writer does, in
+/// order, once the record's canonical form was made beforehand.
+pub fn frame_canonical(prev: &Hash, seq: u64, record: &CanonicalRecord) -> Vec<u8> {
+    let mut line = Vec::with_capacity(record.0.len() + 100);
     line.extend_from_slice(HEAD);
-    line.extend_from_slice(hex::encode(prev).as_bytes());
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(prev, &mut hex);
+    line.extend_from_slice(&hex);
     line.extend_from_slice(RECORD);
-    line.extend_from_slice(&canonical);
+    line.extend_from_slice(&record.0);
     line.extend_from_slice(SEQ);
     line.extend_from_slice(seq.to_string().as_bytes());
     line.push(b'}');
-    Ok(line)
+    line
 }
 
 /// What a line's frame says, read without parsing the record.

@@ -122,7 +122,7 @@ pub struct Appended {
 
 enum Job {
     Append {
-        record: Vec<u8>,
+        record: entry::CanonicalRecord,
         done: oneshot::Sender<Result<Appended, AppendError>>,
     },
     Checkpoint {
@@ -187,11 +187,12 @@ impl AuditLog {
         &self,
         record: &Redacted<AuditLine>,
     ) -> Result<Appended, AppendError> {
+        // Canonicalized here, by each caller, so that the one writer thread
+        // only frames, hashes and writes.
+        let record = entry::CanonicalRecord::of(record.get().bytes())
+            .map_err(|e| AppendError::Record(e.to_string()))?;
         let (done, answer) = oneshot::channel();
-        self.send(Job::Append {
-            record: record.get().bytes().to_vec(),
-            done,
-        })?;
+        self.send(Job::Append { record, done })?;
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -606,19 +607,13 @@ impl Writer {
                         let _ = done.send(Err(AppendError::Write(why.clone())));
                         continue;
                     }
-                    match entry::frame(&self.last, self.seq, &record) {
-                        Ok(line) => {
-                            self.last = entry::leaf_hash(&line);
-                            self.pending.push(self.last);
-                            buf.extend_from_slice(&line);
-                            buf.push(b'\n');
-                            appends.push((self.seq, done));
-                            self.seq += 1;
-                        }
-                        Err(e) => {
-                            let _ = done.send(Err(AppendError::Record(e.to_string())));
-                        }
-                    }
+                    let line = entry::frame_canonical(&self.last, self.seq, &record);
+                    self.last = entry::leaf_hash(&line);
+                    self.pending.push(self.last);
+                    buf.extend_from_slice(&line);
+                    buf.push(b'\n');
+                    appends.push((self.seq, done));
+                    self.seq += 1;
                 }
                 Job::Checkpoint { done } => checkpoints.push(done),
             }
