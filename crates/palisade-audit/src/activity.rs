@@ -116,19 +116,21 @@ fn action(seq: u64, record: &Value) -> Action {
     }
 }
 
-/// Reads `query.principal`'s actions from the entries file `path`.
-pub fn read(path: &Path, query: &Query) -> std::io::Result<Vec<Action>> {
+/// The records of the entries file `path` that `keep` accepts, at or after
+/// `since`, with their sequence numbers: the newest `limit`, oldest first.
+/// `likely` sees each raw line first, so that most lines are never parsed.
+fn scan(
+    path: &Path,
+    likely: impl Fn(&[u8]) -> bool,
+    keep: impl Fn(&Value) -> bool,
+    since: Option<SystemTime>,
+    limit: usize,
+) -> std::io::Result<Vec<(u64, Value)>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    // A line names its principal as `"principal":"ID"` (canonical JSON):
-    // lines without it are skipped before they are parsed.
-    let needle = format!(
-        "\"principal\":{}",
-        serde_json::to_string(&query.principal).unwrap_or_default()
-    );
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::new();
     let mut out = std::collections::VecDeque::new();
@@ -138,7 +140,7 @@ pub fn read(path: &Path, query: &Query) -> std::io::Result<Vec<Action>> {
             break;
         }
         line.pop();
-        if !contains(&line, needle.as_bytes()) || !contains(&line, b"\"event\":\"call-outcome\"") {
+        if !likely(&line) {
             continue;
         }
         let Ok(framed) = entry::parse(&line) else {
@@ -147,64 +149,7 @@ pub fn read(path: &Path, query: &Query) -> std::io::Result<Vec<Action>> {
         let Ok(record) = serde_json::from_slice::<Value>(framed.record) else {
             continue;
         };
-        if record.get("event").and_then(Value::as_str) != Some("call-outcome")
-            || record.get("principal").and_then(Value::as_str) != Some(query.principal.as_str())
-        {
-            continue;
-        }
-        if let Some(since) = query.since {
-            let at = record
-                .get("time")
-                .and_then(Value::as_str)
-                .and_then(|t| humantime::parse_rfc3339(t).ok());
-            if at.is_none_or(|at| at < since) {
-                continue;
-            }
-        }
-        out.push_back(action(framed.seq, &record));
-        if out.len() > query.limit {
-            out.pop_front();
-        }
-    }
-    Ok(out.into())
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The alert records in the log (`alert`, and layer 5's `limit-alert`),
-/// oldest first: at most `limit`, the newest, from `since` on.
-pub fn alerts(path: &Path, since: Option<SystemTime>, limit: usize) -> std::io::Result<Vec<Value>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::new();
-    let mut out = std::collections::VecDeque::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
-            break;
-        }
-        line.pop();
-        if !contains(&line, b"\"event\":\"alert\"")
-            && !contains(&line, b"\"event\":\"limit-alert\"")
-        {
-            continue;
-        }
-        let Ok(framed) = entry::parse(&line) else {
-            continue;
-        };
-        let Ok(mut record) = serde_json::from_slice::<Value>(framed.record) else {
-            continue;
-        };
-        if !matches!(
-            record.get("event").and_then(Value::as_str),
-            Some("alert" | "limit-alert")
-        ) {
+        if !keep(&record) {
             continue;
         }
         if let Some(since) = since {
@@ -216,15 +161,63 @@ pub fn alerts(path: &Path, since: Option<SystemTime>, limit: usize) -> std::io::
                 continue;
             }
         }
-        if let Some(o) = record.as_object_mut() {
-            o.insert("seq".into(), framed.seq.into());
-        }
-        out.push_back(record);
+        out.push_back((framed.seq, record));
         if out.len() > limit {
             out.pop_front();
         }
     }
     Ok(out.into())
+}
+
+fn event(record: &Value) -> Option<&str> {
+    record.get("event").and_then(Value::as_str)
+}
+
+/// Reads `query.principal`'s actions from the entries file `path`.
+pub fn read(path: &Path, query: &Query) -> std::io::Result<Vec<Action>> {
+    // A line names its principal as `"principal":"ID"` (canonical JSON).
+    let needle = format!(
+        "\"principal\":{}",
+        serde_json::to_string(&query.principal).unwrap_or_default()
+    );
+    let records = scan(
+        path,
+        |line| contains(line, needle.as_bytes()) && contains(line, b"\"event\":\"call-outcome\""),
+        |record| {
+            event(record) == Some("call-outcome")
+                && record.get("principal").and_then(Value::as_str) == Some(query.principal.as_str())
+        },
+        query.since,
+        query.limit,
+    )?;
+    Ok(records.iter().map(|(seq, r)| action(*seq, r)).collect())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The alert records in the log (`alert`, and layer 5's `limit-alert`),
+/// each with its `seq`: the newest `limit` from `since` on, oldest first.
+pub fn alerts(path: &Path, since: Option<SystemTime>, limit: usize) -> std::io::Result<Vec<Value>> {
+    let records = scan(
+        path,
+        |line| {
+            contains(line, b"\"event\":\"alert\"") || contains(line, b"\"event\":\"limit-alert\"")
+        },
+        |record| matches!(event(record), Some("alert" | "limit-alert")),
+        since,
+        limit,
+    )?;
+    Ok(records
+        .into_iter()
+        .map(|(seq, mut record)| {
+            if let Some(o) = record.as_object_mut() {
+                o.insert("seq".into(), seq.into());
+            }
+            record
+        })
+        .collect())
 }
 
 #[cfg(test)]

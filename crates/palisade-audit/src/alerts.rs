@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use palisade_core::glob::glob;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -164,28 +165,6 @@ fn text_of(v: &Value) -> Option<&str> {
         Value::Object(o) => o.get("truncated").and_then(Value::as_str),
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::Array(_) => None,
     }
-}
-
-/// `*` matches any run of characters; everything else itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return text.is_empty();
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(i) => rest = rest.get(i + part.len()..).unwrap_or(""),
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
 }
 
 impl Rule {
@@ -467,16 +446,6 @@ mod tests {
         assert!(alerts.observe(&unreachable, Instant::now()).is_empty());
         let allowed = json!({"event": "egress", "who": {"principal": "bob"}, "verdict": "allowed"});
         assert!(alerts.observe(&allowed, Instant::now()).is_empty());
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob("*/read_file", "files/read_file"));
-        assert!(!glob("*/read_file", "files/read_file2"));
-        assert!(glob("mail/send_*", "mail/send_email"));
-        assert!(glob("*", ""));
-        assert!(glob("a*b*c", "aXXbYYc"));
-        assert!(!glob("a*b*c", "aXXcYYb"));
     }
 
     #[test]

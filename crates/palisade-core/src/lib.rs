@@ -7,6 +7,7 @@
 pub mod call;
 pub mod clock;
 pub mod context;
+pub mod glob;
 pub mod record;
 pub mod redact;
 pub mod stage;

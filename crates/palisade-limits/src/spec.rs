@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use palisade_core::EffectClass;
+use palisade_core::glob::glob;
 use serde::Serialize;
 
 /// Nanoseconds in each unit a period may be written in.
@@ -366,28 +367,6 @@ impl ToolPattern {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// `*`-only glob matching, linear in practice for the short names tools have.
-fn glob(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return text.is_empty();
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = rest.get(at + part.len()..).unwrap_or_default(),
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
 }
 
 /// A value an operator wrote that palisade cannot use, and what to write instead.
