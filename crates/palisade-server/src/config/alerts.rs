@@ -76,11 +76,60 @@ impl RawAlerts {
 }
 
 /// The alert rules in force and where alerts also go.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AlertsConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
     pub rules: Vec<Rule>,
+}
+
+/// `[alerts]` in the file's own layout, every rule written out in full, as
+/// `palisade check` prints it (and reads it back).
+#[derive(Serialize)]
+pub(super) struct EffectiveAlerts<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<&'a str>,
+    rules: IndexMap<&'a str, EffectiveRule<'a>>,
+}
+
+#[derive(Serialize)]
+struct EffectiveRule<'a> {
+    severity: Severity,
+    title: &'a str,
+    when: std::collections::BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    tools: &'a [String],
+    threshold: u64,
+    window: String,
+    quiet: String,
+}
+
+impl AlertsConfig {
+    pub(super) fn effective(&self) -> EffectiveAlerts<'_> {
+        let text = |d: Duration| humantime::format_duration(d).to_string();
+        EffectiveAlerts {
+            webhook: self.webhook.as_deref(),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| {
+                    let rule = EffectiveRule {
+                        severity: r.severity,
+                        title: &r.title,
+                        when: r
+                            .when
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect(),
+                        tools: &r.tools,
+                        threshold: r.threshold,
+                        window: text(r.window),
+                        quiet: text(r.quiet),
+                    };
+                    (r.name.as_str(), rule)
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Default for AlertsConfig {

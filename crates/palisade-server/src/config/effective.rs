@@ -42,7 +42,7 @@ struct Effective<'a> {
     secrets: indexmap::IndexMap<&'a str, EffectiveSecret<'a>>,
     limits: toml::Table,
     audit: &'a super::AuditConfig,
-    alerts: &'a super::AlertsConfig,
+    alerts: super::alerts::EffectiveAlerts<'a>,
     upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
 }
 
@@ -134,7 +134,7 @@ impl<'a> From<&'a Config> for Effective<'a> {
             vault: &c.vault,
             limits: c.limits.effective(),
             audit: &c.audit,
-            alerts: &c.alerts,
+            alerts: c.alerts.effective(),
             secrets: c
                 .secrets
                 .iter()

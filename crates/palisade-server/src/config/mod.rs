@@ -121,6 +121,7 @@ pub struct Config {
     /// `[audit]`: checkpoints of the audit log.
     pub audit: AuditConfig,
     /// `[alerts]`: rules over the audit log, and the webhook.
+    #[serde(skip)]
     pub alerts: AlertsConfig,
 }
 
