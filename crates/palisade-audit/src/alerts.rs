@@ -314,15 +314,19 @@ impl palisade_core::stage::Audit for Watched {
         line: &'a palisade_core::Redacted<palisade_core::AuditLine>,
     ) -> palisade_core::stage::StageFuture<'a, ()> {
         Box::pin(async move {
+            let failed = |e: String| palisade_core::stage::StageError::new(e);
+            // Parsed once: for its canonical form and for the rules.
+            let record: Value = serde_json::from_slice(line.get().bytes()).map_err(|e| {
+                failed(format!("audit record refused: the record is not JSON: {e}"))
+            })?;
+            let canonical = crate::entry::CanonicalRecord::from_value(&record)
+                .map_err(|e| failed(format!("audit record refused: {e}")))?;
             self.log
-                .append_record(line)
+                .append_canonical(canonical)
                 .await
-                .map_err(|e| palisade_core::stage::StageError::new(e.to_string()))?;
-            if !self.alerts.rules.is_empty() {
-                let record = line.get().value();
-                for fired in self.alerts.observe(&record, Instant::now()) {
-                    (self.sink)(fired);
-                }
+                .map_err(|e| failed(e.to_string()))?;
+            for fired in self.alerts.observe(&record, Instant::now()) {
+                (self.sink)(fired);
             }
             Ok(())
         })

@@ -36,7 +36,12 @@ pub struct CanonicalRecord(Vec<u8>);
 impl CanonicalRecord {
     pub fn of(record: &[u8]) -> Result<Self, FrameError> {
         let value: Value = serde_json::from_slice(record).map_err(FrameError::NotJson)?;
-        crate::canonical::to_vec(&value)
+        Self::from_value(&value)
+    }
+
+    /// The canonical form of a record already parsed.
+    pub fn from_value(value: &Value) -> Result<Self, FrameError> {
+        crate::canonical::to_vec(value)
             .map(Self)
             .map_err(|e| FrameError::NotCanonical(e.to_string()))
     }

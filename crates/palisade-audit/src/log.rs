@@ -191,6 +191,15 @@ impl AuditLog {
         // only frames, hashes and writes.
         let record = entry::CanonicalRecord::of(record.get().bytes())
             .map_err(|e| AppendError::Record(e.to_string()))?;
+        self.append_canonical(record).await
+    }
+
+    /// Appends a record already in canonical form (made from what passed
+    /// the redaction seam); returns once it is on disk.
+    pub async fn append_canonical(
+        &self,
+        record: entry::CanonicalRecord,
+    ) -> Result<Appended, AppendError> {
         let (done, answer) = oneshot::channel();
         self.send(Job::Append { record, done })?;
         answer.await.map_err(|_| AppendError::Closed)?
