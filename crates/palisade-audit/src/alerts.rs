@@ -312,6 +312,7 @@ impl palisade_core::stage::Audit for Watched {
     fn append<'a>(
         &'a self,
         line: &'a palisade_core::Redacted<palisade_core::AuditLine>,
+        durability: palisade_core::Durability,
     ) -> palisade_core::stage::StageFuture<'a, ()> {
         Box::pin(async move {
             let failed = |e: String| palisade_core::stage::StageError::new(e);
@@ -322,7 +323,7 @@ impl palisade_core::stage::Audit for Watched {
             let canonical = crate::entry::CanonicalRecord::from_value(&record)
                 .map_err(|e| failed(format!("audit record refused: {e}")))?;
             self.log
-                .append_canonical(canonical)
+                .append_canonical(canonical, durability)
                 .await
                 .map_err(|e| failed(e.to_string()))?;
             for fired in self.alerts.observe(&record, Instant::now()) {

@@ -16,4 +16,4 @@ pub mod log;
 pub mod merkle;
 pub mod verify;
 
-pub use log::{AppendError, Appended, AuditLog, OpenError, Paths, Settings};
+pub use log::{AppendError, Appended, AuditLog, OpenError, Paths, Settings, SyncMode};

@@ -2,16 +2,22 @@
 //!
 //! Two files in the data directory: `audit.jsonl`, one [`crate::entry`]
 //! per line, and `audit.checkpoints.jsonl`, one [`Checkpoint`] per line.
-//! In each process one writer thread owns them. It takes every record
-//! waiting, and under the log's lock (an exclusive `flock` on
+//! A record is queued, and the caller that takes the process's writer (a
+//! mutex) writes every queued record with one `write` (flat combining; a
+//! caller that finds the writer taken waits for its answer on the runtime,
+//! not on the mutex), holding the log's lock (an exclusive `flock` on
 //! `audit.jsonl`, which every palisade process writing this log takes —
-//! several `palisade mcp` sharing a data directory is the common case) first
-//! reads what other processes appended since it last looked, then frames and
-//! hashes its records after theirs, writes them with one `write` and one
-//! `fdatasync`, and only then acknowledges each: an acknowledged record is
-//! on disk, and the processes write one chain. A checkpoint follows every
-//! `checkpoint_interval` (an empty one when nothing was written, so a gap in
-//! time shows) or every `checkpoint_entries` entries.
+//! several `palisade mcp` sharing a data directory is the common case):
+//! first it reads what other processes appended since this one last looked,
+//! then frames and hashes the records after theirs. Written, a record
+//! survives a crash of palisade; one that must survive a crash of the
+//! machine (see [`SyncMode`]) then waits for the syncer thread, whose one
+//! `fdatasync` answers every record written before it began (group commit).
+//! No thread stands between a caller and the file: handing each record to a
+//! writer thread and back cost more than the write. A ticker
+//! thread signs a checkpoint every `checkpoint_interval` (an empty one when
+//! nothing was written, so a gap in time shows); the append that brings
+//! `checkpoint_entries` entries signs one too.
 //!
 //! At open, whatever follows the last checkpoint is checked entry by entry
 //! and signed into a new checkpoint; a torn last line (a write a crash cut
@@ -26,7 +32,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use palisade_core::stage::{Audit, StageError, StageFuture};
+use palisade_core::stage::{Audit, Durability, StageError, StageFuture};
 use palisade_core::{AuditLine, Clock, Redacted};
 use tokio::sync::oneshot;
 
@@ -60,14 +66,43 @@ impl Paths {
     }
 }
 
+/// Which records wait for `fdatasync` before they are acknowledged. Every
+/// record is written to the operating system before it is acknowledged, so
+/// each survives a crash of palisade; this says which also survive a crash
+/// of the machine at that moment (the others reach the disk with the next
+/// sync, which starts as soon as the one before it ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Records asked for as [`Durability::Stored`] (a call's intent: nothing
+    /// runs that a crash could take out of the log); the rest follow.
+    #[default]
+    Intents,
+    /// Every record.
+    All,
+    /// None: a crash of the machine can lose the records of the last sync
+    /// interval (a few milliseconds), intents included.
+    Background,
+}
+
+impl SyncMode {
+    fn waits(self, durability: Durability) -> bool {
+        match self {
+            SyncMode::Intents => durability == Durability::Stored,
+            SyncMode::All => true,
+            SyncMode::Background => false,
+        }
+    }
+}
+
 /// How the writer behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// Which records wait for the disk.
+    pub sync: SyncMode,
     /// A checkpoint at least this often, empty if nothing was written.
     pub checkpoint_interval: Duration,
-    /// A checkpoint after the write that brings this many entries (keeps
-    /// proofs short and the writer's memory bounded; a write holds at most
-    /// 4,096 records).
+    /// A checkpoint after the append that brings this many entries (keeps
+    /// proofs short and the writer's memory bounded).
     pub checkpoint_entries: usize,
     /// Every checkpoint is also appended here (a file the operator keeps
     /// out of reach of the gateway's data directory, so that rewriting the
@@ -78,6 +113,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            sync: SyncMode::default(),
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_entries: 65_536,
             copy: None,
@@ -120,21 +156,73 @@ pub struct Appended {
     pub seq: u64,
 }
 
-enum Job {
-    Append {
-        record: entry::CanonicalRecord,
-        done: oneshot::Sender<Result<Appended, AppendError>>,
-    },
-    Checkpoint {
-        done: oneshot::Sender<Result<u64, AppendError>>,
-    },
+type Ack = oneshot::Sender<Result<Appended, AppendError>>;
+
+/// A record waiting for whoever holds the writer to write it.
+struct Queued {
+    record: entry::CanonicalRecord,
+    durability: Durability,
+    done: Ack,
 }
+
+/// The writer and the records queued for it (flat combining: the caller
+/// that takes the writer writes every queued record in one `write`).
+struct Shared {
+    /// `None` once closed.
+    writer: Mutex<Option<Writer>>,
+    queue: Mutex<Vec<Queued>>,
+}
+
+impl Shared {
+    /// Runs `f` on the writer (waiting for it), then writes what was queued
+    /// meanwhile; `None` when the log is closed.
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Writer) -> T) -> Option<T> {
+        let out = {
+            let mut writer = self.writer.lock().ok()?;
+            writer.as_mut().map(f)
+        };
+        self.try_drain();
+        out
+    }
+
+    /// Writes every queued record unless another holds the writer. After
+    /// letting go it looks again: a record queued while it wrote, by a
+    /// caller who found the writer taken, is written by it, not left.
+    fn try_drain(&self) {
+        loop {
+            let Ok(mut writer) = self.writer.try_lock() else {
+                return;
+            };
+            let batch = match self.queue.lock() {
+                Ok(mut queue) if !queue.is_empty() => std::mem::take(&mut *queue),
+                _ => return,
+            };
+            match writer.as_mut() {
+                Some(w) => w.write_batch(batch),
+                None => {
+                    for q in batch {
+                        let _ = q.done.send(Err(AppendError::Closed));
+                    }
+                }
+            }
+            drop(writer);
+            if self.queue.lock().map_or(true, |q| q.is_empty()) {
+                return;
+            }
+        }
+    }
+}
+
+/// The syncer thread and its queue: a request for a sync, with the
+/// acknowledgements to answer after it.
+type Syncer = (mpsc::Sender<Vec<(u64, Ack)>>, std::thread::JoinHandle<()>);
 
 /// The embedded, tamper-evident audit log.
 pub struct AuditLog {
     paths: Paths,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    /// Dropping the sender stops the ticker.
+    ticker: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -153,20 +241,31 @@ impl AuditLog {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
         let key = checkpoint::load_or_create_key(&paths.keys)?;
-        let mut writer = Writer::open(&paths, settings, key, clock)?;
-        let (jobs, queue) = mpsc::channel();
+        let interval = settings.checkpoint_interval;
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(Some(Writer::open(&paths, settings, key, clock)?)),
+            queue: Mutex::new(Vec::new()),
+        });
+        let (stop, stopped) = mpsc::channel::<()>();
+        let ticking = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("palisade-audit".into())
-            .spawn(move || writer.run(&queue))
+            .spawn(move || {
+                // Wakes at least once per interval; the writer skips the
+                // checkpoint when one was signed within it.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    ticking.with_writer(|w| w.checkpoint_logged(true));
+                }
+            })
             .map_err(|source| OpenError::Io {
-                action: "start the writer of",
+                action: "start the checkpoint ticker of",
                 path: paths.entries.clone(),
                 source,
             })?;
         Ok(Self {
             paths,
-            jobs: Mutex::new(Some(jobs)),
-            writer: Mutex::new(Some(thread)),
+            shared,
+            ticker: Mutex::new(Some((stop, thread))),
         })
     }
 
@@ -174,51 +273,68 @@ impl AuditLog {
         &self.paths
     }
 
-    fn send(&self, job: Job) -> Result<(), AppendError> {
-        let jobs = self.jobs.lock().map_err(|_| AppendError::Closed)?;
-        jobs.as_ref()
-            .ok_or(AppendError::Closed)?
-            .send(job)
-            .map_err(|_| AppendError::Closed)
-    }
-
-    /// Appends one record; returns once it is on disk.
+    /// Appends one record; returns once it is as durable as `durability`
+    /// asks under the log's [`SyncMode`].
     pub async fn append_record(
         &self,
         record: &Redacted<AuditLine>,
+        durability: Durability,
     ) -> Result<Appended, AppendError> {
-        // Canonicalized here, by each caller, so that the one writer thread
-        // only frames, hashes and writes.
+        // Canonicalized before the writer is taken: others wait on it only
+        // while a record is framed, hashed and written.
         let record = entry::CanonicalRecord::of(record.get().bytes())
             .map_err(|e| AppendError::Record(e.to_string()))?;
-        self.append_canonical(record).await
+        self.append_canonical(record, durability).await
     }
 
     /// Appends a record already in canonical form (made from what passed
-    /// the redaction seam); returns once it is on disk.
+    /// the redaction seam); returns as [`AuditLog::append_record`] does.
     pub async fn append_canonical(
         &self,
         record: entry::CanonicalRecord,
+        durability: Durability,
     ) -> Result<Appended, AppendError> {
         let (done, answer) = oneshot::channel();
-        self.send(Job::Append { record, done })?;
+        self.shared
+            .queue
+            .lock()
+            .map_err(|_| AppendError::Closed)?
+            .push(Queued {
+                record,
+                durability,
+                done,
+            });
+        // Whoever holds the writer writes what is queued before letting go;
+        // a caller who finds it taken waits for its answer, on the runtime,
+        // not on the mutex.
+        self.shared.try_drain();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
-    /// Writes a checkpoint now (empty if nothing is pending); returns its index.
+    /// Writes a checkpoint now (empty if nothing is pending); returns its
+    /// index. It syncs the disk twice, holding the writer: for tests,
+    /// operators and shutdown, not the request path.
     pub async fn checkpoint(&self) -> Result<u64, AppendError> {
-        let (done, answer) = oneshot::channel();
-        self.send(Job::Checkpoint { done })?;
-        answer.await.map_err(|_| AppendError::Closed)?
+        self.shared
+            .with_writer(Writer::checkpoint_now)
+            .ok_or(AppendError::Closed)?
     }
 
     /// Stops the writer after a last checkpoint. Appends after this fail.
     pub fn close(&self) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
-        if let Some(thread) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+        if let Some((stop, thread)) = self.ticker.lock().ok().and_then(|mut t| t.take()) {
+            drop(stop);
             let _ = thread.join();
+        }
+        let writer = self.shared.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(mut w) = writer {
+            w.close();
+        }
+        // Whatever was queued as the writer went has no one to write it.
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            for q in queue.drain(..) {
+                let _ = q.done.send(Err(AppendError::Closed));
+            }
         }
     }
 }
@@ -230,9 +346,13 @@ impl Drop for AuditLog {
 }
 
 impl Audit for AuditLog {
-    fn append<'a>(&'a self, line: &'a Redacted<AuditLine>) -> StageFuture<'a, ()> {
+    fn append<'a>(
+        &'a self,
+        line: &'a Redacted<AuditLine>,
+        durability: Durability,
+    ) -> StageFuture<'a, ()> {
         Box::pin(async move {
-            self.append_record(line)
+            self.append_record(line, durability)
                 .await
                 .map(|_| ())
                 .map_err(|e| StageError::new(e.to_string()))
@@ -240,8 +360,8 @@ impl Audit for AuditLog {
     }
 }
 
-/// The writer thread's state: the files, the chain's head, what the next
-/// checkpoint will cover.
+/// The writer's state, behind the log's mutex: the files, the chain's
+/// head, what the next checkpoint will cover.
 struct Writer {
     entries: File,
     entries_path: PathBuf,
@@ -270,10 +390,14 @@ struct Writer {
     checkpoint_bytes: u64,
     last_checkpoint_at: Instant,
     torn_bytes: Option<u64>,
-    /// Set when a failed write could not be undone, or the files changed
-    /// in a way no writer would: nothing more is written.
+    /// Set when a failed write could not be undone, a sync failed, or the
+    /// files changed in a way no writer would: nothing more is written.
     broken: Option<String>,
     scratch: Vec<Hash>,
+    /// The syncer thread: takes the acknowledgements that wait for the disk.
+    syncer: Option<Syncer>,
+    /// Set by the syncer when an `fdatasync` failed.
+    sync_failed: Arc<std::sync::OnceLock<String>>,
 }
 
 fn open_rw(path: &Path) -> Result<File, OpenError> {
@@ -373,6 +497,8 @@ impl Writer {
             torn_bytes: None,
             broken: None,
             scratch: Vec::new(),
+            syncer: None,
+            sync_failed: Arc::default(),
         };
         writer
             .locked(Writer::start)
@@ -381,6 +507,14 @@ impl Writer {
                 path: paths.entries.clone(),
                 detail,
             })?;
+        writer.syncer = Some(start_syncer(
+            writer
+                .entries
+                .try_clone()
+                .map_err(io("open", &paths.entries))?,
+            paths.entries.clone(),
+            Arc::clone(&writer.sync_failed),
+        )?);
         Ok(writer)
     }
 
@@ -443,6 +577,13 @@ impl Writer {
     /// only a writer that died mid-write leaves (writes happen under the
     /// lock), is cut off. Called with the lock held.
     fn catch_up(&mut self) -> Result<(), String> {
+        self.catch_up_entries()?;
+        self.catch_up_checkpoints()
+    }
+
+    /// The entries half of [`Writer::catch_up`], all an append needs: other
+    /// writers' checkpoints matter only to this one's next checkpoint.
+    fn catch_up_entries(&mut self) -> Result<(), String> {
         let path = self.entries_path.display().to_string();
         let len = self
             .entries
@@ -490,6 +631,11 @@ impl Writer {
                 self.torn_bytes = Some(self.torn_bytes.unwrap_or(0) + torn as u64);
             }
         }
+        Ok(())
+    }
+
+    /// The checkpoints half of [`Writer::catch_up`].
+    fn catch_up_checkpoints(&mut self) -> Result<(), String> {
         let cpath = self.checkpoints_path.display().to_string();
         let clen = self
             .checkpoints
@@ -537,46 +683,20 @@ impl Writer {
         Ok(())
     }
 
-    fn run(&mut self, queue: &mpsc::Receiver<Job>) {
-        loop {
-            let wait = self
-                .settings
-                .checkpoint_interval
-                .saturating_sub(self.last_checkpoint_at.elapsed());
-            let first = match queue.recv_timeout(wait) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.checkpoint_logged(true);
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if !self.pending.is_empty() {
-                        self.checkpoint_logged(false);
-                    }
-                    return;
-                }
-            };
-            let mut batch = vec![first];
-            while batch.len() < 4096 {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            let locked = self.locked(|w| w.write_batch(batch));
-            if let Err(e) = locked {
-                // The jobs were dropped unanswered: their callers see the
-                // log as closed. Nothing can be written without the lock.
-                self.broken = Some(format!(
-                    "cannot lock `{}`: {e}",
-                    self.entries_path.display()
-                ));
-            }
+    /// Signs a last checkpoint if anything is pending, and waits for the
+    /// syncer to answer what it holds.
+    fn close(&mut self) {
+        if !self.pending.is_empty() {
+            self.checkpoint_logged(false);
+        }
+        if let Some((queue, thread)) = self.syncer.take() {
+            drop(queue);
+            let _ = thread.join();
         }
     }
 
-    /// A checkpoint from the timer (`idle`: skipped if another writer
-    /// signed one within the interval) or at close.
+    /// A checkpoint from the ticker (`idle`: skipped if one was signed,
+    /// by this process or another, within the interval) or at close.
     fn checkpoint_logged(&mut self, idle: bool) {
         if self.broken.is_some() {
             return;
@@ -598,90 +718,135 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<Job>) {
+    fn checkpoint_now(&mut self) -> Result<u64, AppendError> {
+        self.note_sync_failure();
+        if let Some(why) = &self.broken {
+            return Err(AppendError::Write(why.clone()));
+        }
+        let n = self
+            .locked(|w| {
+                w.catch_up()?;
+                let n = w.checkpoint_n + 1;
+                w.write_checkpoint(n).map(|()| n)
+            })
+            .map_err(|e| format!("cannot lock `{}`: {e}", self.entries_path.display()))
+            .and_then(|written| written);
+        n.map_err(|e| {
+            tracing::error!("audit checkpoint not written: {e}");
+            AppendError::Write(e)
+        })
+    }
+
+    fn note_sync_failure(&mut self) {
         if self.broken.is_none()
-            && let Err(e) = self.catch_up()
+            && let Some(why) = self.sync_failed.get()
         {
-            tracing::error!("audit log `{}`: {e}", self.entries_path.display());
-            self.broken = Some(format!("the log changed under palisade: {e}"));
+            self.broken = Some(why.clone());
         }
-        let mut buf = Vec::new();
-        let mut appends = Vec::with_capacity(batch.len());
-        let mut checkpoints = Vec::new();
-        let (seq, last, pending, bytes) = (self.seq, self.last, self.pending.len(), self.bytes);
-        for job in batch {
-            match job {
-                Job::Append { record, done } => {
-                    if let Some(why) = &self.broken {
-                        let _ = done.send(Err(AppendError::Write(why.clone())));
-                        continue;
-                    }
-                    let line = entry::frame_canonical(&self.last, self.seq, &record);
-                    self.last = entry::leaf_hash(&line);
-                    self.pending.push(self.last);
-                    buf.extend_from_slice(&line);
-                    buf.push(b'\n');
-                    appends.push((self.seq, done));
-                    self.seq += 1;
-                }
-                Job::Checkpoint { done } => checkpoints.push(done),
+    }
+
+    /// Writes queued records with one `write` under the log's lock, after
+    /// what other writers appended, and answers each (or hands its answer
+    /// to the syncer); signs a checkpoint when enough entries are pending.
+    fn write_batch(&mut self, batch: Vec<Queued>) {
+        self.note_sync_failure();
+        let refuse = |batch: Vec<Queued>, why: &str| {
+            for q in batch {
+                let _ = q.done.send(Err(AppendError::Write(why.to_owned())));
             }
+        };
+        if let Some(why) = &self.broken {
+            return refuse(batch, why);
         }
-        if !buf.is_empty() {
-            let written = self
-                .entries
-                .write_all(&buf)
-                .and_then(|()| self.entries.sync_data());
-            if let Err(e) = written {
-                let why = format!("`{}`: {e}", self.entries_path.display());
-                // Undo the part that may have landed, so the file ends on a
-                // whole entry and the next write continues the chain.
-                if let Err(undo) = self
-                    .entries
-                    .set_len(bytes)
-                    .and_then(|()| self.entries.sync_data())
-                {
-                    self.broken = Some(format!(
+        let locked = self.locked(|w| {
+            if let Err(e) = w.catch_up_entries() {
+                tracing::error!("audit log `{}`: {e}", w.entries_path.display());
+                let why = format!("the log changed under palisade: {e}");
+                w.broken = Some(why.clone());
+                return Err(why);
+            }
+            let (seq, last, pending) = (w.seq, w.last, w.pending.len());
+            let mut buf = Vec::with_capacity(batch.len() * 1024);
+            for q in &batch {
+                let line = entry::frame_canonical(&w.last, w.seq, &q.record);
+                w.last = entry::leaf_hash(&line);
+                w.pending.push(w.last);
+                w.seq += 1;
+                buf.extend_from_slice(&line);
+                buf.push(b'\n');
+            }
+            if let Err(e) = w.entries.write_all(&buf) {
+                let why = format!("`{}`: {e}", w.entries_path.display());
+                // Undo the part that may have landed, so the file ends on
+                // a whole entry and the next write continues the chain.
+                if let Err(undo) = w.entries.set_len(w.bytes).and_then(|()| w.entries.sync_data()) {
+                    w.broken = Some(format!(
                         "{why}; and the partial write could not be removed ({undo}): no more records are accepted"
                     ));
                 }
-                self.seq = seq;
-                self.last = last;
-                self.pending.truncate(pending);
-                for (_, done) in appends {
-                    let _ = done.send(Err(AppendError::Write(why.clone())));
-                }
-                for done in checkpoints {
-                    let _ = done.send(Err(AppendError::Write(why.clone())));
-                }
-                return;
+                w.seq = seq;
+                w.last = last;
+                w.pending.truncate(pending);
+                return Err(why);
             }
-            self.bytes += buf.len() as u64;
-        }
-        for (seq, done) in appends {
-            let _ = done.send(Ok(Appended { seq }));
-        }
-        let due = self.last_checkpoint_at.elapsed() >= self.settings.checkpoint_interval
-            || self.pending.len() >= self.settings.checkpoint_entries;
-        if checkpoints.is_empty() && !due {
-            return;
-        }
-        let n = self.checkpoint_n + 1;
-        let result = match &self.broken {
-            Some(why) => Err(why.clone()),
-            None => self.write_checkpoint(n).map(|()| n),
+            w.bytes += buf.len() as u64;
+            if w.pending.len() >= w.settings.checkpoint_entries
+                && let Err(e) = w
+                    .catch_up_checkpoints()
+                    .and_then(|()| w.write_checkpoint(w.checkpoint_n + 1))
+            {
+                // The records are written; the next checkpoint covers them.
+                tracing::error!("audit checkpoint not written: {e}");
+            }
+            Ok(seq)
+        });
+        let first = match locked {
+            Ok(Ok(first)) => first,
+            Ok(Err(why)) => return refuse(batch, &why),
+            Err(e) => {
+                let why = format!("cannot lock `{}`: {e}", self.entries_path.display());
+                return refuse(batch, &why);
+            }
         };
-        if let Err(e) = &result {
-            tracing::error!("audit checkpoint {n} not written: {e}");
+        // Written: each record survives a crash of palisade. Those that
+        // must survive one of the machine wait for the syncer's next
+        // `fdatasync`; every write asks for one, so the rest follow.
+        let mut wait = Vec::new();
+        for (seq, q) in (first..).zip(batch) {
+            if self.settings.sync.waits(q.durability) {
+                wait.push((seq, q.done));
+            } else {
+                let _ = q.done.send(Ok(Appended { seq }));
+            }
         }
-        for done in checkpoints {
-            let _ = done.send(result.clone().map_err(AppendError::Write));
+        self.request_sync(wait);
+    }
+
+    /// Asks the syncer for a sync of what is written, answering `acks` after it.
+    fn request_sync(&self, acks: Vec<(u64, Ack)>) {
+        let refused = match &self.syncer {
+            Some((syncer, _)) => match syncer.send(acks) {
+                Ok(()) => return,
+                Err(mpsc::SendError(acks)) => acks,
+            },
+            None => acks,
+        };
+        for (_, done) in refused {
+            let _ = done.send(Err(AppendError::Closed));
         }
     }
 
     /// Signs and appends checkpoint `n` over the pending entries. Called
     /// with the lock held, after `catch_up`.
     fn write_checkpoint(&mut self, n: u64) -> Result<(), String> {
+        // The entries a checkpoint covers reach the disk before it does: a
+        // checkpoint naming bytes a crash then lost would read as tampering.
+        self.entries.sync_data().map_err(|e| {
+            format!(
+                "cannot sync `{}` before a checkpoint: {e}",
+                self.entries_path.display()
+            )
+        })?;
         let first = self.seq - self.pending.len() as u64;
         let root = merkle::root_with(&self.pending, &mut self.scratch);
         let body = Body {
@@ -732,4 +897,63 @@ impl Writer {
         self.last_checkpoint_at = Instant::now();
         Ok(())
     }
+}
+
+/// How long a sync that no record waits on may wait for more writes to share it.
+const BACKGROUND_SYNC_DELAY: Duration = Duration::from_millis(5);
+
+/// Starts the thread that makes written entries durable: it takes every
+/// acknowledgement waiting, runs one `fdatasync` for them all,
+/// and answers them. A failed sync is final (after one, Linux may already
+/// have dropped the pages it could not write): it is reported to the
+/// writer, which accepts nothing more.
+fn start_syncer(
+    file: File,
+    path: PathBuf,
+    failed: Arc<std::sync::OnceLock<String>>,
+) -> Result<Syncer, OpenError> {
+    let (queue, jobs) = mpsc::channel::<Vec<(u64, Ack)>>();
+    let name = path.clone();
+    let run = move || {
+        while let Ok(first) = jobs.recv() {
+            let mut acks = first;
+            // A sync no record waits on waits a little for more writes to
+            // share it, unless a record that waits arrives.
+            let deadline = Instant::now() + BACKGROUND_SYNC_DELAY;
+            while acks.is_empty() {
+                match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(more) => acks.extend(more),
+                    Err(_) => break,
+                }
+            }
+            while let Ok(more) = jobs.try_recv() {
+                acks.extend(more);
+            }
+            let answer = match failed.get() {
+                Some(why) => Err(why.clone()),
+                None => file.sync_data().map_err(|e| {
+                    let why = format!("cannot sync `{}`: {e}", path.display());
+                    tracing::error!("audit log: {why}; no more records are accepted");
+                    failed.get_or_init(|| why).clone()
+                }),
+            };
+            for (seq, done) in acks {
+                let _ = done.send(
+                    answer
+                        .clone()
+                        .map(|()| Appended { seq })
+                        .map_err(AppendError::Write),
+                );
+            }
+        }
+    };
+    let thread = std::thread::Builder::new()
+        .name("palisade-audit-sync".into())
+        .spawn(run)
+        .map_err(|source| OpenError::Io {
+            action: "start the syncer of",
+            path: name,
+            source,
+        })?;
+    Ok((queue, thread))
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use palisade_audit::checkpoint::{self, Checkpoint};
 use palisade_audit::verify::{self, Options};
 use palisade_audit::{AuditLog, OpenError, Paths, Settings};
-use palisade_core::{AuditLine, Redacted, RedactionSeam, SystemClock};
+use palisade_core::{AuditLine, Durability, Redacted, RedactionSeam, SystemClock};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -70,7 +70,10 @@ fn options(dir: &Dir) -> Options {
 
 async fn fill(log: &AuditLog, from: u64, n: u64) {
     for i in from..from + n {
-        let appended = log.append_record(&record(i)).await.unwrap();
+        let appended = log
+            .append_record(&record(i), Durability::Stored)
+            .await
+            .unwrap();
         assert_eq!(appended.seq, i);
     }
 }
@@ -151,7 +154,12 @@ async fn concurrent_appends_get_every_number_once_and_verify() {
         tasks.spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..20 {
-                seqs.push(log.append_record(&record(t * 100 + i)).await.unwrap().seq);
+                seqs.push(
+                    log.append_record(&record(t * 100 + i), Durability::Stored)
+                        .await
+                        .unwrap()
+                        .seq,
+                );
             }
             seqs
         });
@@ -167,6 +175,50 @@ async fn concurrent_appends_get_every_number_once_and_verify() {
     assert_eq!(report.entries, 1280);
     // A checkpoint follows the batch that reaches 100 pending entries.
     assert!(report.checkpoints >= 3, "{report:?}");
+}
+
+#[tokio::test]
+async fn every_sync_mode_acknowledges_each_record_once_and_the_log_verifies() {
+    use palisade_audit::SyncMode;
+    for sync in [SyncMode::Intents, SyncMode::All, SyncMode::Background] {
+        let dir = Dir::new();
+        let log = Arc::new(open_with(
+            &dir,
+            Settings {
+                sync,
+                checkpoint_entries: 50,
+                ..Settings::default()
+            },
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..32u64 {
+            let log = Arc::clone(&log);
+            tasks.spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..10 {
+                    // Intents and outcomes interleaved, as calls write them.
+                    let durability = if i % 2 == 0 {
+                        Durability::Stored
+                    } else {
+                        Durability::Handed
+                    };
+                    let record = record(t * 100 + i);
+                    seqs.push(log.append_record(&record, durability).await.unwrap().seq);
+                }
+                seqs
+            });
+        }
+        let mut all: Vec<u64> = Vec::new();
+        while let Some(seqs) = tasks.join_next().await {
+            all.extend(seqs.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..320).collect::<Vec<_>>(), "{sync:?}");
+        log.close();
+        let report = verify::verify(&dir.paths(), &options(&dir)).unwrap();
+        assert_eq!(report.entries, 320, "{sync:?}");
+        assert_eq!(lines(&dir.paths().entries).len(), 320, "{sync:?}");
+    }
 }
 
 #[tokio::test]
@@ -186,7 +238,12 @@ async fn two_writers_of_one_log_write_one_chain() {
         tasks.spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..50 {
-                seqs.push(log.append_record(&record(t * 1000 + i)).await.unwrap().seq);
+                seqs.push(
+                    log.append_record(&record(t * 1000 + i), Durability::Stored)
+                        .await
+                        .unwrap()
+                        .seq,
+                );
                 if i % 20 == 0 {
                     log.checkpoint().await.unwrap();
                 }
@@ -210,7 +267,13 @@ async fn two_writers_of_one_log_write_one_chain() {
     );
     // A third writer opening later continues the same chain.
     let c = open(&dir);
-    assert_eq!(c.append_record(&record(9)).await.unwrap().seq, 200);
+    assert_eq!(
+        c.append_record(&record(9), Durability::Stored)
+            .await
+            .unwrap()
+            .seq,
+        200
+    );
 }
 
 #[tokio::test]

@@ -24,5 +24,5 @@ pub use record::{
     StageRecord, StageVerdict,
 };
 pub use redact::{AuditLine, Redactable, Redacted, RedactionSeam, Redactor};
-pub use stage::{InboundDecision, LimitDecision, Stage, StageError, StageFuture};
+pub use stage::{Durability, InboundDecision, LimitDecision, Stage, StageError, StageFuture};
 pub use verdict::{Decision, Finding, Reason, ReasonCode, Verdict};

@@ -235,6 +235,24 @@ pub trait InboundFilter: Send + Sync + fmt::Debug {
 /// session. Takes only what passed the redaction seam.
 pub trait Audit: Send + Sync + fmt::Debug {
     /// Appends one record: when this returns `Ok`, the record survives a crash
-    /// of palisade (it is with the operating system, or further).
-    fn append<'a>(&'a self, line: &'a Redacted<AuditLine>) -> StageFuture<'a, ()>;
+    /// of palisade, and with [`Durability::Stored`] a crash of the machine
+    /// too (where the sink can promise that; the operator may relax it).
+    fn append<'a>(
+        &'a self,
+        line: &'a Redacted<AuditLine>,
+        durability: Durability,
+    ) -> StageFuture<'a, ()>;
+}
+
+/// How far a record must have gone before [`Audit::append`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On stable storage: a call's intent, written before the call runs, so
+    /// that nothing runs which a crash of the machine could take out of
+    /// the log.
+    Stored,
+    /// At least with the operating system, on stable storage moments later:
+    /// everything else (outcomes, denials, sessions), whose call either did
+    /// not run or already has its intent stored.
+    Handed,
 }

@@ -19,7 +19,11 @@ use serde_json::{Value, json};
 struct Discard;
 
 impl Audit for Discard {
-    fn append<'a>(&'a self, line: &'a Redacted<AuditLine>) -> StageFuture<'a, ()> {
+    fn append<'a>(
+        &'a self,
+        line: &'a Redacted<AuditLine>,
+        _durability: Durability,
+    ) -> StageFuture<'a, ()> {
         Box::pin(async move {
             std::hint::black_box(line);
             Ok(())

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use palisade_core::stage::{Audit, Limit};
 use palisade_core::{
-    ArgumentDigest, AuditEvent, AuditLine, CallRecord, Clock, Outcome, Redacted, RedactionSeam,
-    Reservation, StageRecord, Taint, Usage,
+    ArgumentDigest, AuditEvent, AuditLine, CallRecord, Clock, Durability, Outcome, Redacted,
+    RedactionSeam, Reservation, StageRecord, Taint, Usage,
 };
 use tokio_util::task::TaskTracker;
 
@@ -22,8 +22,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    async fn write(&self, line: &Redacted<AuditLine>) -> Result<(), String> {
-        match tokio::time::timeout(self.timeout, self.audit.append(line)).await {
+    async fn write(
+        &self,
+        line: &Redacted<AuditLine>,
+        durability: Durability,
+    ) -> Result<(), String> {
+        match tokio::time::timeout(self.timeout, self.audit.append(line, durability)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
@@ -102,7 +106,7 @@ impl OutcomeGuard {
             .writer
             .seam
             .record(&AuditEvent::CallIntent(&self.record))?;
-        self.writer.write(&line).await
+        self.writer.write(&line, Durability::Stored).await
     }
 
     /// Writes the outcome line, then disarms the guard. Dropped during the
@@ -125,7 +129,7 @@ impl OutcomeGuard {
             .record(&AuditEvent::CallOutcome(&self.record))?;
         self.state = State::Writing(line);
         let written = match &self.state {
-            State::Writing(line) => self.writer.write(line).await,
+            State::Writing(line) => self.writer.write(line, Durability::Handed).await,
             State::Open | State::Done => Ok(()),
         };
         self.state = State::Done;
@@ -179,7 +183,7 @@ impl Drop for OutcomeGuard {
                 }
             }
             if let Some(line) = line
-                && let Err(e) = writer.write(&line).await
+                && let Err(e) = writer.write(&line, Durability::Handed).await
             {
                 tracing::error!(%call, "cannot record a dropped call: {e}");
             }

@@ -10,9 +10,9 @@ use palisade_core::stage::{
     Audit, InboundFilter, InjectSecrets, Limit, OutboundFilter, Redact, StageFuture,
 };
 use palisade_core::{
-    AuditEvent, Bounded, Call, CallContext, CallHead, CallRecord, Clock, Decision, Finding,
-    InboundDecision, LimitDecision, Outcome, Reason, ReasonCode, RedactionSeam, SessionFacts,
-    Stage, StageRecord, StageVerdict, Usage, Verdict,
+    AuditEvent, Bounded, Call, CallContext, CallHead, CallRecord, Clock, Decision, Durability,
+    Finding, InboundDecision, LimitDecision, Outcome, Reason, ReasonCode, RedactionSeam,
+    SessionFacts, Stage, StageRecord, StageVerdict, Usage, Verdict,
 };
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
@@ -316,7 +316,7 @@ impl Pipeline {
     /// Records an event that is not a call (a session opening, a refused method).
     pub async fn record(&self, event: &AuditEvent<'_>) -> Result<(), AuditFailure> {
         let line = self.seam.record(event).map_err(AuditFailure)?;
-        self.within(Stage::Audit, self.audit.append(&line))
+        self.within(Stage::Audit, self.audit.append(&line, Durability::Handed))
             .await
             .map_err(|reason| AuditFailure(reason.detail))
     }

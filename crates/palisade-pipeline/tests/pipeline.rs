@@ -148,7 +148,11 @@ impl Sink {
 }
 
 impl Audit for Sink {
-    fn append<'a>(&'a self, line: &'a Redacted<AuditLine>) -> StageFuture<'a, ()> {
+    fn append<'a>(
+        &'a self,
+        line: &'a Redacted<AuditLine>,
+        _durability: Durability,
+    ) -> StageFuture<'a, ()> {
         Box::pin(async move {
             let value = line.get().value();
             let event = value["event"].as_str().unwrap_or_default();

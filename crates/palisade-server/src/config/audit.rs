@@ -1,4 +1,4 @@
-//! `[audit]`: how often the log is checkpointed, and where a copy of each checkpoint goes.
+//! `[audit]`: which records wait for the disk, how often the log is checkpointed, and where a copy of each checkpoint goes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use super::{ConfigError, as_humantime};
 /// `[audit]` as written.
 #[derive(Debug, Default)]
 pub(super) struct RawAudit {
+    sync: Option<String>,
     checkpoint_interval: Option<String>,
     checkpoint_entries: Option<usize>,
     checkpoint_copy: Option<PathBuf>,
@@ -20,6 +21,7 @@ pub(super) struct RawAudit {
 impl RawAudit {
     pub(super) fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
         let raw = RawAudit {
+            sync: f.string("sync")?,
             checkpoint_interval: f.duration("checkpoint_interval")?,
             checkpoint_entries: f.whole("checkpoint_entries")?,
             checkpoint_copy: f.path("checkpoint_copy")?,
@@ -32,6 +34,10 @@ impl RawAudit {
 /// The audit log's settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditConfig {
+    /// Which records wait for `fdatasync` before they count as written:
+    /// `intents`, `all` or `background`.
+    #[serde(serialize_with = "sync_name")]
+    pub sync: palisade_audit::SyncMode,
     /// A signed checkpoint at least this often (an empty one when idle).
     #[serde(serialize_with = "as_humantime")]
     pub checkpoint_interval: Duration,
@@ -43,9 +49,28 @@ pub struct AuditConfig {
     pub checkpoint_copy: Option<PathBuf>,
 }
 
+/// `sync`'s names.
+const SYNC_MODES: [(&str, palisade_audit::SyncMode); 3] = [
+    ("intents", palisade_audit::SyncMode::Intents),
+    ("all", palisade_audit::SyncMode::All),
+    ("background", palisade_audit::SyncMode::Background),
+];
+
+fn sync_name<S: serde::Serializer>(
+    mode: &palisade_audit::SyncMode,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let name = SYNC_MODES
+        .iter()
+        .find(|(_, m)| m == mode)
+        .map_or("intents", |(n, _)| *n);
+    s.serialize_str(name)
+}
+
 impl AuditConfig {
     pub fn settings(&self) -> palisade_audit::Settings {
         palisade_audit::Settings {
+            sync: self.sync,
             checkpoint_interval: self.checkpoint_interval,
             checkpoint_entries: self.checkpoint_entries,
             copy: self.checkpoint_copy.clone(),
@@ -68,7 +93,21 @@ impl Validator<'_> {
             }
             Some(n) => n,
         };
+        let sync = match raw.sync.as_deref() {
+            None => defaults.sync,
+            Some(name) => SYNC_MODES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, mode)| *mode)
+                .ok_or_else(|| {
+                    self.err(
+                        "audit.sync",
+                        format!("`{name}`: expected \"intents\", \"all\" or \"background\""),
+                    )
+                })?,
+        };
         Ok(AuditConfig {
+            sync,
             checkpoint_interval: self.duration(
                 "audit.checkpoint_interval",
                 raw.checkpoint_interval.as_deref(),
