@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod alerts;
 pub mod canonical;
+mod chain;
 pub mod checkpoint;
 pub mod entry;
 pub mod log;

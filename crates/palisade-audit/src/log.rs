@@ -36,9 +36,9 @@ use palisade_core::stage::{Audit, Durability, StageError, StageFuture};
 use palisade_core::{AuditLine, Clock, Redacted};
 use tokio::sync::oneshot;
 
-use crate::checkpoint::{self, Body, Checkpoint, KeyError};
-use crate::entry::{self, GENESIS, Hash};
-use crate::merkle;
+use crate::checkpoint::{self, Checkpoint, KeyError};
+use crate::chain::Head;
+use crate::entry;
 
 /// Where a log's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -374,26 +374,15 @@ struct Writer {
     settings: Settings,
     key: SigningKey,
     clock: Arc<dyn Clock>,
-    log_id: String,
-    /// The next entry's sequence number.
-    seq: u64,
-    /// The last entry's hash (the next one's `prev`).
-    last: Hash,
-    /// The entry file's length as far as this writer has read or written it.
-    bytes: u64,
-    /// Hashes of the entries since the last checkpoint.
-    pending: Vec<Hash>,
-    /// The last checkpoint: its index and the hash of its line.
-    checkpoint_n: u64,
-    checkpoint_hash: Hash,
+    /// The chain's head; its `bytes` is the entry file's length as far as
+    /// this writer has read or written it.
+    head: Head,
     /// The checkpoint file's length as far as this writer has read it.
     checkpoint_bytes: u64,
     last_checkpoint_at: Instant,
-    torn_bytes: Option<u64>,
     /// Set when a failed write could not be undone, a sync failed, or the
     /// files changed in a way no writer would: nothing more is written.
     broken: Option<String>,
-    scratch: Vec<Hash>,
     /// The syncer thread: takes the acknowledgements that wait for the disk.
     syncer: Option<Syncer>,
     /// Set by the syncer when an `fdatasync` failed.
@@ -485,18 +474,13 @@ impl Writer {
             settings,
             key,
             clock,
-            log_id: String::new(),
-            seq: 0,
-            last: GENESIS,
-            bytes: 0,
-            pending: Vec::new(),
-            checkpoint_n: 0,
-            checkpoint_hash: [0; 32],
+            head: Head::start().map_err(|detail| OpenError::Damaged {
+                path: paths.entries.clone(),
+                detail,
+            })?,
             checkpoint_bytes: 0,
             last_checkpoint_at: Instant::now(),
-            torn_bytes: None,
             broken: None,
-            scratch: Vec::new(),
             syncer: None,
             sync_failed: Arc::default(),
         };
@@ -543,30 +527,18 @@ impl Writer {
             }
             // A torn checkpoint 0 (a crash as the log was made) goes too.
             self.checkpoints.set_len(0).map_err(|e| e.to_string())?;
-            let mut id = [0u8; 16];
-            getrandom::fill(&mut id).map_err(|e| e.to_string())?;
-            self.log_id = hex::encode(id);
             return self.write_checkpoint(0);
         };
-        let public = self.key.verifying_key();
-        let last = Checkpoint::parse(&line, Some(&public)).map_err(|e| {
+        self.head = Head::resume(&line, &self.key.verifying_key()).map_err(|e| {
             format!(
                 "the last checkpoint in `{}` is not valid: {e}",
                 self.checkpoints_path.display()
             )
         })?;
-        let body = &last.body;
-        self.log_id = body.log.clone();
-        self.seq = body.end;
-        self.bytes = body.bytes;
-        self.checkpoint_n = body.n;
-        self.checkpoint_hash = checkpoint::line_hash(&line);
         self.checkpoint_bytes = complete;
-        self.last = checkpoint::decode_hash(&body.last)
-            .ok_or("the last checkpoint's `last` is not a hash")?;
         self.catch_up()?;
-        if !self.pending.is_empty() || self.torn_bytes.is_some() {
-            self.write_checkpoint(self.checkpoint_n + 1)?;
+        if !self.head.pending.is_empty() || self.head.torn_bytes.is_some() {
+            self.write_checkpoint(self.head.checkpoint_n + 1)?;
         }
         Ok(())
     }
@@ -590,45 +562,28 @@ impl Writer {
             .metadata()
             .map_err(|e| format!("cannot read `{path}`: {e}"))?
             .len();
-        if len < self.bytes {
+        if len < self.head.bytes {
             return Err(format!(
                 "`{path}` is {len} bytes long, but {} bytes of it were written and checkpointed: entries were removed",
-                self.bytes
+                self.head.bytes
             ));
         }
-        if len > self.bytes {
-            let tail = read_from(&mut self.entries, self.bytes)
+        if len > self.head.bytes {
+            let tail = read_from(&mut self.entries, self.head.bytes)
                 .map_err(|e| format!("cannot read `{path}`: {e}"))?;
             let (complete, torn) = complete_part(&tail);
             for line in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let framed = entry::parse(line)
-                    .map_err(|e| format!("entry {} is not an entry: {e}", self.seq))?;
-                if framed.seq != self.seq || framed.prev != self.last {
-                    return Err(format!(
-                        "the entry after entry {} does not follow it (it says seq {}{})",
-                        self.seq.wrapping_sub(1),
-                        framed.seq,
-                        if framed.prev == self.last {
-                            ""
-                        } else {
-                            " and names another entry as its predecessor"
-                        }
-                    ));
-                }
-                self.last = entry::leaf_hash(line);
-                self.pending.push(self.last);
-                self.seq += 1;
-                self.bytes += line.len() as u64 + 1;
+                self.head.adopt(line)?;
             }
             if torn > 0 {
                 self.entries
-                    .set_len(self.bytes)
+                    .set_len(self.head.bytes)
                     .and_then(|()| self.entries.sync_data())
                     .map_err(|e| format!("cannot repair `{path}`: {e}"))?;
                 tracing::warn!(
                     "audit log `{path}`: cut off {torn} bytes of a final entry that a crash left half-written (it was never acknowledged)"
                 );
-                self.torn_bytes = Some(self.torn_bytes.unwrap_or(0) + torn as u64);
+                self.head.torn_bytes = Some(self.head.torn_bytes.unwrap_or(0) + torn as u64);
             }
         }
         Ok(())
@@ -656,21 +611,21 @@ impl Writer {
                 let c = Checkpoint::parse(line, Some(&public))
                     .map_err(|e| format!("a checkpoint another writer added is not valid: {e}"))?;
                 let b = &c.body;
-                let first = self.seq - self.pending.len() as u64;
-                if b.n != self.checkpoint_n + 1
-                    || checkpoint::decode_hash(&b.prev) != Some(self.checkpoint_hash)
+                let first = self.head.seq - self.head.pending.len() as u64;
+                if b.n != self.head.checkpoint_n + 1
+                    || checkpoint::decode_hash(&b.prev) != Some(self.head.checkpoint_hash)
                     || b.first != first
-                    || b.end > self.seq
+                    || b.end > self.head.seq
                 {
                     return Err(format!(
                         "checkpoint {} that another writer added does not continue checkpoint {}",
-                        b.n, self.checkpoint_n
+                        b.n, self.head.checkpoint_n
                     ));
                 }
                 let covered = usize::try_from(b.end - b.first).unwrap_or(usize::MAX);
-                self.pending.drain(..covered.min(self.pending.len()));
-                self.checkpoint_n = b.n;
-                self.checkpoint_hash = checkpoint::line_hash(line);
+                self.head.pending.drain(..covered.min(self.head.pending.len()));
+                self.head.checkpoint_n = b.n;
+                self.head.checkpoint_hash = checkpoint::line_hash(line);
                 self.last_checkpoint_at = Instant::now();
             }
             self.checkpoint_bytes += complete.len() as u64;
@@ -686,7 +641,7 @@ impl Writer {
     /// Signs a last checkpoint if anything is pending, and waits for the
     /// syncer to answer what it holds.
     fn close(&mut self) {
-        if !self.pending.is_empty() {
+        if !self.head.pending.is_empty() {
             self.checkpoint_logged(false);
         }
         if let Some((queue, thread)) = self.syncer.take() {
@@ -706,7 +661,7 @@ impl Writer {
             if idle && w.last_checkpoint_at.elapsed() < w.settings.checkpoint_interval {
                 return Ok(());
             }
-            w.write_checkpoint(w.checkpoint_n + 1)
+            w.write_checkpoint(w.head.checkpoint_n + 1)
         });
         match result {
             Ok(Ok(())) => {}
@@ -726,7 +681,7 @@ impl Writer {
         let n = self
             .locked(|w| {
                 w.catch_up()?;
-                let n = w.checkpoint_n + 1;
+                let n = w.head.checkpoint_n + 1;
                 w.write_checkpoint(n).map(|()| n)
             })
             .map_err(|e| format!("cannot lock `{}`: {e}", self.entries_path.display()))
@@ -765,40 +720,33 @@ impl Writer {
                 w.broken = Some(why.clone());
                 return Err(why);
             }
-            let (seq, last, pending) = (w.seq, w.last, w.pending.len());
+            let (mark, start) = (w.head.mark(), w.head.bytes);
             let mut buf = Vec::with_capacity(batch.len() * 1024);
             for q in &batch {
-                let line = entry::frame_canonical(&w.last, w.seq, &q.record);
-                w.last = entry::leaf_hash(&line);
-                w.pending.push(w.last);
-                w.seq += 1;
-                buf.extend_from_slice(&line);
+                buf.extend_from_slice(&w.head.frame(&q.record));
                 buf.push(b'\n');
             }
             if let Err(e) = w.entries.write_all(&buf) {
                 let why = format!("`{}`: {e}", w.entries_path.display());
+                w.head.rewind(mark);
                 // Undo the part that may have landed, so the file ends on
                 // a whole entry and the next write continues the chain.
-                if let Err(undo) = w.entries.set_len(w.bytes).and_then(|()| w.entries.sync_data()) {
+                if let Err(undo) = w.entries.set_len(start).and_then(|()| w.entries.sync_data()) {
                     w.broken = Some(format!(
                         "{why}; and the partial write could not be removed ({undo}): no more records are accepted"
                     ));
                 }
-                w.seq = seq;
-                w.last = last;
-                w.pending.truncate(pending);
                 return Err(why);
             }
-            w.bytes += buf.len() as u64;
-            if w.pending.len() >= w.settings.checkpoint_entries
+            if w.head.pending.len() >= w.settings.checkpoint_entries
                 && let Err(e) = w
                     .catch_up_checkpoints()
-                    .and_then(|()| w.write_checkpoint(w.checkpoint_n + 1))
+                    .and_then(|()| w.write_checkpoint(w.head.checkpoint_n + 1))
             {
                 // The records are written; the next checkpoint covers them.
                 tracing::error!("audit checkpoint not written: {e}");
             }
-            Ok(seq)
+            Ok(mark.seq())
         });
         let first = match locked {
             Ok(Ok(first)) => first,
@@ -847,27 +795,8 @@ impl Writer {
                 self.entries_path.display()
             )
         })?;
-        let first = self.seq - self.pending.len() as u64;
-        let root = merkle::root_with(&self.pending, &mut self.scratch);
-        let body = Body {
-            n,
-            log: self.log_id.clone(),
-            first,
-            end: self.seq,
-            bytes: self.bytes,
-            root: hex::encode(root),
-            last: hex::encode(self.last),
-            prev: hex::encode(if n == 0 {
-                [0; 32]
-            } else {
-                self.checkpoint_hash
-            }),
-            time: humantime::format_rfc3339_micros(self.clock.wall()).to_string(),
-            key: hex::encode(self.key.verifying_key().as_bytes()),
-            torn_bytes: self.torn_bytes,
-        };
-        let mut line = body.sign(&self.key).line();
-        let hash = checkpoint::line_hash(&line);
+        let signed = self.head.checkpoint(n, &self.key, &self.clock);
+        let mut line = signed.clone();
         line.push(b'\n');
         if let Err(e) = self
             .checkpoints
@@ -889,11 +818,8 @@ impl Writer {
                 path.display()
             );
         }
-        self.checkpoint_n = n;
-        self.checkpoint_hash = hash;
+        self.head.checkpointed(n, &signed);
         self.checkpoint_bytes += line.len() as u64;
-        self.pending.clear();
-        self.torn_bytes = None;
         self.last_checkpoint_at = Instant::now();
         Ok(())
     }
