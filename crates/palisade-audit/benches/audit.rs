@@ -7,12 +7,16 @@
 //! and the same writers waiting only until the kernel has each record (an
 //! outcome's durability under `sync = "intents"`), synced behind them.
 //! Verification: `palisade audit verify`'s work on a log of N entries,
-//! against SHA-256 alone over the same bytes.
+//! against SHA-256 alone over the same bytes. With `PALISADE_TEST_POSTGRES`
+//! (a superuser's URL, as `scripts/postgres url` prints), also the
+//! PostgreSQL store in a database of its own, against one `INSERT` per
+//! record committed on its own.
 #![expect(
     clippy::unwrap_used,
     clippy::print_stdout,
     clippy::indexing_slicing,
-    reason = "a benchmark program: a panic is a failed run, and it prints its results"
+    clippy::disallowed_methods,
+    reason = "a benchmark program (spawning its own tasks): a panic is a failed run, and it prints its results"
 )]
 
 use std::io::Write;
@@ -129,11 +133,132 @@ fn appends_one_sync_each(n: u64) -> f64 {
     rate
 }
 
+/// `url` logging in as `user` to database `db`.
+fn pg_url(url: &str, user: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let authority = rest.split('/').next().unwrap();
+    let host = authority.rsplit('@').next().unwrap();
+    format!("{scheme}://{user}@{host}/{db}")
+}
+
+/// The PostgreSQL store: (grouped appends/s, anchor appends/s).
+fn appends_postgres(url: &str, n: u64, writers: u64) -> (f64, f64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tag = std::process::id();
+    let (db, owner, gateway) = (
+        format!("palisade_bench_{tag}"),
+        format!("bench_owner_{tag}"),
+        format!("bench_gw_{tag}"),
+    );
+    let admin = |sql: String, url: String| {
+        runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let running = tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+            drop(client);
+            let _ = running.await;
+        });
+    };
+    // CREATE and DROP DATABASE run outside a transaction: one statement each.
+    admin(format!("CREATE DATABASE {db}"), url.to_owned());
+    admin(
+        format!("CREATE ROLE {owner} LOGIN; CREATE ROLE {gateway} LOGIN"),
+        url.to_owned(),
+    );
+    let user = url.split("://").nth(1).unwrap().split('@').next().unwrap();
+    admin(
+        format!("GRANT CREATE ON SCHEMA public TO {owner}"),
+        pg_url(url, user, &db),
+    );
+    palisade_audit::postgres::init(&pg_url(url, &owner, &db), &gateway).unwrap();
+
+    let dir = temp("postgres");
+    let log = Arc::new(
+        AuditLog::open_postgres(
+            Paths::in_dir(&dir),
+            &palisade_audit::postgres::Target {
+                url: pg_url(url, &gateway, &db),
+                node: "bench".into(),
+            },
+            Settings::default(),
+            Arc::new(SystemClock),
+        )
+        .unwrap(),
+    );
+    let records: Arc<Vec<_>> = Arc::new((0..n).map(record).collect());
+    let start = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let log = Arc::clone(&log);
+            let records = Arc::clone(&records);
+            tasks.spawn(async move {
+                let mut i = w;
+                while i < n {
+                    log.append_record(&records[i as usize], Durability::Stored)
+                        .await
+                        .unwrap();
+                    i += writers;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+    let grouped = n as f64 / start.elapsed().as_secs_f64();
+    log.close();
+
+    // The anchor: each record its own INSERT and commit, one after another.
+    let each_n = 2_000.min(n);
+    let gw_url = pg_url(url, &gateway, &db);
+    let each = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&gw_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let running = tokio::spawn(connection);
+        let lines: Vec<String> = (0..each_n)
+            .map(|i| String::from_utf8(record(i).get().bytes().to_vec()).unwrap())
+            .collect();
+        let start = Instant::now();
+        for (i, line) in lines.iter().enumerate() {
+            client
+                .execute(
+                    "INSERT INTO palisade_audit_entries (node, seq, line) VALUES ('anchor', $1, $2)",
+                    &[&(i as i64), line],
+                )
+                .await
+                .unwrap();
+        }
+        let rate = each_n as f64 / start.elapsed().as_secs_f64();
+        drop(client);
+        let _ = running.await;
+        rate
+    });
+    admin(format!("DROP DATABASE {db} WITH (FORCE)"), url.to_owned());
+    admin(
+        format!("DROP ROLE {owner}; DROP ROLE {gateway}"),
+        url.to_owned(),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    (grouped, each)
+}
+
 fn main() {
     let n: u64 = std::env::var("AUDIT_BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
+    let postgres = std::env::var("PALISADE_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|url| appends_postgres(&url, n.min(100_000), 256));
     let (grouped, dir) = appends_grouped(n, 256, Durability::Stored);
     let (handed, handed_dir) = appends_grouped(n, 256, Durability::Handed);
     let _ = std::fs::remove_dir_all(&handed_dir);
@@ -169,6 +294,12 @@ fn main() {
     println!("| durable appends, group commit, 256 writers | {grouped:.0} entries/s |");
     println!("| anchor: append + fdatasync per record | {each:.0} entries/s |");
     println!("| appends with the kernel, synced behind, 256 writers | {handed:.0} entries/s |");
+    if let Some((grouped, each)) = postgres {
+        println!(
+            "| PostgreSQL: committed appends, one insert per batch, 256 writers | {grouped:.0} entries/s |"
+        );
+        println!("| anchor: PostgreSQL, one INSERT and commit per record | {each:.0} entries/s |");
+    }
     println!(
         "| verify (chain, Merkle roots, signatures) | {:.0} entries/s ({:.0} MiB/s) |",
         n as f64 / best_verify,

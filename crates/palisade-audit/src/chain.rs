@@ -120,8 +120,8 @@ impl Head {
     /// Adopts an entry another writer stored (or one found after the last
     /// checkpoint at open), once it is checked to follow the head.
     pub fn adopt(&mut self, line: &[u8]) -> Result<(), String> {
-        let framed = entry::parse(line)
-            .map_err(|e| format!("entry {} is not an entry: {e}", self.seq))?;
+        let framed =
+            entry::parse(line).map_err(|e| format!("entry {} is not an entry: {e}", self.seq))?;
         if framed.seq != self.seq || framed.prev != self.last {
             return Err(format!(
                 "the entry after entry {} does not follow it (it says seq {}{})",

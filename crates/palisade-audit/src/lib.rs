@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod log;
 pub mod merkle;
+pub mod postgres;
 pub mod verify;
 
 pub use log::{AppendError, Appended, AuditLog, OpenError, Paths, Settings, SyncMode};

@@ -36,8 +36,8 @@ use palisade_core::stage::{Audit, Durability, StageError, StageFuture};
 use palisade_core::{AuditLine, Clock, Redacted};
 use tokio::sync::oneshot;
 
-use crate::checkpoint::{self, Checkpoint, KeyError};
 use crate::chain::Head;
+use crate::checkpoint::{self, Checkpoint, KeyError};
 use crate::entry;
 
 /// Where a log's files are.
@@ -132,6 +132,8 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("the audit log of node `{node}` cannot be opened: {detail}")]
+    Database { node: String, detail: String },
     #[error(
         "audit log `{path}` is damaged: {detail}; palisade will not append to it. \
          `palisade audit verify` says more; move the log and its checkpoints aside to start a new one"
@@ -220,9 +222,17 @@ type Syncer = (mpsc::Sender<Vec<(u64, Ack)>>, std::thread::JoinHandle<()>);
 /// The embedded, tamper-evident audit log.
 pub struct AuditLog {
     paths: Paths,
-    shared: Arc<Shared>,
-    /// Dropping the sender stops the ticker.
-    ticker: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    store: Store,
+}
+
+/// Where the entries go.
+enum Store {
+    Files {
+        shared: Arc<Shared>,
+        /// Dropping the sender stops the ticker.
+        ticker: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    },
+    Postgres(crate::postgres::PgLog),
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -264,8 +274,26 @@ impl AuditLog {
             })?;
         Ok(Self {
             paths,
-            shared,
-            ticker: Mutex::new(Some((stop, thread))),
+            store: Store::Files {
+                shared,
+                ticker: Mutex::new(Some((stop, thread))),
+            },
+        })
+    }
+
+    /// Opens node `target.node`'s chain on PostgreSQL, recovering what
+    /// follows its last checkpoint; signed with the key in `paths.keys`.
+    pub fn open_postgres(
+        paths: Paths,
+        target: &crate::postgres::Target,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let key = checkpoint::load_or_create_key(&paths.keys)?;
+        let log = crate::postgres::PgLog::open(target, settings, key, clock)?;
+        Ok(Self {
+            paths,
+            store: Store::Postgres(log),
         })
     }
 
@@ -294,8 +322,12 @@ impl AuditLog {
         record: entry::CanonicalRecord,
         durability: Durability,
     ) -> Result<Appended, AppendError> {
+        let shared = match &self.store {
+            Store::Files { shared, .. } => shared,
+            Store::Postgres(log) => return log.append(record).await,
+        };
         let (done, answer) = oneshot::channel();
-        self.shared
+        shared
             .queue
             .lock()
             .map_err(|_| AppendError::Closed)?
@@ -307,7 +339,7 @@ impl AuditLog {
         // Whoever holds the writer writes what is queued before letting go;
         // a caller who finds it taken waits for its answer, on the runtime,
         // not on the mutex.
-        self.shared.try_drain();
+        shared.try_drain();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -315,23 +347,30 @@ impl AuditLog {
     /// index. It syncs the disk twice, holding the writer: for tests,
     /// operators and shutdown, not the request path.
     pub async fn checkpoint(&self) -> Result<u64, AppendError> {
-        self.shared
-            .with_writer(Writer::checkpoint_now)
-            .ok_or(AppendError::Closed)?
+        match &self.store {
+            Store::Files { shared, .. } => shared
+                .with_writer(Writer::checkpoint_now)
+                .ok_or(AppendError::Closed)?,
+            Store::Postgres(log) => log.checkpoint().await,
+        }
     }
 
     /// Stops the writer after a last checkpoint. Appends after this fail.
     pub fn close(&self) {
-        if let Some((stop, thread)) = self.ticker.lock().ok().and_then(|mut t| t.take()) {
+        let (shared, ticker) = match &self.store {
+            Store::Files { shared, ticker } => (shared, ticker),
+            Store::Postgres(log) => return log.close(),
+        };
+        if let Some((stop, thread)) = ticker.lock().ok().and_then(|mut t| t.take()) {
             drop(stop);
             let _ = thread.join();
         }
-        let writer = self.shared.writer.lock().ok().and_then(|mut w| w.take());
+        let writer = shared.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(mut w) = writer {
             w.close();
         }
         // Whatever was queued as the writer went has no one to write it.
-        if let Ok(mut queue) = self.shared.queue.lock() {
+        if let Ok(mut queue) = shared.queue.lock() {
             for q in queue.drain(..) {
                 let _ = q.done.send(Err(AppendError::Closed));
             }
@@ -389,7 +428,7 @@ struct Writer {
     sync_failed: Arc<std::sync::OnceLock<String>>,
 }
 
-fn open_rw(path: &Path) -> Result<File, OpenError> {
+pub(crate) fn open_rw(path: &Path) -> Result<File, OpenError> {
     let mut options = OpenOptions::new();
     options.read(true).append(true).create(true);
     #[cfg(unix)]
@@ -623,7 +662,9 @@ impl Writer {
                     ));
                 }
                 let covered = usize::try_from(b.end - b.first).unwrap_or(usize::MAX);
-                self.head.pending.drain(..covered.min(self.head.pending.len()));
+                self.head
+                    .pending
+                    .drain(..covered.min(self.head.pending.len()));
                 self.head.checkpoint_n = b.n;
                 self.head.checkpoint_hash = checkpoint::line_hash(line);
                 self.last_checkpoint_at = Instant::now();

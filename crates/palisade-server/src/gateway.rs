@@ -216,11 +216,19 @@ impl Gateway {
             path: config.data_dir.clone(),
             source,
         })?;
-        let audit = Arc::new(palisade_audit::AuditLog::open(
-            config.audit_paths(),
-            config.audit.settings(),
-            Arc::new(palisade_core::SystemClock),
-        )?);
+        let audit = Arc::new(match config.audit.postgres_target() {
+            Some(target) => palisade_audit::AuditLog::open_postgres(
+                config.audit_paths(),
+                &target,
+                config.audit.settings(),
+                Arc::new(palisade_core::SystemClock),
+            )?,
+            None => palisade_audit::AuditLog::open(
+                config.audit_paths(),
+                config.audit.settings(),
+                Arc::new(palisade_core::SystemClock),
+            )?,
+        });
         let (alerts, alert_sink) = crate::alerts::AlertsLayer::new();
         let watched = palisade_audit::alerts::Watched::new(
             Arc::clone(&audit),

@@ -1,4 +1,4 @@
-//! `palisade audit verify | prove | check-proof`: checking the tamper-evident audit log from outside the gateway.
+//! `palisade audit verify | prove | check-proof | init-postgres`, `palisade activity`, `palisade alerts`: the audit log from outside the gateway.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,10 @@ pub enum AuditCommand {
         /// `text` (the default) or `json`.
         #[arg(long, default_value = "text")]
         format: String,
+        /// With `[audit] postgres`: the node whose chain to check (default:
+        /// this gateway's `[audit] node`; pass that node's `--key`).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Print an inclusion proof for entry SEQ: the entry, its signed checkpoint,
     /// and the hashes that join them (no other entry's content).
@@ -39,6 +43,19 @@ pub enum AuditCommand {
         seq: u64,
         #[arg(long)]
         key: Option<PathBuf>,
+        /// With `[audit] postgres`: the node whose chain holds the entry.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Create the PostgreSQL audit tables, as the role `--url` logs in as
+    /// (their owner), and grant the gateway's role reading and inserting only.
+    InitPostgres {
+        /// The owner's `postgres://` URL (not the gateway's).
+        #[arg(long)]
+        url: String,
+        /// The role the gateway connects as (`[audit] postgres`).
+        #[arg(long)]
+        gateway_role: String,
     },
     /// Check a proof printed by `prove` (a file, or `-` for stdin) without the log.
     CheckProof {
@@ -61,19 +78,109 @@ fn key_for(
     }
 }
 
+/// The log a command reads: the data directory's files, or a node's rows
+/// on PostgreSQL written out as the same two files in a temporary
+/// directory (removed when this is dropped).
+struct Source {
+    paths: palisade_audit::Paths,
+    /// How messages name the log.
+    label: String,
+    export: Option<PathBuf>,
+}
+
+impl Source {
+    fn open(config: &Config, node: Option<&str>) -> anyhow::Result<Self> {
+        let paths = config.audit_paths();
+        let Some(mut target) = config.audit.postgres_target() else {
+            if let Some(node) = node {
+                anyhow::bail!(
+                    "--node {node}: the audit log is in the data directory (no `[audit] postgres`)"
+                );
+            }
+            return Ok(Self {
+                label: format!("`{}`", paths.entries.display()),
+                paths,
+                export: None,
+            });
+        };
+        if let Some(node) = node {
+            node.clone_into(&mut target.node);
+        }
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let dir = std::env::temp_dir().join(format!("palisade-audit-export-{}", hex::encode(id)));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+        let source = Self {
+            paths: palisade_audit::Paths {
+                keys: paths.keys,
+                ..palisade_audit::Paths::in_dir(&dir)
+            },
+            label: format!(
+                "node `{}` in {}",
+                target.node,
+                palisade_server::config::mask_password(&target.url)
+            ),
+            export: Some(dir.clone()),
+        };
+        palisade_audit::postgres::export(&target, &dir).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(source)
+    }
+
+    /// A location in the exported files, named as the tables' rows.
+    fn place(&self, text: &str) -> String {
+        if self.export.is_none() {
+            return text.to_owned();
+        }
+        text.replace(
+            &format!("`{}` line", self.paths.entries.display()),
+            "palisade_audit_entries row",
+        )
+        .replace(
+            &format!("`{}` line", self.paths.checkpoints.display()),
+            "palisade_audit_checkpoints row",
+        )
+        .replace(
+            &format!("`{}`", self.paths.entries.display()),
+            "palisade_audit_entries",
+        )
+        .replace(
+            &format!("`{}`", self.paths.checkpoints.display()),
+            "palisade_audit_checkpoints",
+        )
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.export {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 pub fn run(
     config: &Config,
     command: &AuditCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let paths = config.audit_paths();
     match command {
+        AuditCommand::InitPostgres { url, gateway_role } => {
+            palisade_audit::postgres::init(url, gateway_role).map_err(|e| anyhow::anyhow!(e))?;
+            writeln!(
+                out,
+                "audit tables ready in {}: `{gateway_role}` may read and insert, nothing more",
+                palisade_server::config::mask_password(url)
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Verify {
             from,
             to,
             key,
             copy,
             format,
+            node,
         } => {
             if !matches!(format.as_str(), "text" | "json") {
                 anyhow::bail!("--format {format}: expected `text` or `json`");
@@ -91,7 +198,11 @@ pub fn run(
                     .clone()
                     .or_else(|| config.audit.checkpoint_copy.clone()),
             };
-            let result = verify::verify(&paths, &options);
+            let source = Source::open(config, node.as_deref())?;
+            let result = verify::verify(&source.paths, &options).map_err(|b| verify::Break {
+                where_: source.place(&b.where_),
+                detail: source.place(&b.detail),
+            });
             if format == "json" {
                 let value = match &result {
                     Ok(report) => serde_json::json!({"ok": true, "report": report}),
@@ -103,10 +214,8 @@ pub fn run(
                     Ok(report) => {
                         writeln!(
                             out,
-                            "audit log `{}`: {} entries checked under {} checkpoints, nothing altered",
-                            paths.entries.display(),
-                            report.entries,
-                            report.checkpoints
+                            "audit log {}: {} entries checked under {} checkpoints, nothing altered",
+                            source.label, report.entries, report.checkpoints
                         )?;
                         writeln!(out, "  log {}, signed by key {}", report.log, report.key)?;
                         if !report.key_given {
@@ -131,9 +240,8 @@ pub fn run(
                     Err(broken) => {
                         writeln!(
                             out,
-                            "audit log `{}` is broken at {}",
-                            paths.entries.display(),
-                            broken.where_
+                            "audit log {} is broken at {}",
+                            source.label, broken.where_
                         )?;
                         writeln!(out, "  {}", broken.detail)?;
                     }
@@ -145,10 +253,11 @@ pub fn run(
                 ExitCode::FAILURE
             })
         }
-        AuditCommand::Prove { seq, key } => {
+        AuditCommand::Prove { seq, key, node } => {
             let key = key_for(config, key.as_deref())?;
-            let proof = verify::prove(&paths, *seq, key.as_ref())
-                .map_err(|e| anyhow::anyhow!("cannot prove {e}"))?;
+            let source = Source::open(config, node.as_deref())?;
+            let proof = verify::prove(&source.paths, *seq, key.as_ref())
+                .map_err(|e| anyhow::anyhow!("cannot prove {}", source.place(&e.to_string())))?;
             writeln!(out, "{}", serde_json::to_string_pretty(&proof)?)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -221,15 +330,15 @@ pub fn activity(
             .map(|d| std::time::SystemTime::now() - std::time::Duration::from(d)),
         limit: args.limit,
     };
-    let path = config.audit_path();
-    let actions = palisade_audit::activity::read(&path, &query)
-        .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+    let source = Source::open(config, None)?;
+    let actions = palisade_audit::activity::read(&source.paths.entries, &query)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", source.label))?;
     if args.format == "json" {
         writeln!(out, "{}", serde_json::to_string_pretty(&actions)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if actions.is_empty() {
-        writeln!(out, "no calls by `{}` in `{}`", args.user, path.display())?;
+        writeln!(out, "no calls by `{}` in {}", args.user, source.label)?;
         return Ok(ExitCode::SUCCESS);
     }
     for a in &actions {
@@ -304,15 +413,15 @@ pub fn alerts(
         anyhow::bail!("--format {format}: expected `text` or `json`");
     }
     let since = since.map(|d| std::time::SystemTime::now() - std::time::Duration::from(d));
-    let path = config.audit_path();
-    let records = palisade_audit::activity::alerts(&path, since, *limit)
-        .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+    let source = Source::open(config, None)?;
+    let records = palisade_audit::activity::alerts(&source.paths.entries, since, *limit)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", source.label))?;
     if format == "json" {
         writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if records.is_empty() {
-        writeln!(out, "no alerts in `{}`", path.display())?;
+        writeln!(out, "no alerts in {}", source.label)?;
     }
     let field =
         |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();

@@ -12,6 +12,8 @@ use super::{ConfigError, as_humantime};
 /// `[audit]` as written.
 #[derive(Debug, Default)]
 pub(super) struct RawAudit {
+    postgres: Option<String>,
+    node: Option<String>,
     sync: Option<String>,
     checkpoint_interval: Option<String>,
     checkpoint_entries: Option<usize>,
@@ -21,6 +23,8 @@ pub(super) struct RawAudit {
 impl RawAudit {
     pub(super) fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
         let raw = RawAudit {
+            postgres: f.secret_string("postgres")?,
+            node: f.string("node")?,
             sync: f.string("sync")?,
             checkpoint_interval: f.duration("checkpoint_interval")?,
             checkpoint_entries: f.whole("checkpoint_entries")?,
@@ -34,6 +38,13 @@ impl RawAudit {
 /// The audit log's settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditConfig {
+    /// A `postgres://` URL: the log goes to PostgreSQL instead of the data
+    /// directory. Printed masked by `palisade check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
+    /// The node whose chain this gateway writes there (the host's name by
+    /// default); each gateway needs its own.
+    pub node: String,
     /// Which records wait for `fdatasync` before they count as written:
     /// `intents`, `all` or `background`.
     #[serde(serialize_with = "sync_name")]
@@ -67,7 +78,26 @@ fn sync_name<S: serde::Serializer>(
     s.serialize_str(name)
 }
 
+/// This machine's host name, the default node name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "palisade".to_owned())
+}
+
 impl AuditConfig {
+    /// Where the PostgreSQL log is, when there is one.
+    pub fn postgres_target(&self) -> Option<palisade_audit::postgres::Target> {
+        self.postgres
+            .as_ref()
+            .map(|url| palisade_audit::postgres::Target {
+                url: url.clone(),
+                node: self.node.clone(),
+            })
+    }
+
     pub fn settings(&self) -> palisade_audit::Settings {
         palisade_audit::Settings {
             sync: self.sync,
@@ -106,7 +136,28 @@ impl Validator<'_> {
                     )
                 })?,
         };
+        let node = match raw.node {
+            Some(node) => node,
+            None => host_name(),
+        };
+        if node.is_empty() || node.len() > 128 || node.chars().any(char::is_control) {
+            return Err(self.err(
+                "audit.node",
+                "must be 1 to 128 characters, none of them control characters",
+            ));
+        }
+        if let Some(url) = &raw.postgres {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(self.err(
+                    "audit.postgres",
+                    "must be a postgres:// or postgresql:// URL",
+                ));
+            }
+            palisade_audit::postgres::parse_url(url).map_err(|e| self.err("audit.postgres", e))?;
+        }
         Ok(AuditConfig {
+            postgres: raw.postgres,
+            node,
             sync,
             checkpoint_interval: self.duration(
                 "audit.checkpoint_interval",

@@ -41,7 +41,7 @@ struct Effective<'a> {
     #[serde(skip_serializing_if = "indexmap::IndexMap::is_empty")]
     secrets: indexmap::IndexMap<&'a str, EffectiveSecret<'a>>,
     limits: toml::Table,
-    audit: &'a super::AuditConfig,
+    audit: super::AuditConfig,
     alerts: super::alerts::EffectiveAlerts<'a>,
     upstreams: indexmap::IndexMap<&'a str, EffectiveUpstream<'a>>,
 }
@@ -133,7 +133,10 @@ impl<'a> From<&'a Config> for Effective<'a> {
             pipeline: &c.pipeline,
             vault: &c.vault,
             limits: c.limits.effective(),
-            audit: &c.audit,
+            audit: super::AuditConfig {
+                postgres: c.audit.postgres.as_deref().map(mask_password),
+                ..c.audit.clone()
+            },
             alerts: c.alerts.effective(),
             secrets: c
                 .secrets

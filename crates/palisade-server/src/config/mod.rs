@@ -36,7 +36,7 @@ use serde::Serialize;
 pub use access::{
     Approvals, Auth, Authz, ConstraintConfig, ConstraintKind, Jwt, Storage, Tls, Wrap,
 };
-pub use effective::MASKED;
+pub use effective::{MASKED, mask_password};
 use raw::RawConfig;
 use read::Source;
 use validate::Validator;
