@@ -5,6 +5,8 @@ and the built-in `http_request`. A policy forbids writes to `files`, so
 each write is a permission denial; `evil.test` is on the tool's list but no
 egress rule allows it. The webhook is a loopback receiver reached, like
 everything palisade sends, through the egress allowlist (`hooks.test`).
+The spend rule's test has `aws` (describe, bill) under a daily budget that
+prices each tool, so each call's outcome carries what it cost.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.shared.exceptions import MCPError
 
 from layer1 import cli, client, ok, run
@@ -158,3 +161,58 @@ def test_alert_settings_are_checked_at_load(tmp_path):
     config = write_config(tmp_path / "p.toml", data_dir=tmp_path / "d", upstreams={}, extra='[alerts.rules.permission-denials]\nenabled = false\n[alerts.rules.file-reads]\nthreshold = 500\n')
     rules = ok(cli(config, "alerts", "rules"))
     assert "permission-denials" not in rules and "file-reads  High  more than 500 in 5m" in rules, rules
+
+
+def test_spend_above_the_baseline_fires_once_and_steady_spend_does_not(launcher, tmp_path):
+    """The seed's fourth rule, on a 2-second window and a 20-second baseline: steady cheap calls for 8 seconds, then a burst of dear ones."""
+    extra = """
+[limits.budget]
+daily_limit_usd = 1000
+costs = { "aws/describe" = "0.02", "aws/bill" = "0.50" }
+
+[alerts.rules.spend-above-baseline]
+window = "2s"
+baseline = "20s"
+min_spend = "0.10"
+quiet = "1m"
+"""
+    upstreams = {"aws": {**python_stdio("limits_server.py", "aws", str(tmp_path / "executed.jsonl")), "effects": {"describe": "read", "mutate": "write", "bill": "read"}}}
+    data_dir = tmp_path / "data"
+    pass_through = [s for s in PASS_THROUGH if s != "limits"]
+    config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams=upstreams, pass_through=pass_through, extra=extra)
+    gateway = launcher.gateway({}, data_dir=data_dir, config=config)
+
+    async def steady(seconds: float) -> int:
+        # About $0.40 per 2-second window: over the floor, under 3x the average.
+        calls = 0
+        async with client(gateway.url, None) as c:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                await c.call_tool("aws__describe", {"resource": f"r{calls}"})
+                calls += 1
+                await anyio.sleep(0.1)
+        return calls
+
+    async def burst(calls: int) -> None:
+        async with client(gateway.url, None) as c:
+            for i in range(calls):
+                await c.call_tool("aws__bill", {"item": f"b{i}"})
+
+    assert run(steady, 8.0) >= 40
+    time.sleep(0.5)
+    assert alerts_in(gateway) == [], alerts_in(gateway)
+    outcomes = [r for r in audit_lines(gateway.audit_path) if r.get("event") == "call-outcome"]
+    assert outcomes and all(r["cost_micros"] == 20_000 for r in outcomes), outcomes[:3]
+
+    run(burst, 8)
+    retry_until(lambda: alerts_in(gateway), lambda a: len(a) >= 1, attempts=100, pause=0.1)
+    time.sleep(0.5)  # long enough for a storm's extra alerts to show, if it made any
+    fired = alerts_in(gateway)
+    assert [a["rule"] for a in fired] == ["spend-above-baseline"], fired
+    [alert] = fired
+    assert alert["severity"] == "high" and alert["principal"] == "anonymous", alert
+    assert alert["unit"] == "micro-dollars" and alert["factor"] == 3 and alert["window"] == "2s", alert
+    assert alert["count"] > alert["threshold"] >= 3 * alert["average"], alert
+    assert "hourly spend above 3× the principal's daily average: `anonymous` spent $" in alert["message"], alert
+    bills = [r for r in audit_lines(gateway.audit_path) if r.get("event") == "call-outcome" and r["name"] == "bill"]
+    assert len(bills) == 8 and all(r["cost_micros"] == 500_000 for r in bills), bills

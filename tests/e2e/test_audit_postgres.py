@@ -83,6 +83,8 @@ def test_the_gateway_may_only_insert_and_a_superusers_edits_are_found(launcher, 
 
     out = ok(cli(config, "audit", "verify"))
     assert "node `gw-a`" in out and "nothing altered" in out and "checkpoints match the copy" in out, out
+    activity = json.loads(ok(cli(config, "activity", "--user", "anonymous", "--format", "json")))
+    assert len(activity) == 12 and all(a["status"] == "completed" for a in activity), activity
     rows = query(roles["super"], "SELECT seq, line FROM palisade_audit_entries WHERE node = 'gw-a' ORDER BY seq").stdout.splitlines()
     entries = [json.loads(r.split("|", 1)[1]) for r in rows]
     assert [e["seq"] for e in entries] == list(range(len(entries)))

@@ -3,11 +3,15 @@
 //! A rule counts the records that match it (an exact value, or one of
 //! `a|b|c`, at each dotted path it names; optionally a tool pattern) per
 //! principal, over a sliding window, and fires when the count passes its
-//! threshold. A rule that fired for a principal stays quiet for that
-//! principal for its `quiet` period, counting what it held back, and says so
-//! when it fires next: a runaway loop is one alert, not a storm. Memory is
-//! bounded: a window keeps at most `threshold + 1` times, and at most
-//! [`MAX_KEYS`] principals per rule are tracked (the stalest are dropped).
+//! threshold. A baseline rule sums what the matching calls cost instead, and
+//! fires when the window's spend passes a multiple of the principal's own
+//! average (see [`Baseline`]). A rule that fired for a principal stays quiet
+//! for that principal for its `quiet` period, counting what it held back,
+//! and says so when it fires next: a runaway loop is one alert, not a storm.
+//! Memory is bounded: a window keeps at most `threshold + 1` times, a
+//! baseline at most [`BUCKETS_PER_WINDOW`] sums per window of its period, and
+//! at most [`MAX_KEYS`] principals per rule are tracked (the stalest are
+//! dropped).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -19,6 +23,15 @@ use serde_json::Value;
 
 /// Principals tracked per rule before the stalest are forgotten.
 pub const MAX_KEYS: usize = 65_536;
+
+/// A baseline rule keeps a principal's spend in sums over this fraction of
+/// its window: the window it measures is its last ten buckets, the one in
+/// progress and the nine before.
+pub const BUCKETS_PER_WINDOW: u32 = 10;
+
+/// The longest baseline period, in windows (a week of hours): with
+/// [`BUCKETS_PER_WINDOW`], at most 1,680 sums per principal.
+pub const MAX_BASELINE_WINDOWS: u32 = 168;
 
 /// How urgent an alert is (OCSF severities, lower-cased).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -60,6 +73,30 @@ pub struct Rule {
     /// After firing, not again for the same principal for this long.
     #[serde(serialize_with = "as_text")]
     pub quiet: Duration,
+    /// Set: the rule sums what the matching calls cost (`cost_micros`)
+    /// against the principal's own average instead of counting records,
+    /// and `threshold` is unused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+}
+
+/// What a baseline rule compares a principal's spend in its window with.
+///
+/// The average is taken over the part of `period` before the current
+/// window (23 hours of a 24-hour period, for a window of an hour), or over
+/// the part since the principal's first matching record when that is
+/// shorter. A principal first seen less than two windows ago is not judged:
+/// it has no full window of its own before the current one to average,
+/// and a first hour of spend always beats an average of nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Baseline {
+    #[serde(serialize_with = "as_text")]
+    pub period: Duration,
+    /// Fires when the window's spend is more than this many times the
+    /// average spend per window…
+    pub factor: u64,
+    /// …and more than this, in micro-dollars, so that small sums do not alert.
+    pub min_spend_micros: u64,
 }
 
 fn as_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -74,11 +111,10 @@ pub const FILE_READ_TOOLS: [&str; 4] = [
     "*/read_multiple_files",
 ];
 
-/// The seed's rules that count records (its fourth, hourly spend against
-/// the daily average, needs the cost of each call in the log, which is not
-/// recorded yet).
+/// The seed's four rules.
 pub fn builtin() -> Vec<Rule> {
     let minute = Duration::from_secs(60);
+    let hour = 60 * minute;
     vec![
         Rule {
             name: "egress-not-allowlisted".into(),
@@ -96,6 +132,7 @@ pub fn builtin() -> Vec<Rule> {
             threshold: 0,
             window: minute,
             quiet: minute,
+            baseline: None,
         },
         Rule {
             name: "file-reads".into(),
@@ -106,6 +143,7 @@ pub fn builtin() -> Vec<Rule> {
             threshold: 100,
             window: 5 * minute,
             quiet: 5 * minute,
+            baseline: None,
         },
         Rule {
             name: "permission-denials".into(),
@@ -120,6 +158,22 @@ pub fn builtin() -> Vec<Rule> {
             threshold: 5,
             window: minute,
             quiet: minute,
+            baseline: None,
+        },
+        Rule {
+            name: "spend-above-baseline".into(),
+            severity: Severity::High,
+            title: "hourly spend above 3× the principal's daily average".into(),
+            when: vec![("event".into(), "call-outcome".into())],
+            tools: Vec::new(),
+            threshold: 0,
+            window: hour,
+            quiet: hour,
+            baseline: Some(Baseline {
+                period: 24 * hour,
+                factor: 3,
+                min_spend_micros: 1_000_000,
+            }),
         },
     ]
 }
@@ -138,14 +192,49 @@ pub struct Fired {
     /// Times the rule would have fired for this principal since it last
     /// did, held back by `quiet`.
     pub suppressed: u64,
+    /// A baseline rule's: `count` is then the window's spend and
+    /// `threshold` what it had to pass, both in micro-dollars.
+    #[serde(flatten)]
+    pub spend: Option<Spend>,
+}
+
+/// What a baseline alert compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Spend {
+    /// What `count` and `threshold` are in: `micro-dollars`.
+    pub unit: &'static str,
+    /// The principal's average spend per window, in micro-dollars.
+    pub average: u64,
+    pub factor: u64,
+    /// The period the average is taken over.
+    pub baseline: String,
 }
 
 #[derive(Debug, Default)]
 struct Window {
+    /// A counting rule's: the times of the matching records.
     times: VecDeque<Instant>,
+    /// A baseline rule's.
+    spending: Spending,
     last_seen: Option<Instant>,
     quiet_until: Option<Instant>,
     suppressed: u64,
+}
+
+/// A principal's spend, for a baseline rule: sums over buckets of a tenth
+/// of the window, numbered from the principal's first matching record.
+#[derive(Debug, Default)]
+struct Spending {
+    first_seen: Option<Instant>,
+    /// (bucket, micro-dollars), oldest first; a bucket without spend is not kept.
+    buckets: VecDeque<(u64, u64)>,
+}
+
+/// A window that passed its rule: what it measured and what it had to pass.
+struct Passed {
+    count: u64,
+    threshold: u64,
+    spend: Option<Spend>,
 }
 
 /// The rules and their windows.
@@ -189,6 +278,140 @@ impl Rule {
         let tool = format!("{server}/{name}");
         self.tools.iter().any(|p| glob(p, &tool))
     }
+
+    /// What makes the rule fire, in words (for `palisade alerts rules`).
+    pub fn condition(&self) -> String {
+        let window = humantime::format_duration(self.window);
+        match &self.baseline {
+            None => format!("more than {} in {window}", self.threshold),
+            Some(b) => format!(
+                "spend in {window} above {}× the average per {window} over {}, and above {}",
+                b.factor,
+                humantime::format_duration(b.period),
+                dollars(b.min_spend_micros)
+            ),
+        }
+    }
+
+    /// How long a principal's state means something after its last record.
+    fn kept_for(&self) -> Duration {
+        let period = self.baseline.map_or(Duration::ZERO, |b| b.period);
+        self.window.max(self.quiet).max(period)
+    }
+}
+
+/// `$1.25`, `$0.00015`.
+fn dollars(micros: u64) -> String {
+    let (whole, fraction) = (micros / 1_000_000, micros % 1_000_000);
+    let digits = format!("{fraction:06}");
+    let trimmed = digits.trim_end_matches('0');
+    let shown = if trimmed.len() < 2 {
+        digits.get(..2).unwrap_or("00")
+    } else {
+        trimmed
+    };
+    format!("${whole}.{shown}")
+}
+
+impl Window {
+    /// Counts a matching record; passed when more than the threshold are in the window.
+    fn count(&mut self, rule: &Rule, now: Instant) -> Option<Passed> {
+        self.times.push_back(now);
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > rule.window)
+        {
+            self.times.pop_front();
+        }
+        let keep = usize::try_from(rule.threshold.saturating_add(1)).unwrap_or(usize::MAX);
+        while self.times.len() > keep {
+            self.times.pop_front();
+        }
+        let count = self.times.len() as u64;
+        (count > rule.threshold).then_some(Passed {
+            count,
+            threshold: rule.threshold,
+            spend: None,
+        })
+    }
+}
+
+impl Spending {
+    /// Adds what a matching record cost; passed when the window's spend is
+    /// above both the floor and `factor` times the average per window.
+    /// Only a call that cost something is judged: a free one, or a record
+    /// that is not a call's, is history and nothing more.
+    fn add(
+        &mut self,
+        record: &Value,
+        window: Duration,
+        baseline: &Baseline,
+        now: Instant,
+    ) -> Option<Passed> {
+        let first = *self.first_seen.get_or_insert(now);
+        let width = (window / BUCKETS_PER_WINDOW).max(Duration::from_nanos(1));
+        let bucket_of =
+            |d: Duration| u64::try_from(d.as_nanos() / width.as_nanos()).unwrap_or(u64::MAX);
+        let now_bucket = bucket_of(now.saturating_duration_since(first));
+        let per_window = u64::from(BUCKETS_PER_WINDOW);
+        let period = bucket_of(baseline.period);
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(b, _)| b.saturating_add(period) <= now_bucket)
+        {
+            self.buckets.pop_front();
+        }
+        let cost = record
+            .get("cost_micros")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if cost == 0 {
+            return None;
+        }
+        match self.buckets.back_mut() {
+            // A record that lost the race for the lock joins the newest bucket.
+            Some((b, sum)) if *b >= now_bucket => *sum = sum.saturating_add(cost),
+            Some(_) | None => self.buckets.push_back((now_bucket, cost)),
+        }
+        if now_bucket < 2 * per_window {
+            return None;
+        }
+        // Buckets from here on are the current window; those before, its baseline.
+        let current_from = now_bucket.saturating_add(1) - per_window;
+        let (mut current, mut before) = (0u64, 0u64);
+        for (b, sum) in &self.buckets {
+            if *b >= current_from {
+                current = current.saturating_add(*sum);
+            } else {
+                before = before.saturating_add(*sum);
+            }
+        }
+        // Buckets of the period before the current window the principal was seen in.
+        let seen = now_bucket
+            .saturating_add(1)
+            .min(period)
+            .checked_sub(per_window)?;
+        if seen == 0 {
+            return None;
+        }
+        let per = |n: u64| {
+            let scaled = u128::from(n) * u128::from(before) * u128::from(per_window);
+            u64::try_from(scaled / u128::from(seen)).unwrap_or(u64::MAX)
+        };
+        let threshold = per(baseline.factor).max(baseline.min_spend_micros);
+        (current > threshold).then(|| Passed {
+            count: current,
+            threshold,
+            spend: Some(Spend {
+                unit: "micro-dollars",
+                average: per(1),
+                factor: baseline.factor,
+                baseline: humantime::format_duration(baseline.period).to_string(),
+            }),
+        })
+    }
 }
 
 /// Who a record is about: a call's principal, or an egress connection's.
@@ -221,41 +444,43 @@ impl Alerts {
                 continue;
             };
             if windows.len() >= MAX_KEYS && !windows.contains_key(who) {
-                forget_stalest(&mut windows, now, rule.window.max(rule.quiet));
+                forget_stalest(&mut windows, now, rule.kept_for());
             }
             let w = windows.entry(who.to_owned()).or_default();
             w.last_seen = Some(now);
-            w.times.push_back(now);
-            while w
-                .times
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) > rule.window)
-            {
-                w.times.pop_front();
-            }
-            let keep = usize::try_from(rule.threshold.saturating_add(1)).unwrap_or(usize::MAX);
-            while w.times.len() > keep {
-                w.times.pop_front();
-            }
-            let count = w.times.len() as u64;
-            if count <= rule.threshold {
+            let passed = match &rule.baseline {
+                None => w.count(rule, now),
+                Some(baseline) => w.spending.add(record, rule.window, baseline, now),
+            };
+            let Some(passed) = passed else {
                 continue;
-            }
+            };
             if w.quiet_until.is_some_and(|until| now < until) {
                 w.suppressed += 1;
                 continue;
             }
             w.quiet_until = Some(now + rule.quiet);
             let suppressed = std::mem::take(&mut w.suppressed);
+            let message = match &passed.spend {
+                None => format!("{}: `{who}`", rule.title),
+                Some(spend) => format!(
+                    "{}: `{who}` spent {} in {}, against an average of {}",
+                    rule.title,
+                    dollars(passed.count),
+                    humantime::format_duration(rule.window),
+                    dollars(spend.average)
+                ),
+            };
             fired.push(Fired {
                 rule: rule.name.clone(),
                 severity: rule.severity,
                 principal: who.to_owned(),
-                message: format!("{}: `{who}`", rule.title),
-                count,
-                threshold: rule.threshold,
+                message,
+                count: passed.count,
+                threshold: passed.threshold,
                 window: humantime::format_duration(rule.window).to_string(),
                 suppressed,
+                spend: passed.spend,
             });
         }
         fired
@@ -451,6 +676,152 @@ mod tests {
         assert!(alerts.observe(&unreachable, Instant::now()).is_empty());
         let allowed = json!({"event": "egress", "who": {"principal": "bob"}, "verdict": "allowed"});
         assert!(alerts.observe(&allowed, Instant::now()).is_empty());
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+    const DOLLAR: u64 = 1_000_000;
+
+    fn charged(principal: &str, micros: u64) -> Value {
+        json!({"event": "call-outcome", "principal": principal, "server": "llm", "name": "complete",
+               "outcome": {"status": "completed", "tool_error": false}, "cost_micros": micros})
+    }
+
+    fn spend_rule() -> Vec<Rule> {
+        builtin()
+            .into_iter()
+            .filter(|r| r.name == "spend-above-baseline")
+            .collect()
+    }
+
+    /// Feeds `calls` calls of `micros` each, `every` apart from `from`; the
+    /// alerts they raise, and when the next call would come.
+    fn spend(
+        alerts: &Alerts,
+        who: &str,
+        from: Instant,
+        every: Duration,
+        calls: u32,
+        micros: u64,
+    ) -> (Vec<Fired>, Instant) {
+        let fired = (0..calls)
+            .flat_map(|i| alerts.observe(&charged(who, micros), from + every * i))
+            .collect();
+        (fired, from + every * calls)
+    }
+
+    #[test]
+    fn spend_fires_above_three_times_the_average_with_history() {
+        let alerts = Alerts::new(builtin());
+        let t0 = Instant::now();
+        // Five hours at $1.20 an hour: a dime every 5 minutes.
+        let (fired, t) = spend(&alerts, "alice", t0, 5 * MINUTE, 60, DOLLAR / 10);
+        assert!(fired.is_empty(), "{fired:?}");
+        // Then $1 a minute: over $3.60 within the hour it fires, once.
+        let (fired, _) = spend(&alerts, "alice", t, MINUTE, 10, DOLLAR);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        let alert = &fired[0];
+        assert_eq!(
+            (
+                alert.rule.as_str(),
+                alert.severity,
+                alert.principal.as_str()
+            ),
+            ("spend-above-baseline", Severity::High, "alice")
+        );
+        let spend = alert.spend.as_ref().unwrap();
+        assert_eq!((spend.unit, spend.factor), ("micro-dollars", 3));
+        assert_eq!(spend.baseline, "1day");
+        // The average is about $1.20 (to a bucket, a tenth of an hour), so
+        // the window had to pass about $3.60: its last ten dimes and three
+        // dollars did.
+        assert!(alert.count > alert.threshold, "{alert:?}");
+        assert!((1_150_000..1_250_000).contains(&spend.average), "{alert:?}");
+        assert!(
+            (3_450_000..3_750_000).contains(&alert.threshold),
+            "{alert:?}"
+        );
+        assert_eq!(alert.count, 4 * DOLLAR, "{alert:?}");
+        assert!(
+            alert.message.contains("`alice` spent $"),
+            "{}",
+            alert.message
+        );
+        // Each principal is judged on its own history: bob has none yet.
+        assert!(alerts.observe(&charged("bob", 50 * DOLLAR), t).is_empty());
+    }
+
+    #[test]
+    fn steady_spend_does_not_fire() {
+        for (every, micros) in [
+            (MINUTE, DOLLAR),          // $60 an hour, for two days
+            (10 * MINUTE, 5 * DOLLAR), // $30 an hour in lumps
+            (30 * MINUTE, 2 * DOLLAR), // one call a half hour
+        ] {
+            let alerts = Alerts::new(spend_rule());
+            let calls = u32::try_from(48 * 60 * MINUTE.as_secs() / every.as_secs()).unwrap();
+            let (fired, _) = spend(&alerts, "alice", Instant::now(), every, calls, micros);
+            assert!(fired.is_empty(), "every {every:?}: {fired:?}");
+        }
+    }
+
+    #[test]
+    fn spend_without_history_or_under_the_floor_does_not_fire() {
+        let alerts = Alerts::new(spend_rule());
+        let t0 = Instant::now();
+        // A fresh principal spends $100 in its first two hours: nothing to
+        // compare it with yet.
+        let (fired, t) = spend(&alerts, "new", t0, MINUTE, 119, DOLLAR);
+        assert!(fired.is_empty(), "{fired:?}");
+        // Free calls are history: two quiet hours, then a first spend.
+        for i in 0..120 {
+            let free = charged("fresh", 0);
+            assert!(alerts.observe(&free, t + MINUTE * i).is_empty());
+        }
+        let (fired, _) = spend(&alerts, "fresh", t + 120 * MINUTE, MINUTE, 2, 3 * DOLLAR);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].spend.as_ref().unwrap().average, 0);
+        // A cent an hour for five hours, then 90 cents within the hour: 90
+        // times the average, but under the $1 floor.
+        let (fired, t) = spend(&alerts, "thrifty", t0, 60 * MINUTE, 5, DOLLAR / 100);
+        assert!(fired.is_empty(), "{fired:?}");
+        let (fired, t) = spend(&alerts, "thrifty", t, MINUTE, 9, DOLLAR / 10);
+        assert!(fired.is_empty(), "{fired:?}");
+        // One more dime passes it.
+        let (fired, _) = spend(&alerts, "thrifty", t, MINUTE, 2, DOLLAR / 10);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].threshold, DOLLAR);
+    }
+
+    #[test]
+    fn a_spending_storm_is_one_alert_that_counts_what_it_held_back() {
+        let alerts = Alerts::new(spend_rule());
+        let t0 = Instant::now();
+        let (_, t) = spend(&alerts, "alice", t0, 10 * MINUTE, 30, DOLLAR / 10);
+        // $5 a minute: the first minute fires; the rest of the hour is held back.
+        let (fired, t) = spend(&alerts, "alice", t, MINUTE, 60, 5 * DOLLAR);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].suppressed, 0);
+        // Still spending past its quiet hour: the next alert names the 59.
+        let (fired, _) = spend(&alerts, "alice", t, MINUTE, 1, 50 * DOLLAR);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].suppressed, 59);
+    }
+
+    #[test]
+    fn spend_is_kept_in_bounded_buckets() {
+        let alerts = Alerts::new(spend_rule());
+        spend(
+            &alerts,
+            "alice",
+            Instant::now(),
+            MINUTE,
+            3 * 24 * 60,
+            DOLLAR,
+        );
+        let windows = alerts.windows[0].lock().unwrap();
+        let kept = windows["alice"].spending.buckets.len();
+        // 24 hours in tenths of an hour.
+        assert!(kept <= 240, "{kept}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (node, seq, line) and `palisade_audit_checkpoints` (node, n, line), where
 //! each line is exactly what the file store writes on one line, so a node's
 //! rows written out in order verify with the same code as a file
-//! ([`export`]). Each gateway writes the chain of its own node, so nodes do
+//! ([`Export`]). Each gateway writes the chain of its own node, so nodes do
 //! not contend; a session advisory lock on the node's name keeps two
 //! gateways from writing one chain. At connection the gateway checks that
 //! its role can neither update, delete nor truncate the tables, and refuses
@@ -193,7 +193,7 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Resul
 
 /// Writes node `node`'s entries and checkpoints, in order, as the two files
 /// of the file store in `dir`, for verification, proofs and reading.
-pub fn export(target: &Target, dir: &Path) -> Result<Paths, String> {
+fn export_into(target: &Target, dir: &Path) -> Result<(), String> {
     let config = parse_url(&target.url)?;
     let place = place(&config);
     let paths = Paths::in_dir(dir);
@@ -232,11 +232,41 @@ pub fn export(target: &Target, dir: &Path) -> Result<Paths, String> {
                 .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
         }
         Ok(())
-    })?;
-    Ok(Paths {
-        keys: PathBuf::new(),
-        ..paths
     })
+}
+
+/// A node's rows written out by [`export`] into a fresh temporary
+/// directory, removed when this is dropped.
+#[derive(Debug)]
+pub struct Export {
+    pub paths: Paths,
+    dir: PathBuf,
+}
+
+impl Export {
+    /// Exports `target`'s chain; `keys` is where verifiers find the key.
+    pub fn new(target: &Target, keys: PathBuf) -> Result<Self, String> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| format!("no randomness: {e}"))?;
+        let dir = std::env::temp_dir().join(format!("palisade-audit-export-{}", hex::encode(id)));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        let export = Self {
+            paths: Paths {
+                keys,
+                ..Paths::in_dir(&dir)
+            },
+            dir,
+        };
+        export_into(target, &export.dir)?;
+        Ok(export)
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 pub(crate) type Ack = oneshot::Sender<Result<Appended, AppendError>>;

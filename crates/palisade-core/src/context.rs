@@ -94,6 +94,14 @@ pub struct Reservation {
     pub cost_micros: u64,
 }
 
+/// What settling a reservation charged the call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// What the budget charged, in micro-units of its currency; `None` when
+    /// no budget drew on the call.
+    pub cost_micros: Option<u64>,
+}
+
 /// What a call that ran actually used, and what it answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {

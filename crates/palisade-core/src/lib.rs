@@ -18,7 +18,7 @@ pub use call::{
     PrincipalKind, SessionId, Target, TaskScope,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::{CallContext, Obligation, Reservation, SessionFacts, Taint, Usage};
+pub use context::{CallContext, Obligation, Reservation, SessionFacts, Settled, Taint, Usage};
 pub use record::{
     AuditEvent, Bounded, CallRecord, ListingFinding, MethodRefusal, Outcome, SessionEnd,
     StageRecord, StageVerdict,

@@ -156,6 +156,10 @@ pub struct CallRecord {
     pub taint: Option<Taint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_micros: Option<u64>,
+    /// What the budget charged the call once it was settled, in
+    /// micro-dollars (outcome records of calls a budget drew on only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_micros: Option<u64>,
 }
 
 impl CallRecord {
@@ -178,6 +182,7 @@ impl CallRecord {
             outcome: None,
             taint: None,
             latency_micros: None,
+            cost_micros: None,
         }
     }
 }

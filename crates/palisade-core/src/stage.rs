@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::call::CallHead;
-use crate::context::{CallContext, Reservation, Taint, Usage};
+use crate::context::{CallContext, Reservation, Settled, Taint, Usage};
 use crate::redact::{AuditLine, Redacted};
 use crate::verdict::{Decision, Finding, Reason};
 
@@ -164,9 +164,10 @@ pub trait Limit: Send + Sync + fmt::Debug {
         arguments: &'a Value,
         ctx: &'a CallContext,
     ) -> StageFuture<'a, LimitDecision>;
-    /// The call ran: charges what it actually used. Never refunds work that
-    /// ran, whatever later stages did with its result.
-    fn settle<'a>(&'a self, reservation: Reservation, usage: Usage) -> StageFuture<'a, ()>;
+    /// The call ran: charges what it actually used, and says what that
+    /// cost. Never refunds work that ran, whatever later stages did with
+    /// its result.
+    fn settle<'a>(&'a self, reservation: Reservation, usage: Usage) -> StageFuture<'a, Settled>;
     /// The call never ran: gives the reservation back.
     fn release<'a>(&'a self, reservation: Reservation) -> StageFuture<'a, ()>;
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use palisade_core::stage::{Limit, StageFuture};
 use palisade_core::{
     CallContext, CallHead, Clock, EffectClass, Finding, LimitDecision, Reason, ReasonCode,
-    Reservation, Stage, StageError, Usage,
+    Reservation, Settled, Stage, StageError, Usage,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -702,18 +702,20 @@ impl Limits {
             .insert(id, pending);
     }
 
+    /// Settles (`usage`) or releases (`None`) a reservation; says what
+    /// the budget charged.
     async fn finish(
         &self,
         reservation: Reservation,
         usage: Option<Usage>,
-    ) -> Result<(), StageError> {
+    ) -> Result<Settled, StageError> {
         let Some(pending) = self
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&reservation.id)
         else {
-            return Ok(());
+            return Ok(Settled::default());
         };
         let now = self.now();
         let mut adjust = Vec::new();
@@ -739,9 +741,13 @@ impl Limits {
                     expires,
                 });
             }
-            return self.settle_adjust(now, &adjust).await;
+            return self
+                .settle_adjust(now, &adjust)
+                .await
+                .map(|()| Settled::default());
         };
         let reported = Reported::read(usage.meta.as_ref());
+        let mut settled = Settled::default();
         let tokens = reported.tokens().unwrap_or(pending.estimated_tokens);
         for (key, reserved, expires, counts) in pending.counts {
             let actual = match counts {
@@ -790,11 +796,13 @@ impl Limits {
                 }
                 (Reported { .. }, _) => reserved.saturating_sub(pending.fixed),
             };
+            let actual = pending.fixed.saturating_add(variable);
+            settled.cost_micros = Some(actual);
             adjust.push(Adjust::Money {
                 key,
                 reservation: reservation.id,
                 reserved,
-                actual: pending.fixed.saturating_add(variable),
+                actual,
                 expires,
             });
         }
@@ -811,7 +819,7 @@ impl Limits {
                 self.set_health(Some(&e));
             }
         }
-        self.settle_adjust(now, &adjust).await
+        self.settle_adjust(now, &adjust).await.map(|()| settled)
     }
 
     async fn settle_adjust(&self, now: u64, adjust: &[Adjust]) -> Result<(), StageError> {
@@ -1010,11 +1018,11 @@ impl Limit for Limits {
         Box::pin(self.check_call(head, arguments))
     }
 
-    fn settle<'a>(&'a self, reservation: Reservation, usage: Usage) -> StageFuture<'a, ()> {
+    fn settle<'a>(&'a self, reservation: Reservation, usage: Usage) -> StageFuture<'a, Settled> {
         Box::pin(self.finish(reservation, Some(usage)))
     }
 
     fn release<'a>(&'a self, reservation: Reservation) -> StageFuture<'a, ()> {
-        Box::pin(self.finish(reservation, None))
+        Box::pin(async move { self.finish(reservation, None).await.map(|_| ()) })
     }
 }

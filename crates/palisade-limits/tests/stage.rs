@@ -369,7 +369,18 @@ async fn a_reported_cost_settles_the_reservation() {
     let call = head(&alice, "s", "aws/run", EffectClass::Read);
     // Reported $20 beyond the $1 fixed: two calls spend $42.
     let costly = json!({ "_meta": { "palisade/usage": { "costUsd": "20" } } });
-    h.call(&call, &nth(1), &costly).await.unwrap();
+    let LimitDecision::Reserved { reservation, .. } =
+        h.limits.check(&call, &nth(1), &ctx()).await.unwrap()
+    else {
+        panic!("the first call was refused");
+    };
+    // Settling says what the call cost, for its audit record.
+    let settled = h
+        .limits
+        .settle(reservation, Usage::answered(Duration::ZERO, &costly))
+        .await
+        .unwrap();
+    assert_eq!(settled.cost_micros, Some(21_000_000));
     h.call(&call, &nth(2), &costly).await.unwrap();
     for i in 3..11 {
         h.call(&call, &nth(i), &json!({})).await.unwrap();

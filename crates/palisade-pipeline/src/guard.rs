@@ -87,6 +87,11 @@ impl OutcomeGuard {
         self.record.result = Some(result.clone());
     }
 
+    /// What settling charged the call, for the outcome record.
+    pub(crate) fn set_cost(&mut self, cost_micros: Option<u64>) {
+        self.record.cost_micros = cost_micros;
+    }
+
     pub(crate) fn hold(&mut self, limits: Arc<dyn Limit>, reservation: Reservation) {
         self.reservation = Some((limits, reservation));
     }
@@ -171,10 +176,12 @@ impl Drop for OutcomeGuard {
         let finish = async move {
             if let Some((limits, reservation)) = reservation {
                 // A call that reached the executor may have run: charge it.
+                // The record is written already: what it cost is not in it.
                 let settled = if executing {
                     limits
                         .settle(reservation, Usage::unanswered(Duration::ZERO))
                         .await
+                        .map(|_| ())
                 } else {
                     limits.release(reservation).await
                 };

@@ -12,7 +12,7 @@ use palisade_core::stage::{
 use palisade_core::{
     AuditEvent, Bounded, Call, CallContext, CallHead, CallRecord, Clock, Decision, Durability,
     Finding, InboundDecision, LimitDecision, Outcome, Reason, ReasonCode, RedactionSeam,
-    SessionFacts, Stage, StageRecord, StageVerdict, Usage, Verdict,
+    SessionFacts, Settled, Stage, StageRecord, StageVerdict, Usage, Verdict,
 };
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
@@ -219,13 +219,17 @@ impl Pipeline {
                         self.within(Stage::Settle, limits.settle(reservation, usage))
                             .await
                     }
-                    None => {
-                        self.within(Stage::Settle, limits.release(reservation))
-                            .await
-                    }
+                    None => self
+                        .within(Stage::Settle, limits.release(reservation))
+                        .await
+                        .map(|()| Settled::default()),
                 };
                 match settled {
-                    Ok(()) => self.push(&mut guard, Stage::Settle, t, StageVerdict::Allow, vec![]),
+                    Ok(settled) => {
+                        // After settling, so the record says what the call cost.
+                        guard.set_cost(settled.cost_micros);
+                        self.push(&mut guard, Stage::Settle, t, StageVerdict::Allow, vec![]);
+                    }
                     Err(reason) => {
                         tracing::error!("cannot settle a call's reservation: {}", reason.detail);
                         self.failed(&mut guard, Stage::Settle, t, &reason);

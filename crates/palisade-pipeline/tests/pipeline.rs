@@ -336,7 +336,7 @@ impl Limit for Meter {
         })
     }
 
-    fn settle<'a>(&'a self, reservation: Reservation, usage: Usage) -> StageFuture<'a, ()> {
+    fn settle<'a>(&'a self, reservation: Reservation, usage: Usage) -> StageFuture<'a, Settled> {
         Box::pin(async move {
             note(&self.journal, "settle");
             self.log.lock().unwrap().push(("settle", reservation.id));
@@ -344,7 +344,10 @@ impl Limit for Meter {
             if self.settle_fails {
                 return Err(StageError::new("ledger unreachable"));
             }
-            Ok(())
+            // Charged what it reserved.
+            Ok(Settled {
+                cost_micros: Some(reservation.cost_micros),
+            })
         })
     }
 
@@ -1437,6 +1440,9 @@ async fn a_reservation_is_settled_when_the_call_may_have_run_and_released_when_i
         assert_eq!(told(&result), case.told, "{name}");
         assert_eq!(meter.log(), case.log, "{name}");
         assert_eq!(verdict(&sink.outcome(), "settle"), case.settle, "{name}");
+        // What settling charged is in the outcome; a released call cost nothing.
+        let charged = case.log.contains(&("settle", 1)).then_some(100);
+        assert_eq!(sink.outcome()["cost_micros"].as_u64(), charged, "{name}");
         if case.log.contains(&("settle", 1)) {
             let usage = meter.usage.lock().unwrap();
             assert_eq!(usage.len(), 1, "{name}");
@@ -1470,6 +1476,7 @@ async fn a_settle_that_fails_is_recorded_but_does_not_change_the_answer() {
     assert_eq!(meter.log(), [("check", 1), ("settle", 1)]);
     let outcome = sink.outcome();
     assert_eq!(verdict(&outcome, "settle"), "settle=failed");
+    assert!(outcome.get("cost_micros").is_none(), "{outcome}");
     assert_eq!(
         outcome["outcome"],
         json!({"status": "completed", "tool_error": false})

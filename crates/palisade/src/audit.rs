@@ -85,7 +85,8 @@ struct Source {
     paths: palisade_audit::Paths,
     /// How messages name the log.
     label: String,
-    export: Option<PathBuf>,
+    /// The export the paths are in, while it is read.
+    export: Option<palisade_audit::postgres::Export>,
 }
 
 impl Source {
@@ -106,25 +107,17 @@ impl Source {
         if let Some(node) = node {
             node.clone_into(&mut target.node);
         }
-        let mut id = [0u8; 8];
-        getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let dir = std::env::temp_dir().join(format!("palisade-audit-export-{}", hex::encode(id)));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
-        let source = Self {
-            paths: palisade_audit::Paths {
-                keys: paths.keys,
-                ..palisade_audit::Paths::in_dir(&dir)
-            },
+        let export = palisade_audit::postgres::Export::new(&target, paths.keys)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Self {
+            paths: export.paths.clone(),
             label: format!(
                 "node `{}` in {}",
                 target.node,
                 palisade_server::config::mask_password(&target.url)
             ),
-            export: Some(dir.clone()),
-        };
-        palisade_audit::postgres::export(&target, &dir).map_err(|e| anyhow::anyhow!(e))?;
-        Ok(source)
+            export: Some(export),
+        })
     }
 
     /// A location in the exported files, named as the tables' rows.
@@ -148,14 +141,6 @@ impl Source {
             &format!("`{}`", self.paths.checkpoints.display()),
             "palisade_audit_checkpoints",
         )
-    }
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.export {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
@@ -388,11 +373,10 @@ pub fn alerts(
                 let when: Vec<String> = rule.when.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 writeln!(
                     out,
-                    "{}  {:?}  more than {} in {}  when {}{}",
+                    "{}  {:?}  {}  when {}{}",
                     rule.name,
                     rule.severity,
-                    rule.threshold,
-                    humantime::format_duration(rule.window),
+                    rule.condition(),
                     when.join(" "),
                     if rule.tools.is_empty() {
                         String::new()

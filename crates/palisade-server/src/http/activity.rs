@@ -74,9 +74,21 @@ pub(super) async fn list(
         since,
         limit,
     };
-    let path = server.gateway.config.audit_path();
-    // The log is read from disk: off the async workers.
-    let read = tokio::task::spawn_blocking(move || palisade_audit::activity::read(&path, &q)).await;
+    let config = &server.gateway.config;
+    let (path, target, keys) = (
+        config.audit_path(),
+        config.audit.postgres_target(),
+        config.audit_paths().keys,
+    );
+    // The log is read from disk (or the database): off the async workers.
+    let read = tokio::task::spawn_blocking(move || match target {
+        None => palisade_audit::activity::read(&path, &q).map_err(|e| e.to_string()),
+        Some(target) => {
+            let export = palisade_audit::postgres::Export::new(&target, keys)?;
+            palisade_audit::activity::read(&export.paths.entries, &q).map_err(|e| e.to_string())
+        }
+    })
+    .await;
     match read {
         Ok(Ok(actions)) => {
             let value = json!({ "principal": principal.as_str(), "actions": actions });
