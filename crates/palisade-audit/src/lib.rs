@@ -16,6 +16,7 @@ pub mod entry;
 pub mod log;
 pub mod merkle;
 pub mod postgres;
+pub mod sinks;
 pub mod verify;
 
 pub use log::{AppendError, Appended, AuditLog, OpenError, Paths, Settings, SyncMode};

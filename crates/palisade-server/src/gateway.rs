@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Audit(#[from] palisade_audit::OpenError),
+    #[error("cannot start the audit sinks: {0}")]
+    Sinks(std::io::Error),
     #[error("invalid pipeline: {0}")]
     Pipeline(#[from] palisade_pipeline::BuildError),
     #[error("cannot build the HTTP client: {0}")]
@@ -100,6 +102,8 @@ pub struct Gateway {
     next_call: AtomicU64,
     /// Layer 6's log, which the pipeline writes; checkpointed at shutdown.
     pub audit: Arc<palisade_audit::AuditLog>,
+    /// Layer 6's SIEM sinks following the log; stopped at shutdown.
+    sinks: std::sync::Mutex<Option<palisade_audit::sinks::Streams>>,
     /// Layer 6's alerts: what records them as the rules raise them.
     pub alerts: Arc<crate::alerts::AlertsLayer>,
     /// Work spawned on behalf of sessions; drained at shutdown.
@@ -229,6 +233,19 @@ impl Gateway {
                 Arc::new(palisade_core::SystemClock),
             )?,
         });
+        let sinks = config.audit.sinks();
+        let sinks = if sinks.is_empty() {
+            None
+        } else {
+            Some(
+                palisade_audit::sinks::Streams::start(
+                    &config.audit_paths(),
+                    &sinks,
+                    &config.audit.node,
+                )
+                .map_err(StartError::Sinks)?,
+            )
+        };
         let (alerts, alert_sink) = crate::alerts::AlertsLayer::new();
         let watched = palisade_audit::alerts::Watched::new(
             Arc::clone(&audit),
@@ -341,6 +358,7 @@ impl Gateway {
             next_call: AtomicU64::new(random_u64()),
             learnt: Mutex::new(vec![None; upstream_count]),
             audit,
+            sinks: std::sync::Mutex::new(sinks),
             alerts: Arc::new(alerts),
             tasks,
         }))
@@ -427,6 +445,12 @@ impl Gateway {
         // finds no unsigned tail after a clean stop.
         if let Err(e) = self.audit.checkpoint().await {
             tracing::warn!("no closing audit checkpoint: {e}");
+        }
+        // The sinks stop after their current attempt; what they have not
+        // sent, they send after the next start.
+        let sinks = self.sinks.lock().ok().and_then(|mut s| s.take());
+        if let Some(sinks) = sinks {
+            let _ = tokio::task::spawn_blocking(move || drop(sinks)).await;
         }
     }
 

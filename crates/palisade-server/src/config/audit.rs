@@ -1,11 +1,12 @@
 //! `[audit]`: which records wait for the disk, how often the log is checkpointed, and where a copy of each checkpoint goes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::read::Fields;
+use super::read::{Fields, Secret};
 use super::validate::Validator;
 use super::{ConfigError, as_humantime};
 
@@ -18,6 +19,19 @@ pub(super) struct RawAudit {
     checkpoint_interval: Option<String>,
     checkpoint_entries: Option<usize>,
     checkpoint_copy: Option<PathBuf>,
+    sinks: Vec<(String, RawSink)>,
+}
+
+/// `[audit.sinks.NAME]` as written.
+#[derive(Debug, Default)]
+struct RawSink {
+    kind: Option<String>,
+    url: Option<String>,
+    address: Option<String>,
+    token: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    tls_ca: Option<PathBuf>,
+    server_name: Option<String>,
 }
 
 impl RawAudit {
@@ -29,6 +43,23 @@ impl RawAudit {
             checkpoint_interval: f.duration("checkpoint_interval")?,
             checkpoint_entries: f.whole("checkpoint_entries")?,
             checkpoint_copy: f.path("checkpoint_copy")?,
+            sinks: f
+                .named_tables("sinks")?
+                .into_iter()
+                .map(|(name, mut t)| {
+                    let sink = RawSink {
+                        kind: t.string("kind")?,
+                        url: t.string("url")?,
+                        address: t.string("address")?,
+                        token: t.secret_string("token")?,
+                        headers: t.string_table("headers", Secret::Hidden)?,
+                        tls_ca: t.path("tls_ca")?,
+                        server_name: t.string("server_name")?,
+                    };
+                    t.finish()?;
+                    Ok((name, sink))
+                })
+                .collect::<Result<_, ConfigError>>()?,
         };
         f.finish()?;
         Ok(raw)
@@ -58,6 +89,92 @@ pub struct AuditConfig {
     /// gateway's data directory is not (so rewriting the log's tail shows).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_copy: Option<PathBuf>,
+    /// SIEM sinks that follow the log, by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// One `[audit.sinks.NAME]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkConfig {
+    /// `syslog`, `splunk-hec`, `otlp` or `webhook`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// syslog: `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// splunk-hec: the HEC token. Printed masked.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "masked")]
+    pub token: Option<String>,
+    /// otlp and webhook: request headers. Values printed masked.
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "masked_values"
+    )]
+    pub headers: BTreeMap<String, String>,
+    /// syslog over TLS: the CA file the receiver's certificate must chain to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+fn masked<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str(super::MASKED),
+        None => s.serialize_none(),
+    }
+}
+
+fn masked_values<S: serde::Serializer>(
+    headers: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(headers.len()))?;
+    for name in headers.keys() {
+        map.serialize_entry(name, super::MASKED)?;
+    }
+    map.end()
+}
+
+impl SinkConfig {
+    fn sink(&self, name: &str) -> palisade_audit::sinks::Sink {
+        use palisade_audit::sinks::{Kind, Sink, Tls};
+        let headers = || {
+            self.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let url = self.url.clone().unwrap_or_default();
+        let kind = match self.kind.as_str() {
+            "syslog" => Kind::Syslog {
+                address: self.address.clone().unwrap_or_default(),
+                tls: self.tls_ca.clone().map(|ca| Tls {
+                    ca,
+                    server_name: self.server_name.clone(),
+                }),
+            },
+            "splunk-hec" => Kind::SplunkHec {
+                url,
+                token: self.token.clone().unwrap_or_default(),
+            },
+            "otlp" => Kind::Otlp {
+                url,
+                headers: headers(),
+            },
+            _ => Kind::Webhook {
+                url,
+                headers: headers(),
+            },
+        };
+        Sink {
+            name: name.to_owned(),
+            kind,
+        }
+    }
 }
 
 /// `sync`'s names.
@@ -88,6 +205,14 @@ fn host_name() -> String {
 }
 
 impl AuditConfig {
+    /// The SIEM sinks, ready to start.
+    pub fn sinks(&self) -> Vec<palisade_audit::sinks::Sink> {
+        self.sinks
+            .iter()
+            .map(|(name, sink)| sink.sink(name))
+            .collect()
+    }
+
     /// Where the PostgreSQL log is, when there is one.
     pub fn postgres_target(&self) -> Option<palisade_audit::postgres::Target> {
         self.postgres
@@ -155,7 +280,19 @@ impl Validator<'_> {
             }
             palisade_audit::postgres::parse_url(url).map_err(|e| self.err("audit.postgres", e))?;
         }
+        let mut sinks = BTreeMap::new();
+        for (name, sink) in raw.sinks {
+            let sink = self.sink(&name, sink)?;
+            sinks.insert(name, sink);
+        }
+        if raw.postgres.is_some() && !sinks.is_empty() {
+            return Err(self.err(
+                "audit.sinks",
+                "sinks follow the embedded log's files; streaming the PostgreSQL log is not built yet",
+            ));
+        }
         Ok(AuditConfig {
+            sinks,
             postgres: raw.postgres,
             node,
             sync,
@@ -167,5 +304,114 @@ impl Validator<'_> {
             checkpoint_entries,
             checkpoint_copy: raw.checkpoint_copy.map(|p| self.relative(p)),
         })
+    }
+}
+
+impl Validator<'_> {
+    fn sink(&self, name: &str, raw: RawSink) -> Result<SinkConfig, ConfigError> {
+        let at = |k: &str| format!("audit.sinks.{name}.{k}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(self.err(
+                format!("audit.sinks.{name}"),
+                "a sink's name is 1 to 64 letters, digits, `-` or `_` (it names the sink's cursor file)",
+            ));
+        }
+        let kind = raw.kind.ok_or_else(|| {
+            self.err(
+                at("kind"),
+                "missing: \"syslog\", \"splunk-hec\", \"otlp\" or \"webhook\"",
+            )
+        })?;
+        let refuse = |key: &str, present: bool| -> Result<(), ConfigError> {
+            if present {
+                return Err(self.err(at(key), format!("does not apply to a `{kind}` sink")));
+            }
+            Ok(())
+        };
+        match kind.as_str() {
+            "syslog" => {
+                let Some(address) = &raw.address else {
+                    return Err(self.err(at("address"), "missing: the receiver's `host:port`"));
+                };
+                let port = address.rsplit_once(':').and_then(|(h, p)| {
+                    (!h.is_empty()).then_some(())?;
+                    p.parse::<u16>().ok().filter(|p| *p > 0)
+                });
+                if port.is_none() {
+                    return Err(
+                        self.err(at("address"), format!("`{address}`: expected `host:port`"))
+                    );
+                }
+                refuse("url", raw.url.is_some())?;
+                refuse("token", raw.token.is_some())?;
+                refuse("headers", raw.headers.is_some())?;
+                refuse(
+                    "server_name",
+                    raw.server_name.is_some() && raw.tls_ca.is_none(),
+                )?;
+            }
+            "splunk-hec" | "otlp" | "webhook" => {
+                let Some(url) = &raw.url else {
+                    return Err(self.err(at("url"), "missing: the receiver's URL"));
+                };
+                self.sink_url(&at("url"), url)?;
+                if kind == "splunk-hec" && raw.token.is_none() {
+                    return Err(self.err(at("token"), "missing: the HEC token"));
+                }
+                refuse("token", kind != "splunk-hec" && raw.token.is_some())?;
+                refuse("headers", kind == "splunk-hec" && raw.headers.is_some())?;
+                refuse("address", raw.address.is_some())?;
+                refuse("tls_ca", raw.tls_ca.is_some())?;
+                refuse("server_name", raw.server_name.is_some())?;
+            }
+            other => {
+                return Err(self.err(
+                    at("kind"),
+                    format!(
+                        "`{other}`: expected \"syslog\", \"splunk-hec\", \"otlp\" or \"webhook\""
+                    ),
+                ));
+            }
+        }
+        Ok(SinkConfig {
+            kind,
+            url: raw.url,
+            address: raw.address,
+            token: raw.token,
+            headers: raw.headers.unwrap_or_default(),
+            tls_ca: raw.tls_ca.map(|p| self.relative(p)),
+            server_name: raw.server_name,
+        })
+    }
+
+    /// `https://`, or `http://` to a loopback address only: audit records
+    /// do not cross a network in the clear.
+    fn sink_url(&self, key: &str, url: &str) -> Result<(), ConfigError> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| self.err(key, format!("`{url}`: {e}")))?;
+        let loopback = match parsed.host_str() {
+            Some("localhost") => true,
+            Some(host) => host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        };
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if loopback => Ok(()),
+            "http" => Err(self.err(
+                key,
+                format!(
+                    "`{url}`: plain http only to a loopback address; audit records go over https"
+                ),
+            )),
+            other => Err(self.err(key, format!("`{url}`: expected https:// (not {other}://)"))),
+        }
     }
 }
