@@ -317,6 +317,10 @@ impl Follower {
         let mut retry = RETRY_FIRST;
         let mut down_since: Option<String> = None;
         let mut syslog: Option<Syslog> = None;
+        // syslog has no acknowledgement: a batch written to a connection
+        // that then breaks may be lost in the kernel's buffers. After a
+        // break the batch before the failed one is sent again too.
+        let mut before_last: Option<Cursor> = None;
         while !self.stopped() {
             let (events, next) = match self.read(&cursor) {
                 Ok(read) => read,
@@ -343,12 +347,17 @@ impl Follower {
                     if let Some(why) = down_since.take() {
                         tracing::warn!(sink = %self.sink.name, "audit sink delivering again (it failed: {why})");
                     }
+                    before_last = Some(cursor);
                     cursor = next;
                     self.save(&cursor);
                     retry = RETRY_FIRST;
                 }
                 Err(why) => {
-                    syslog = None;
+                    if syslog.take().is_some()
+                        && let Some(earlier) = before_last.take()
+                    {
+                        cursor = earlier;
+                    }
                     if down_since.is_none() {
                         tracing::warn!(sink = %self.sink.name, "audit sink cannot deliver, retrying from entry {}: {why}", cursor.next_seq);
                     }
