@@ -118,9 +118,46 @@ def webhook(path: str, headers: Any, body: bytes) -> list[dict[str, Any]]:
     return events
 
 
-@pytest.fixture
-def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """rsyslogd in the foreground, taking RFC 5424 over TCP on a loopback port and writing each raw message to a file."""
+def tls_files(work: Path) -> dict[str, Path]:
+    """A CA and a server certificate for localhost and 127.0.0.1 signed by it, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "palisade test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {"ca": work / "ca.pem", "cert": work / "cert.pem", "key": work / "key.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return files
+
+
+@pytest.fixture(params=["tcp", "tls"])
+def rsyslog(request, tmp_path: Path) -> Iterator[tuple[int, Path, Path | None]]:
+    """rsyslogd in the foreground, taking RFC 5424 over TCP (or TLS, with rsyslog-gnutls) on a loopback port and writing each raw message to a file; yields the port, the file, and the CA file for TLS."""
     binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not Path(binary).exists():
         pytest.fail("rsyslogd is not installed (Debian: apt-get install rsyslog); scripts/test installs it")
@@ -129,10 +166,20 @@ def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     out = work / "received.log"
     port = free_port()
     conf = work / "rsyslog.conf"
+    ca: Path | None = None
+    if request.param == "tls":
+        files = tls_files(work)
+        ca = files["ca"]
+        head = (
+            f'global(workDirectory="{work}" DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{files["ca"]}"'
+            f' DefaultNetstreamDriverCertFile="{files["cert"]}" DefaultNetstreamDriverKeyFile="{files["key"]}")\n'
+            'module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")\n'
+        )
+    else:
+        head = f'global(workDirectory="{work}")\nmodule(load="imtcp")\n'
     conf.write_text(
-        f'global(workDirectory="{work}")\n'
-        'module(load="imtcp")\n'
-        f'input(type="imtcp" port="{port}" address="127.0.0.1")\n'
+        head
+        + f'input(type="imtcp" port="{port}" address="127.0.0.1")\n'
         'template(name="raw" type="string" string="%rawmsg%\\n")\n'
         f'*.* action(type="omfile" file="{out}" template="raw" flushOnTXEnd="on")\n'
     )
@@ -151,7 +198,7 @@ def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
                 pytest.fail(f"rsyslogd exited: {proc.stdout.read().decode() if proc.stdout else ''}")
             time.sleep(0.1)
     try:
-        yield port, out
+        yield port, out, ca
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -187,13 +234,14 @@ def wait_for(what: str, done, timeout: float = 45) -> None:
 
 
 def test_every_entry_and_checkpoint_reaches_each_sink_and_a_sink_that_was_down_catches_up(launcher, tmp_path, rsyslog):
-    syslog_port, syslog_file = rsyslog
+    syslog_port, syslog_file, ca = rsyslog
+    tls = f'tls_ca = "{ca}"\nserver_name = "localhost"\n' if ca else ""
     otlp_receiver = Receiver(otlp)
     hook = Receiver(webhook)
     hec_port = free_port()  # nothing listens here yet: the HEC receiver is down
     extra = (
         '[audit]\ncheckpoint_interval = "1s"\n'
-        f'[audit.sinks.siem]\nkind = "syslog"\naddress = "127.0.0.1:{syslog_port}"\n'
+        f'[audit.sinks.siem]\nkind = "syslog"\naddress = "127.0.0.1:{syslog_port}"\n{tls}'
         f'[audit.sinks.splunk]\nkind = "splunk-hec"\nurl = "http://127.0.0.1:{hec_port}/services/collector/event"\ntoken = "{HEC_TOKEN}"\n'
         f'[audit.sinks.otel]\nkind = "otlp"\nurl = "http://127.0.0.1:{otlp_receiver.port}/v1/logs"\n'
         f'[audit.sinks.hook]\nkind = "webhook"\nurl = "http://127.0.0.1:{hook.port}/audit"\nheaders = {{ X-Team = "secops" }}\n'
