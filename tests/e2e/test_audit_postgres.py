@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ import anyio
 import pytest
 
 from layer1 import cli, client, ok
-from support import palisade_bin
+from support import http_request, palisade_bin
 from test_audit_log import audit_gateway, reads
 from test_shared_state import database, psql  # noqa: F401  (database is a fixture)
 
@@ -63,6 +64,7 @@ def roles(database: str) -> Iterator[dict[str, str]]:  # noqa: F811
 
 def pg_gateway(launcher: Any, tmp_path: Path, url: str, node: str, extra: str = "") -> tuple[Any, Path]:
     settings = f'[audit]\npostgres = "{url}"\nnode = "{node}"\n{extra}'
+    tmp_path.mkdir(parents=True, exist_ok=True)  # the upstream's log is bound into its sandbox: it must exist
     return audit_gateway(launcher, tmp_path, settings)
 
 
@@ -210,6 +212,8 @@ def test_nodes_write_their_own_chains_a_kill_9_loses_nothing_and_one_node_has_on
     stop.set()
     worker.join(timeout=60)
     b.proc.stop()
+    on_a = [p for p in answered if p.startswith("/a")]
+    assert len(on_a) >= 150 and len(answered) > len(on_a), f"{len(on_a)} calls answered by gw-a, {len(answered) - len(on_a)} by gw-b"
 
     # Restarted, node gw-a adopts what followed its last checkpoint and signs it.
     again = launcher.gateway({}, data_dir=a.data_dir, config=config_a)
@@ -252,3 +256,37 @@ def test_a_missing_database_or_table_is_named_at_start(launcher, tmp_path, datab
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n[audit]\npostgres = "mysql://h/db"\n')
     done = cli(config, "check")
     assert done.returncode != 0 and "`audit.postgres`: must be a postgres:// or postgresql:// URL" in done.stderr, done.stderr
+
+
+def test_a_log_that_cannot_be_written_refuses_calls_unless_the_operator_chose_to_continue(launcher, tmp_path, roles):
+    refuse, _ = pg_gateway(launcher, tmp_path / "r", roles["gateway"], "gw-r")
+    carry_on, _ = pg_gateway(launcher, tmp_path / "c", roles["gateway"], "gw-c", 'on_failure = "continue"\n')
+    reads(refuse, ["/r/before"])
+    reads(carry_on, ["/c/before"])
+
+    # The owner takes the gateway's INSERT away: every append now fails, as a full or lost database would.
+    role = roles["gateway"].split("://", 1)[1].split("@", 1)[0]
+    psql(roles["owner"], f"REVOKE INSERT ON palisade_audit_entries FROM {role}")
+    try:
+        reads(refuse, ["/r/unaudited"])
+    except Exception as e:  # the SDK's error, inside the task group's
+        said = "".join(traceback.format_exception(e))
+        assert "palisade cannot write its audit log" in said, said
+    else:
+        raise AssertionError("a session opened and a call went ahead with no audit log")
+    executed = (tmp_path / "r" / "executed.jsonl").read_text()
+    assert "/r/before" in executed and "/r/unaudited" not in executed, "a call ran that the log could not hold"
+
+    reads(carry_on, ["/c/unaudited"])
+    assert "/c/unaudited" in (tmp_path / "c" / "executed.jsonl").read_text()
+    health = json.loads(http_request(carry_on.base, "GET", "/healthz").body)
+    assert any(d.startswith("audit: ") and "could not be written" in d for d in health["degraded"]), health["degraded"]
+    assert not any(d.startswith("audit: ") for d in json.loads(http_request(refuse.base, "GET", "/healthz").body)["degraded"])
+
+    # Writable again: the refusing gateway serves again, its chain intact.
+    psql(roles["owner"], f"GRANT INSERT ON palisade_audit_entries TO {role}")
+    reads(refuse, ["/r/after"])
+    refuse.proc.stop()
+    carry_on.proc.stop()
+    out = ok(cli(tmp_path / "r" / "palisade.toml", "audit", "verify"))
+    assert "node `gw-r`" in out and "nothing altered" in out, out

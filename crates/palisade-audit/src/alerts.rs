@@ -512,6 +512,20 @@ pub struct Watched {
     log: std::sync::Arc<crate::AuditLog>,
     alerts: std::sync::Arc<Alerts>,
     sink: AlertSink,
+    on_failure: OnFailure,
+    /// Records lost under [`OnFailure::Continue`].
+    lost: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What happens to an action whose record cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// It does not happen: the call is refused (the default; no unaudited actions).
+    #[default]
+    Refuse,
+    /// It goes ahead unrecorded; each lost record is counted, logged, and
+    /// reported as degraded.
+    Continue,
 }
 
 impl std::fmt::Debug for Watched {
@@ -528,8 +542,21 @@ impl Watched {
         log: std::sync::Arc<crate::AuditLog>,
         alerts: std::sync::Arc<Alerts>,
         sink: AlertSink,
+        on_failure: OnFailure,
     ) -> Self {
-        Self { log, alerts, sink }
+        Self {
+            log,
+            alerts,
+            sink,
+            on_failure,
+            lost: std::sync::Arc::default(),
+        }
+    }
+
+    /// How many records were lost under [`OnFailure::Continue`] (shared,
+    /// for the gateway's health).
+    pub fn lost(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        std::sync::Arc::clone(&self.lost)
     }
 }
 
@@ -547,10 +574,16 @@ impl palisade_core::stage::Audit for Watched {
             })?;
             let canonical = crate::entry::CanonicalRecord::from_value(&record)
                 .map_err(|e| failed(format!("audit record refused: {e}")))?;
-            self.log
-                .append_canonical(canonical, durability)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
+            if let Err(e) = self.log.append_canonical(canonical, durability).await {
+                if self.on_failure == OnFailure::Refuse {
+                    return Err(failed(e.to_string()));
+                }
+                let lost = self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::error!(
+                    lost,
+                    "audit record lost, the action goes ahead ([audit] on_failure = \"continue\"): {e}"
+                );
+            }
             for fired in self.alerts.observe(&record, Instant::now()) {
                 (self.sink)(fired);
             }

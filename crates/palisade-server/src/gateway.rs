@@ -102,6 +102,8 @@ pub struct Gateway {
     next_call: AtomicU64,
     /// Layer 6's log, which the pipeline writes; checkpointed at shutdown.
     pub audit: Arc<palisade_audit::AuditLog>,
+    /// Records lost under `[audit] on_failure = "continue"`.
+    pub audit_lost: Arc<std::sync::atomic::AtomicU64>,
     /// Layer 6's SIEM sinks following the log; stopped at shutdown.
     sinks: std::sync::Mutex<Option<palisade_audit::sinks::Streams>>,
     /// Layer 6's alerts: what records them as the rules raise them.
@@ -253,7 +255,9 @@ impl Gateway {
                 config.alerts.rules.clone(),
             )),
             alert_sink,
+            config.audit.on_failure,
         );
+        let audit_lost = watched.lost();
         let tasks = TaskTracker::new();
         let sandboxes = crate::sandbox::start(&config)?;
         if let Some(sandboxes) = &sandboxes {
@@ -359,6 +363,7 @@ impl Gateway {
             learnt: Mutex::new(vec![None; upstream_count]),
             audit,
             sinks: std::sync::Mutex::new(sinks),
+            audit_lost,
             alerts: Arc::new(alerts),
             tasks,
         }))

@@ -13,6 +13,7 @@ use super::{ConfigError, as_humantime};
 /// `[audit]` as written.
 #[derive(Debug, Default)]
 pub(super) struct RawAudit {
+    on_failure: Option<String>,
     postgres: Option<String>,
     node: Option<String>,
     sync: Option<String>,
@@ -37,6 +38,7 @@ struct RawSink {
 impl RawAudit {
     pub(super) fn read(mut f: Fields<'_, '_>) -> Result<Self, ConfigError> {
         let raw = RawAudit {
+            on_failure: f.string("on_failure")?,
             postgres: f.secret_string("postgres")?,
             node: f.string("node")?,
             sync: f.string("sync")?,
@@ -69,6 +71,10 @@ impl RawAudit {
 /// The audit log's settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditConfig {
+    /// What happens to an action whose record cannot be written: `refuse`
+    /// (the default) or `continue`.
+    #[serde(serialize_with = "on_failure_name")]
+    pub on_failure: palisade_audit::alerts::OnFailure,
     /// A `postgres://` URL: the log goes to PostgreSQL instead of the data
     /// directory. Printed masked by `palisade check`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +190,16 @@ const SYNC_MODES: [(&str, palisade_audit::SyncMode); 3] = [
     ("background", palisade_audit::SyncMode::Background),
 ];
 
+fn on_failure_name<S: serde::Serializer>(
+    mode: &palisade_audit::alerts::OnFailure,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match mode {
+        palisade_audit::alerts::OnFailure::Refuse => "refuse",
+        palisade_audit::alerts::OnFailure::Continue => "continue",
+    })
+}
+
 fn sync_name<S: serde::Serializer>(
     mode: &palisade_audit::SyncMode,
     s: S,
@@ -291,7 +307,18 @@ impl Validator<'_> {
                 "sinks follow the embedded log's files; streaming the PostgreSQL log is not built yet",
             ));
         }
+        let on_failure = match raw.on_failure.as_deref() {
+            None | Some("refuse") => palisade_audit::alerts::OnFailure::Refuse,
+            Some("continue") => palisade_audit::alerts::OnFailure::Continue,
+            Some(other) => {
+                return Err(self.err(
+                    "audit.on_failure",
+                    format!("`{other}`: expected \"refuse\" or \"continue\""),
+                ));
+            }
+        };
         Ok(AuditConfig {
+            on_failure,
             sinks,
             postgres: raw.postgres,
             node,

@@ -136,6 +136,14 @@ pub(super) async fn health(State(server): State<Arc<Server>>) -> HttpResponse {
     if let Some(detail) = &limits.detail {
         degraded.push(format!("limits: {detail}"));
     }
+    let lost = gateway
+        .audit_lost
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if lost > 0 {
+        degraded.push(format!(
+            "audit: {lost} records could not be written and their actions went ahead (on_failure = \"continue\")"
+        ));
+    }
     let body = json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
