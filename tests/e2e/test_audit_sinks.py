@@ -155,6 +155,22 @@ def tls_files(work: Path) -> dict[str, Path]:
     return files
 
 
+def ocsf_webhook(path: str, headers: Any, body: bytes) -> list[dict[str, Any]]:
+    """A webhook taking OCSF 1.3 events: each keeps palisade's record under unmapped, calls are API Activity, sessions Authentication."""
+    out = []
+    for e in json.loads(body):
+        assert e["metadata"]["version"] == "1.3.0" and e["type_uid"] == e["class_uid"] * 100 + e["activity_id"], e
+        record = e["unmapped"]["palisade"]
+        if record.get("event") in ("call-intent", "call-outcome"):
+            assert (e["class_uid"], e["category_uid"]) == (6003, 6) and e["api"]["operation"] == "files/read_file", e
+        if record.get("event") in ("session-opened", "session-closed"):
+            assert e["class_uid"] == 3002 and e["user"]["uid"] == record["principal"], e
+        kind, _, n = e["metadata"]["uid"].partition("-")
+        assert kind in ("seq", "checkpoint") and int(n) == e["metadata"]["sequence"], e["metadata"]
+        out.append({kind: int(n), "class_uid": e["class_uid"]})
+    return out
+
+
 @pytest.fixture(params=["tcp", "tls"])
 def rsyslog(request, tmp_path: Path) -> Iterator[tuple[int, Path, Path | None]]:
     """rsyslogd in the foreground, taking RFC 5424 over TCP (or TLS, with rsyslog-gnutls) on a loopback port and writing each raw message to a file; yields the port, the file, and the CA file for TLS."""
@@ -238,6 +254,7 @@ def test_every_entry_and_checkpoint_reaches_each_sink_and_a_sink_that_was_down_c
     tls = f'tls_ca = "{ca}"\nserver_name = "localhost"\n' if ca else ""
     otlp_receiver = Receiver(otlp)
     hook = Receiver(webhook)
+    ocsf = Receiver(ocsf_webhook)
     hec_port = free_port()  # nothing listens here yet: the HEC receiver is down
     extra = (
         '[audit]\ncheckpoint_interval = "1s"\n'
@@ -245,6 +262,7 @@ def test_every_entry_and_checkpoint_reaches_each_sink_and_a_sink_that_was_down_c
         f'[audit.sinks.splunk]\nkind = "splunk-hec"\nurl = "http://127.0.0.1:{hec_port}/services/collector/event"\ntoken = "{HEC_TOKEN}"\n'
         f'[audit.sinks.otel]\nkind = "otlp"\nurl = "http://127.0.0.1:{otlp_receiver.port}/v1/logs"\n'
         f'[audit.sinks.hook]\nkind = "webhook"\nurl = "http://127.0.0.1:{hook.port}/audit"\nheaders = {{ X-Team = "secops" }}\n'
+        f'[audit.sinks.ocsf]\nkind = "webhook"\nformat = "ocsf"\nurl = "http://127.0.0.1:{ocsf.port}/ocsf"\n'
     )
     gateway, config = audit_gateway(launcher, tmp_path, extra)
     # The token is masked in what `palisade check` prints.
@@ -260,6 +278,9 @@ def test_every_entry_and_checkpoint_reaches_each_sink_and_a_sink_that_was_down_c
 
     wait_for("otlp and the webhook", lambda: written() <= otlp_receiver.seqs() and written() <= hook.seqs() and otlp_receiver.checkpoints())
     wait_for("rsyslog", lambda: written() <= syslog_seqs(syslog_file)[0])
+    wait_for("the ocsf webhook", lambda: written() <= ocsf.seqs())
+    assert ocsf.problems == [], ocsf.problems
+    assert {6003, 3002} <= {e["class_uid"] for e in ocsf.events}, {e["class_uid"] for e in ocsf.events}
     seqs, cps, bad = syslog_seqs(syslog_file)
     assert bad == [] and cps, (bad[:3], cps)
     assert otlp_receiver.problems == [] and hook.problems == [], (otlp_receiver.problems, hook.problems)
@@ -288,6 +309,7 @@ def test_every_entry_and_checkpoint_reaches_each_sink_and_a_sink_that_was_down_c
         hec_receiver.close()
         otlp_receiver.close()
         hook.close()
+        ocsf.close()
 
 
 def test_bad_sink_settings_are_named_at_load(tmp_path):
@@ -299,6 +321,7 @@ def test_bad_sink_settings_are_named_at_load(tmp_path):
         ('[audit.sinks.a]\nkind = "otlp"\nurl = "http://siem.example.com/v1/logs"\n', "plain http only to a loopback address"),
         ('[audit.sinks.a]\nkind = "webhook"\nurl = "https://h/x"\naddress = "h:1"\n', "`audit.sinks.a.address`: does not apply to a `webhook` sink"),
         ('[audit.sinks."a/b"]\nkind = "webhook"\nurl = "https://h/x"\n', "a sink's name is 1 to 64 letters"),
+        ('[audit.sinks.a]\nkind = "webhook"\nurl = "https://h/x"\nformat = "cef"\n', "`audit.sinks.a.format`: `cef`: expected"),
     ]:
         config = tmp_path / "p.toml"
         config.write_text(f'data_dir = "{tmp_path / "d"}"\n{extra}')

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod log;
 pub mod merkle;
+pub mod ocsf;
 pub mod postgres;
 pub mod sinks;
 pub mod verify;

@@ -53,6 +53,17 @@ pub struct Sink {
     /// Its name in the config (`[audit.sinks.NAME]`), which names its cursor.
     pub name: String,
     pub kind: Kind,
+    pub format: Format,
+}
+
+/// How events are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// palisade's own records, each with its `seq` (or `checkpoint`) added.
+    #[default]
+    Palisade,
+    /// OCSF 1.3 events ([`crate::ocsf`]).
+    Ocsf,
 }
 
 /// Where a sink delivers, and how.
@@ -197,11 +208,23 @@ impl Severity {
 }
 
 impl Event {
-    /// The event as receivers see it: the record's fields and the key.
-    fn json(&self) -> Value {
-        let mut body = self.body.clone();
-        body.insert(self.key.0.to_owned(), json!(self.key.1));
-        Value::Object(body)
+    /// The event as receivers see it: the record's fields and the key,
+    /// or the record as an OCSF event.
+    fn json(&self, format: Format) -> Value {
+        match format {
+            Format::Palisade => {
+                let mut body = self.body.clone();
+                body.insert(self.key.0.to_owned(), json!(self.key.1));
+                Value::Object(body)
+            }
+            Format::Ocsf => {
+                let millis = self
+                    .time
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                crate::ocsf::shape(&self.body, self.key, millis)
+            }
+        }
     }
 }
 
@@ -434,7 +457,7 @@ impl Follower {
                 };
                 let mut out = Vec::new();
                 for event in events {
-                    let message = syslog_message(event, &self.node);
+                    let message = syslog_message(event, &self.node, self.sink.format);
                     out.extend_from_slice(format!("{} ", message.len()).as_bytes());
                     out.extend_from_slice(&message);
                 }
@@ -452,7 +475,7 @@ impl Follower {
                         "host": self.node,
                         "source": "palisade",
                         "sourcetype": "palisade:audit",
-                        "event": event.json(),
+                        "event": event.json(self.sink.format),
                         "fields": {event.key.0: event.key.1},
                     });
                     body.extend_from_slice(object.to_string().as_bytes());
@@ -479,7 +502,7 @@ impl Follower {
                             "timeUnixNano": nanos.to_string(),
                             "severityNumber": number,
                             "severityText": text,
-                            "body": {"stringValue": event.json().to_string()},
+                            "body": {"stringValue": event.json(self.sink.format).to_string()},
                             "attributes": [
                                 {"key": format!("palisade.{}", event.key.0), "value": {"intValue": event.key.1.to_string()}},
                                 {"key": "event.name", "value": {"stringValue": event.name}},
@@ -497,7 +520,7 @@ impl Follower {
                 post(http, url, headers, body.to_string().into_bytes()).await
             }
             Kind::Webhook { url, headers } => {
-                let body: Vec<Value> = events.iter().map(Event::json).collect();
+                let body: Vec<Value> = events.iter().map(|e| e.json(self.sink.format)).collect();
                 post(
                     http,
                     url,
@@ -575,7 +598,7 @@ async fn post(
 
 /// RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG`,
 /// facility 13 (log audit); the key as structured data.
-fn syslog_message(event: &Event, node: &str) -> Vec<u8> {
+fn syslog_message(event: &Event, node: &str, format: Format) -> Vec<u8> {
     let pri = 13 * 8 + u16::from(event.severity.syslog());
     let time = humantime::format_rfc3339_micros(event.time);
     let field = |s: &str, max: usize| -> String {
@@ -597,7 +620,7 @@ fn syslog_message(event: &Event, node: &str) -> Vec<u8> {
         field(&event.name, 32),
         event.key.0,
         event.key.1,
-        event.json()
+        event.json(format)
     )
     .into_bytes()
 }

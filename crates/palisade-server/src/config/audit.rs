@@ -27,6 +27,7 @@ pub(super) struct RawAudit {
 #[derive(Debug, Default)]
 struct RawSink {
     kind: Option<String>,
+    format: Option<String>,
     url: Option<String>,
     address: Option<String>,
     token: Option<String>,
@@ -51,6 +52,7 @@ impl RawAudit {
                 .map(|(name, mut t)| {
                     let sink = RawSink {
                         kind: t.string("kind")?,
+                        format: t.string("format")?,
                         url: t.string("url")?,
                         address: t.string("address")?,
                         token: t.secret_string("token")?,
@@ -105,6 +107,8 @@ pub struct AuditConfig {
 pub struct SinkConfig {
     /// `syslog`, `splunk-hec`, `otlp` or `webhook`.
     pub kind: String,
+    /// `palisade` (its own records) or `ocsf`.
+    pub format: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// syslog: `host:port`.
@@ -179,6 +183,11 @@ impl SinkConfig {
         Sink {
             name: name.to_owned(),
             kind,
+            format: if self.format == "ocsf" {
+                palisade_audit::sinks::Format::Ocsf
+            } else {
+                palisade_audit::sinks::Format::Palisade
+            },
         }
     }
 }
@@ -405,8 +414,16 @@ impl Validator<'_> {
                 ));
             }
         }
+        let format = raw.format.unwrap_or_else(|| "palisade".into());
+        if !matches!(format.as_str(), "palisade" | "ocsf") {
+            return Err(self.err(
+                at("format"),
+                format!("`{format}`: expected \"palisade\" or \"ocsf\""),
+            ));
+        }
         Ok(SinkConfig {
             kind,
+            format,
             url: raw.url,
             address: raw.address,
             token: raw.token,
