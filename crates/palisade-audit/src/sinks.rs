@@ -22,7 +22,7 @@
 //! array of events per POST).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -533,35 +533,38 @@ impl Follower {
     }
 }
 
-/// Reads up to `max` whole lines from `offset`; returns them and the offset after them.
+/// Reads up to `max` whole lines from `offset`; returns them and the offset
+/// after them. A line being written (no newline yet) is left for next time.
 fn whole_lines(path: &Path, offset: u64, max: usize) -> std::io::Result<(Vec<Vec<u8>>, u64)> {
+    use std::io::BufRead;
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
         Err(e) => return Err(e),
     };
-    let len = file.metadata()?.len();
-    if len < offset {
+    if file.metadata()?.len() < offset {
         // The file is shorter than what was sent (moved aside and started
         // again): follow the new one from its start.
         return whole_lines(path, 0, max);
     }
     file.seek(SeekFrom::Start(offset))?;
-    let mut chunk = Vec::new();
-    file.take(4 << 20).read_to_end(&mut chunk)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut lines = Vec::new();
-    let mut used = 0usize;
-    for line in chunk.split_inclusive(|&b| b == b'\n') {
-        if lines.len() >= max || line.last() != Some(&b'\n') {
+    let mut at = offset;
+    let mut line = Vec::new();
+    while lines.len() < max {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
             break;
         }
-        used += line.len();
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        if !body.is_empty() {
-            lines.push(body.to_vec());
+        at += n as u64;
+        line.pop();
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
         }
     }
-    Ok((lines, offset + used as u64))
+    Ok((lines, at))
 }
 
 async fn post(
