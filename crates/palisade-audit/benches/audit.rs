@@ -69,6 +69,36 @@ fn temp(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Appends every record from `writers` tasks at once, each waiting for its own.
+fn append_all(
+    runtime: &tokio::runtime::Runtime,
+    log: &Arc<AuditLog>,
+    records: &Arc<Vec<Redacted<AuditLine>>>,
+    writers: u64,
+    durability: Durability,
+) {
+    let n = records.len() as u64;
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let log = Arc::clone(log);
+            let records = Arc::clone(records);
+            tasks.spawn(async move {
+                let mut i = w;
+                while i < n {
+                    log.append_record(&records[i as usize], durability)
+                        .await
+                        .unwrap();
+                    i += writers;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+}
+
 fn appends_grouped(n: u64, writers: u64, durability: Durability) -> (f64, std::path::PathBuf) {
     let dir = temp(&format!("grouped-{durability:?}"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,25 +115,7 @@ fn appends_grouped(n: u64, writers: u64, durability: Durability) -> (f64, std::p
         .unwrap(),
     );
     let start = Instant::now();
-    runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..writers {
-            let log = Arc::clone(&log);
-            let records = Arc::clone(&records);
-            tasks.spawn(async move {
-                let mut i = w;
-                while i < n {
-                    log.append_record(&records[i as usize], durability)
-                        .await
-                        .unwrap();
-                    i += writers;
-                }
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap();
-        }
-    });
+    append_all(&runtime, &log, &records, writers, durability);
     let rate = n as f64 / start.elapsed().as_secs_f64();
     log.close();
     (rate, dir)
@@ -193,25 +205,7 @@ fn appends_postgres(url: &str, n: u64, writers: u64) -> (f64, f64) {
     );
     let records: Arc<Vec<_>> = Arc::new((0..n).map(record).collect());
     let start = Instant::now();
-    runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..writers {
-            let log = Arc::clone(&log);
-            let records = Arc::clone(&records);
-            tasks.spawn(async move {
-                let mut i = w;
-                while i < n {
-                    log.append_record(&records[i as usize], Durability::Stored)
-                        .await
-                        .unwrap();
-                    i += writers;
-                }
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap();
-        }
-    });
+    append_all(&runtime, &log, &records, writers, Durability::Stored);
     let grouped = n as f64 / start.elapsed().as_secs_f64();
     log.close();
 

@@ -69,9 +69,9 @@ pub enum Format {
 /// Where a sink delivers, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    /// RFC 5424 over TCP (`address` is `host:port`), or over TLS when
-    /// `tls` is set (RFC 5425's framing, checked against `ca` or, without
-    /// it, the system's roots is not built: a CA file is required).
+    /// RFC 5424 over TCP (`address` is `host:port`), or over TLS (RFC
+    /// 5425) when `tls` is set, the receiver's certificate checked against
+    /// the CA file it names.
     Syslog { address: String, tls: Option<Tls> },
     /// Splunk's HTTP Event Collector: `url` is the `/services/collector/event` endpoint.
     SplunkHec { url: String, token: String },
@@ -677,21 +677,16 @@ impl Syslog {
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        async fn write<W: tokio::io::AsyncWrite + Unpin>(
+            w: &mut W,
+            bytes: &[u8],
+        ) -> std::io::Result<()> {
+            w.write_all(bytes).await?;
+            w.flush().await
+        }
         let written = match self {
-            Syslog::Tcp(s) => {
-                tokio::time::timeout(SEND_TIMEOUT, async {
-                    s.write_all(bytes).await?;
-                    s.flush().await
-                })
-                .await
-            }
-            Syslog::Tls(s) => {
-                tokio::time::timeout(SEND_TIMEOUT, async {
-                    s.write_all(bytes).await?;
-                    s.flush().await
-                })
-                .await
-            }
+            Syslog::Tcp(s) => tokio::time::timeout(SEND_TIMEOUT, write(s, bytes)).await,
+            Syslog::Tls(s) => tokio::time::timeout(SEND_TIMEOUT, write(s.as_mut(), bytes)).await,
         };
         match written {
             Ok(Ok(())) => Ok(()),
