@@ -568,12 +568,13 @@ impl palisade_core::stage::Audit for Watched {
     ) -> palisade_core::stage::StageFuture<'a, ()> {
         Box::pin(async move {
             let failed = |e: String| palisade_core::stage::StageError::new(e);
-            // Parsed once: for its canonical form and for the rules.
+            // Canonicalized from its text (faster than from a parsed
+            // value), then parsed for the rules.
+            let canonical = crate::entry::CanonicalRecord::of(line.get().bytes())
+                .map_err(|e| failed(format!("audit record refused: {e}")))?;
             let record: Value = serde_json::from_slice(line.get().bytes()).map_err(|e| {
                 failed(format!("audit record refused: the record is not JSON: {e}"))
             })?;
-            let canonical = crate::entry::CanonicalRecord::from_value(&record)
-                .map_err(|e| failed(format!("audit record refused: {e}")))?;
             if let Err(e) = self.log.append_canonical(canonical, durability).await {
                 if self.on_failure == OnFailure::Refuse {
                     return Err(failed(e.to_string()));

@@ -7,7 +7,6 @@
 //! closing one — and a verifier reads them without parsing the record.
 //! An entry's hash is its RFC 6962 leaf hash, SHA-256(0x00 ‖ line).
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// A SHA-256 digest.
@@ -23,10 +22,8 @@ const SEQ: &[u8] = b",\"seq\":";
 /// Why a record could not become an entry.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("the record is not JSON: {0}")]
-    NotJson(serde_json::Error),
-    #[error("the record cannot be canonicalized: {0}")]
-    NotCanonical(String),
+    #[error("the record is not JSON with a canonical form: {0}")]
+    NotJson(crate::canonical::Invalid),
 }
 
 /// A record (JSON) in its canonical form, ready to be framed.
@@ -35,15 +32,9 @@ pub struct CanonicalRecord(Vec<u8>);
 
 impl CanonicalRecord {
     pub fn of(record: &[u8]) -> Result<Self, FrameError> {
-        let value: Value = serde_json::from_slice(record).map_err(FrameError::NotJson)?;
-        Self::from_value(&value)
-    }
-
-    /// The canonical form of a record already parsed.
-    pub fn from_value(value: &Value) -> Result<Self, FrameError> {
-        crate::canonical::to_vec(value)
+        crate::canonical::from_slice(record)
             .map(Self)
-            .map_err(|e| FrameError::NotCanonical(e.to_string()))
+            .map_err(FrameError::NotJson)
     }
 }
 
@@ -132,7 +123,7 @@ mod tests {
         let record = br#"{"z": 1, "event": "call-intent", "a": {"y": [1.0, "x"], "b": null}}"#;
         let prev = leaf_hash(b"before");
         let line = frame(&prev, 41, record).unwrap();
-        let value: Value = serde_json::from_slice(&line).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(crate::canonical::to_vec(&value).unwrap(), line);
         assert_eq!(value["seq"], 41);
         assert_eq!(value["record"]["event"], "call-intent");
