@@ -24,7 +24,7 @@ import anyio
 import pytest
 
 from layer1 import cli, client, ok
-from support import http_request, palisade_bin
+from support import free_port, http_request, palisade_bin
 from test_audit_log import audit_gateway, reads
 from test_shared_state import database, psql  # noqa: F401  (database is a fixture)
 
@@ -290,3 +290,47 @@ def test_a_log_that_cannot_be_written_refuses_calls_unless_the_operator_chose_to
     carry_on.proc.stop()
     out = ok(cli(tmp_path / "r" / "palisade.toml", "audit", "verify"))
     assert "node `gw-r`" in out and "nothing altered" in out, out
+
+
+def test_each_node_streams_its_own_rows_to_the_sinks_and_a_sink_that_was_down_catches_up(launcher, tmp_path, roles):
+    from test_audit_sinks import Receiver, wait_for, webhook
+
+    hook = Receiver(webhook)
+    late_port = free_port()  # nothing listens here yet: this receiver is down
+    sinks = (
+        'checkpoint_interval = "1s"\n'
+        f'[audit.sinks.hook]\nkind = "webhook"\nurl = "http://127.0.0.1:{hook.port}/audit"\nheaders = {{ X-Team = "secops" }}\n'
+        f'[audit.sinks.late]\nkind = "webhook"\nurl = "http://127.0.0.1:{late_port}/audit"\nheaders = {{ X-Team = "secops" }}\n'
+    )
+    a, _ = pg_gateway(launcher, tmp_path / "a", roles["gateway"], "gw-a", sinks)
+    b, _ = pg_gateway(launcher, tmp_path / "b", roles["gateway"], "gw-b")  # a node without sinks, in the same tables
+    late = None
+    try:
+        reads(a, [f"/a/{i}" for i in range(8)])
+        reads(b, ["/b/0", "/b/1"])
+
+        def rows(table: str, column: str, node: str) -> set[int]:
+            out = query(roles["super"], f"SELECT {column} FROM {table} WHERE node = '{node}'").stdout
+            return {int(v) for v in out.split()}
+
+        def arrived() -> bool:
+            return rows("palisade_audit_entries", "seq", "gw-a") <= hook.seqs() and bool(hook.checkpoints())
+
+        wait_for("gw-a's rows at the webhook", arrived)
+        assert hook.problems == [], hook.problems
+        assert max(hook.seqs()) == max(rows("palisade_audit_entries", "seq", "gw-a")), "the sink sent an entry no row holds"
+        assert hook.checkpoints() <= rows("palisade_audit_checkpoints", "n", "gw-a")
+        paths = {e["arguments"]["path"] for e in hook.events if e.get("event") == "call-outcome"}
+        assert paths == {f"/a/{i}" for i in range(8)}, f"the sink got another node's records or missed some: {paths}"
+        assert not (tmp_path / "a" / "data" / "audit.jsonl").exists() and not (a.data_dir / "audit.jsonl").exists()
+
+        # The receiver that was down comes up and gets everything since the start.
+        late = Receiver(webhook, port=late_port)
+        wait_for("the late receiver to catch up", lambda: rows("palisade_audit_entries", "seq", "gw-a") <= late.seqs() and bool(late.checkpoints()))
+        assert late.problems == [], late.problems
+    finally:
+        a.proc.stop()
+        b.proc.stop()
+        hook.close()
+        if late:
+            late.close()

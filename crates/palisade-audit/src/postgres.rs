@@ -235,6 +235,72 @@ fn export_into(target: &Target, dir: &Path) -> Result<(), String> {
     })
 }
 
+/// A node's rows read in order, from a given sequence number on: what a
+/// SIEM sink follows when the log is on PostgreSQL. Connects on first use
+/// and again after a failure.
+pub(crate) struct Rows {
+    config: Config,
+    place: String,
+    node: String,
+    client: Option<Client>,
+}
+
+impl Rows {
+    pub(crate) fn new(target: &Target) -> Result<Self, String> {
+        let config = parse_url(&target.url)?;
+        Ok(Self {
+            place: place(&config),
+            config,
+            node: target.node.clone(),
+            client: None,
+        })
+    }
+
+    /// Up to `max` lines of the node's entries (`checkpoints` false) or
+    /// checkpoints, from number `from` on, in order.
+    pub(crate) async fn after(
+        &mut self,
+        checkpoints: bool,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let client = match &mut self.client {
+            Some(client) if !client.is_closed() => client,
+            slot => slot.insert(connect(&self.config, &self.place).await?),
+        };
+        let (table, order) = if checkpoints {
+            ("palisade_audit_checkpoints", "n")
+        } else {
+            ("palisade_audit_entries", "seq")
+        };
+        let (from, max) = (
+            i64::try_from(from).unwrap_or(i64::MAX),
+            i64::try_from(max).unwrap_or(i64::MAX),
+        );
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT line FROM {table} WHERE node = $1 AND {order} >= $2 ORDER BY {order} LIMIT $3"
+                ),
+                &[&self.node, &from, &max],
+            )
+            .await
+            .map_err(|e| {
+                self.client = None;
+                format!(
+                    "cannot read the {table} of node `{}` from {}: {}",
+                    self.node,
+                    self.place,
+                    describe(&e)
+                )
+            })?;
+        rows.iter()
+            .map(|row| row.try_get::<_, String>(0).map(String::into_bytes))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("a row of {table} is not text: {}", describe(&e)))
+    }
+}
+
 /// A node's rows written out by [`export`] into a fresh temporary
 /// directory, removed when this is dropped.
 #[derive(Debug)]

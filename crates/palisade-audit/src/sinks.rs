@@ -1,4 +1,4 @@
-//! Streaming the embedded log to SIEMs: each sink follows the log's files from a cursor of its own, at least once, with each entry's sequence number for de-duplication.
+//! Streaming the audit log to SIEMs: each sink follows the log (its files, or its node's rows on PostgreSQL) from a cursor of its own, at least once, with each entry's sequence number for de-duplication.
 //!
 //! The log is the durable spool: a sink never holds records the log does
 //! not, and a call never waits for a sink. Each sink runs on a thread of its
@@ -10,6 +10,10 @@
 //! the same cursor; when it returns, it gets everything since. A crash
 //! between a send and the cursor's move sends that batch again: receivers
 //! de-duplicate by `seq` (entries) and `checkpoint` (checkpoints).
+//!
+//! On PostgreSQL a sink reads the node's rows after its cursor's numbers
+//! instead (the gateway's role may read them), so each gateway streams its
+//! own node's chain.
 //!
 //! Several processes sharing a data directory stream each sink once: the
 //! process holding the `flock` on the sink's cursor file streams it, the
@@ -33,6 +37,7 @@ use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::log::Paths;
+use crate::postgres::{Rows, Target};
 
 /// Lines sent in one batch at most.
 const BATCH: usize = 500;
@@ -96,13 +101,18 @@ pub struct Tls {
     pub server_name: Option<String>,
 }
 
-/// A sink's progress: the next entry and checkpoint to send, and where they start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A sink's progress: the next entry and checkpoint to send, and where they
+/// start in the files (unused on PostgreSQL).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Cursor {
     entries_offset: u64,
     next_seq: u64,
     checkpoints_offset: u64,
     next_checkpoint: u64,
+    /// The PostgreSQL node whose chain it follows; none for the files. A
+    /// cursor of another chain starts again from its beginning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    postgres: Option<String>,
 }
 
 /// The running sinks; dropping it (or [`Streams::stop`]) stops them.
@@ -113,9 +123,15 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// Starts one thread per sink, following the log in `paths`; `node`
-    /// names the host in every event.
-    pub fn start(paths: &Paths, sinks: &[Sink], node: &str) -> std::io::Result<Self> {
+    /// Starts one thread per sink, following the log in `paths`, or node
+    /// `postgres.node`'s chain on PostgreSQL; `node` names the host in
+    /// every event. Cursors are kept in `paths`' directory either way.
+    pub fn start(
+        paths: &Paths,
+        postgres: Option<&Target>,
+        sinks: &[Sink],
+        node: &str,
+    ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let state = paths
             .entries
@@ -128,6 +144,7 @@ impl Streams {
                 sink: sink.clone(),
                 entries: paths.entries.clone(),
                 checkpoints: paths.checkpoints.clone(),
+                postgres: postgres.cloned(),
                 cursor_path: state.join(format!("{}.json", sink.name)),
                 node: node.to_owned(),
                 stop: Arc::clone(&stop),
@@ -277,6 +294,8 @@ struct Follower {
     sink: Sink,
     entries: PathBuf,
     checkpoints: PathBuf,
+    /// Where the log is instead of the files.
+    postgres: Option<Target>,
     cursor_path: PathBuf,
     node: String,
     stop: Arc<AtomicBool>,
@@ -333,6 +352,13 @@ impl Follower {
             }
         }
         let mut cursor = self.load();
+        let mut rows = match self.postgres.as_ref().map(Rows::new).transpose() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(sink = %self.sink.name, "audit sink not started: {e}");
+                return;
+            }
+        };
         let http = reqwest::Client::builder()
             .timeout(SEND_TIMEOUT)
             .build()
@@ -345,7 +371,7 @@ impl Follower {
         // break the batch before the failed one is sent again too.
         let mut before_last: Option<Cursor> = None;
         while !self.stopped() {
-            let (events, next) = match self.read(&cursor) {
+            let (events, next) = match self.read(&cursor, rows.as_mut()).await {
                 Ok(read) => read,
                 Err(e) => {
                     tracing::error!(sink = %self.sink.name, "audit sink cannot read the log: {e}");
@@ -370,8 +396,7 @@ impl Follower {
                     if let Some(why) = down_since.take() {
                         tracing::warn!(sink = %self.sink.name, "audit sink delivering again (it failed: {why})");
                     }
-                    before_last = Some(cursor);
-                    cursor = next;
+                    before_last = Some(std::mem::replace(&mut cursor, next));
                     self.save(&cursor);
                     retry = RETRY_FIRST;
                 }
@@ -395,10 +420,15 @@ impl Follower {
     }
 
     fn load(&self) -> Cursor {
+        let chain = self.postgres.as_ref().map(|t| t.node.clone());
         std::fs::read(&self.cursor_path)
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+            .and_then(|b| serde_json::from_slice::<Cursor>(&b).ok())
+            .filter(|cursor| cursor.postgres == chain)
+            .unwrap_or(Cursor {
+                postgres: chain,
+                ..Cursor::default()
+            })
     }
 
     fn save(&self, cursor: &Cursor) {
@@ -413,11 +443,25 @@ impl Follower {
     }
 
     /// The next batch: checkpoints first (few, and what makes a cut tail
-    /// visible elsewhere), then entries; and the cursor after it.
-    fn read(&self, cursor: &Cursor) -> std::io::Result<(Vec<Event>, Cursor)> {
-        let mut next = *cursor;
+    /// visible elsewhere), then entries; and the cursor after it. From the
+    /// files, or from `rows` when the log is on PostgreSQL.
+    async fn read(
+        &self,
+        cursor: &Cursor,
+        mut rows: Option<&mut Rows>,
+    ) -> Result<(Vec<Event>, Cursor), String> {
+        let mut next = cursor.clone();
         let mut events = Vec::new();
-        let (lines, offset) = whole_lines(&self.checkpoints, cursor.checkpoints_offset, BATCH)?;
+        let lines = match rows.as_deref_mut() {
+            Some(rows) => rows.after(true, cursor.next_checkpoint, BATCH).await?,
+            None => {
+                let (lines, offset) =
+                    whole_lines(&self.checkpoints, cursor.checkpoints_offset, BATCH)
+                        .map_err(|e| format!("`{}`: {e}", self.checkpoints.display()))?;
+                next.checkpoints_offset = offset;
+                lines
+            }
+        };
         for line in &lines {
             if let Some(event) = checkpoint_event(line)
                 && event.key.1 >= cursor.next_checkpoint
@@ -426,9 +470,16 @@ impl Follower {
                 events.push(event);
             }
         }
-        next.checkpoints_offset = offset;
         let room = BATCH.saturating_sub(events.len()).max(1);
-        let (lines, offset) = whole_lines(&self.entries, cursor.entries_offset, room)?;
+        let lines = match rows {
+            Some(rows) => rows.after(false, cursor.next_seq, room).await?,
+            None => {
+                let (lines, offset) = whole_lines(&self.entries, cursor.entries_offset, room)
+                    .map_err(|e| format!("`{}`: {e}", self.entries.display()))?;
+                next.entries_offset = offset;
+                lines
+            }
+        };
         for line in &lines {
             if let Some(event) = entry_event(line)
                 && event.key.1 >= cursor.next_seq
@@ -437,7 +488,6 @@ impl Follower {
                 events.push(event);
             }
         }
-        next.entries_offset = offset;
         Ok((events, next))
     }
 

@@ -242,6 +242,7 @@ impl Gateway {
             Some(
                 palisade_audit::sinks::Streams::start(
                     &config.audit_paths(),
+                    config.audit.postgres_target().as_ref(),
                     &sinks,
                     &config.audit.node,
                 )

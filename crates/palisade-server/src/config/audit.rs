@@ -310,12 +310,6 @@ impl Validator<'_> {
             let sink = self.sink(&name, sink)?;
             sinks.insert(name, sink);
         }
-        if raw.postgres.is_some() && !sinks.is_empty() {
-            return Err(self.err(
-                "audit.sinks",
-                "sinks follow the embedded log's files; streaming the PostgreSQL log is not built yet",
-            ));
-        }
         let on_failure = match raw.on_failure.as_deref() {
             None | Some("refuse") => palisade_audit::alerts::OnFailure::Refuse,
             Some("continue") => palisade_audit::alerts::OnFailure::Continue,
