@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,60 @@ def test_each_user_sees_their_own_calls_with_the_verdict_and_why(launcher, tmp_p
     gateway.proc.stop()
     proof = json.loads(ok(cli(config, "audit", "prove", str(actions[0]["seq"]))))
     assert json.loads(proof["entry"])["record"]["arguments"] == {"path": "/alice/1"}, proof
+
+
+def test_a_full_disk_refuses_what_it_cannot_record_and_the_chain_goes_on_once_there_is_room(launcher, tmp_path):
+    """The data directory on a 1 MiB tmpfs of the gateway's own mount namespace, filled up under it."""
+    import errno
+    import re
+    import shutil
+
+    from support import palisade_bin
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    # Unsandboxed: a sandbox cannot be built inside the test's user namespace.
+    upstream = {**python_stdio("limits_server.py", "files", str(tmp_path / "executed.jsonl")), "effects": {"read_file": "read"}, "sandbox": "off"}
+    for key in ("bind", "bind_ro"):
+        upstream.pop(key, None)
+    config = write_config(tmp_path / "palisade.toml", data_dir=data_dir, upstreams={"files": upstream}, pass_through=PASS_THROUGH)
+    # unshare execs sh, which execs palisade: one pid, whose /proc/PID/root shows its mounts.
+    script = f'mount -t tmpfs -o size=1m palisade-full "{data_dir}" && exec "$0" serve --config "$1"'
+    proc = launcher.process(["unshare", "-Urm", "sh", "-c", script, palisade_bin(), str(config)], what="palisade-serve-full")
+    port = int(proc.wait_for(r"listening on https?://127\.0\.0\.1:(\d+)/mcp").group(1))
+    gateway = Gateway(proc=proc, port=port, data_dir=data_dir, config=config)
+    inside = Path(f"/proc/{proc.popen.pid}/root") / data_dir.relative_to("/")
+    assert (inside / "audit.jsonl").exists() and not (data_dir / "audit.jsonl").exists(), "the log is not on the tmpfs"
+
+    reads(gateway, ["/before"])
+    filler = inside / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+
+    try:
+        reads(gateway, ["/full"])
+    except Exception as e:  # the SDK's error, inside the task group's
+        said = "".join(traceback.format_exception(e))
+        assert "palisade cannot write its audit log" in said, said
+    else:
+        raise AssertionError("a session opened and a call ran on a full disk")
+    executed = (tmp_path / "executed.jsonl").read_text()
+    assert "/before" in executed and "/full" not in executed, "a call ran that the log could not hold"
+    assert re.search(r"No space left on device", proc.output()), proc.output()[-3000:]
+
+    filler.unlink()
+    reads(gateway, ["/after"])
+    # What the log holds, copied out of the namespace: whole, chained, signed, the refused call absent.
+    copy = tmp_path / "copy"
+    shutil.copytree(inside, copy / "data", ignore=shutil.ignore_patterns("filler", "*.lock"))
+    copy_config = copy / "palisade.toml"
+    copy_config.write_text(config.read_text().replace(str(data_dir), str(copy / "data")))
+    assert "nothing altered" in ok(cli(copy_config, "audit", "verify"))
+    paths = [e["record"]["arguments"]["path"] for e in audit_entries(copy / "data" / "audit.jsonl") if e["record"].get("event") == "call-outcome"]
+    assert paths == ["/before", "/after"], paths
