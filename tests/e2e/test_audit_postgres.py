@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
-from layer1 import cli, client, ok
+from layer1 import cli, client, create_key, ok
 from support import free_port, http_request, palisade_bin
 from test_audit_log import audit_gateway, reads
 from test_shared_state import database, psql  # noqa: F401  (database is a fixture)
@@ -334,3 +334,36 @@ def test_each_node_streams_its_own_rows_to_the_sinks_and_a_sink_that_was_down_ca
         hook.close()
         if late:
             late.close()
+
+
+def test_a_user_sees_their_calls_from_every_node_and_only_theirs(launcher, tmp_path, roles):
+    auth = "[auth]\nanonymous = false\n"
+    a, a_config = pg_gateway(launcher, tmp_path / "a", roles["gateway"], "gw-a", auth)
+    b, b_config = pg_gateway(launcher, tmp_path / "b", roles["gateway"], "gw-b", auth)
+    alice_a, alice_b, bob_b = create_key(a_config, "alice"), create_key(b_config, "alice"), create_key(b_config, "bob")
+
+    async def calls(gateway: Any, token: str, paths: list[str]) -> None:
+        async with client(gateway.url, token) as c:
+            for path in paths:
+                await c.call_tool("files__read_file", {"path": path})
+
+    for gateway, token, paths in [(a, alice_a, ["/alice/1", "/alice/2"]), (b, alice_b, ["/alice/3"]), (b, bob_b, ["/bob/1"])]:
+        anyio.run(calls, gateway, token, paths)
+
+    actions = json.loads(ok(cli(a_config, "activity", "--user", "alice", "--format", "json")))
+    assert [(x["arguments"]["path"], x["node"]) for x in actions] == [("/alice/1", "gw-a"), ("/alice/2", "gw-a"), ("/alice/3", "gw-b")], actions
+    text = ok(cli(a_config, "activity", "--user", "alice", "--limit", "1"))
+    assert len(text.splitlines()) == 1 and "on node `gw-b`" in text, text
+
+    reply = http_request(b.base, "GET", "/activity", headers={"Authorization": f"Bearer {alice_b}"})
+    body = json.loads(reply.body)
+    assert reply.status == 200 and [x["arguments"]["path"] for x in body["actions"]] == ["/alice/1", "/alice/2", "/alice/3"], body
+    reply = http_request(a.base, "GET", "/activity", headers={"Authorization": f"Bearer {alice_a}"})
+    assert "/bob/" not in reply.body.decode(), reply.body
+
+    # Each action's node and seq name its entry, which that node's chain (and key) proves alone.
+    a.proc.stop()
+    b.proc.stop()
+    third = actions[2]
+    proof = json.loads(ok(cli(b_config, "audit", "prove", str(third["seq"]))))
+    assert json.loads(proof["entry"])["record"]["arguments"] == {"path": "/alice/3"}, proof

@@ -32,6 +32,9 @@ pub struct Query {
 pub struct Action {
     /// The entry's sequence number (`palisade audit prove SEQ` proves it).
     pub seq: u64,
+    /// On PostgreSQL, the node whose chain holds the entry (`prove --node`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub time: String,
     pub session: Value,
     /// `tool`, `resource`, `prompt`, `completion`, `task-result`.
@@ -91,10 +94,11 @@ fn why(record: &Value) -> Option<String> {
         .or_else(|| outcome.get("code").map(|c| format!("upstream error {c}")))
 }
 
-fn action(seq: u64, record: &Value) -> Action {
+pub(crate) fn action(seq: u64, node: Option<String>, record: &Value) -> Action {
     let field = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
     Action {
         seq,
+        node,
         time: record
             .get("time")
             .and_then(Value::as_str)
@@ -152,14 +156,8 @@ fn scan(
         if !keep(&record) {
             continue;
         }
-        if let Some(since) = since {
-            let at = record
-                .get("time")
-                .and_then(Value::as_str)
-                .and_then(|t| humantime::parse_rfc3339(t).ok());
-            if at.is_none_or(|at| at < since) {
-                continue;
-            }
+        if !at_or_after(&record, since) {
+            continue;
         }
         out.push_back((framed.seq, record));
         if out.len() > limit {
@@ -169,28 +167,57 @@ fn scan(
     Ok(out.into())
 }
 
+/// The record's time, if it has one.
+pub(crate) fn time_of(record: &Value) -> Option<SystemTime> {
+    record
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+}
+
+/// Whether `record` is at or after `since` (every record, without a `since`).
+pub(crate) fn at_or_after(record: &Value, since: Option<SystemTime>) -> bool {
+    since.is_none_or(|since| time_of(record).is_some_and(|at| at >= since))
+}
+
 fn event(record: &Value) -> Option<&str> {
     record.get("event").and_then(Value::as_str)
 }
 
+impl Query {
+    /// What the line of one of the principal's outcomes contains: its
+    /// principal as `"principal":"ID"` (canonical JSON), and its event.
+    pub(crate) fn needles(&self) -> [String; 2] {
+        [
+            format!(
+                "\"principal\":{}",
+                serde_json::to_string(&self.principal).unwrap_or_default()
+            ),
+            "\"event\":\"call-outcome\"".to_owned(),
+        ]
+    }
+
+    /// Whether `record` is one of the principal's outcomes.
+    pub(crate) fn wants(&self, record: &Value) -> bool {
+        event(record) == Some("call-outcome")
+            && record.get("principal").and_then(Value::as_str) == Some(self.principal.as_str())
+    }
+}
+
 /// Reads `query.principal`'s actions from the entries file `path`.
 pub fn read(path: &Path, query: &Query) -> std::io::Result<Vec<Action>> {
-    // A line names its principal as `"principal":"ID"` (canonical JSON).
-    let needle = format!(
-        "\"principal\":{}",
-        serde_json::to_string(&query.principal).unwrap_or_default()
-    );
+    let needles = query.needles();
     let records = scan(
         path,
-        |line| contains(line, needle.as_bytes()) && contains(line, b"\"event\":\"call-outcome\""),
-        |record| {
-            event(record) == Some("call-outcome")
-                && record.get("principal").and_then(Value::as_str) == Some(query.principal.as_str())
-        },
+        |line| needles.iter().all(|n| contains(line, n.as_bytes())),
+        |record| query.wants(record),
         query.since,
         query.limit,
     )?;
-    Ok(records.iter().map(|(seq, r)| action(*seq, r)).collect())
+    Ok(records
+        .iter()
+        .map(|(seq, r)| action(*seq, None, r))
+        .collect())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -236,13 +263,13 @@ mod tests {
             ],
             "outcome": {"status": "denied", "stage": "limits", "code": "limited"}
         });
-        let a = action(4, &record);
+        let a = action(4, None, &record);
         assert_eq!(a.status, "denied");
         assert_eq!(
             a.why.as_deref(),
             Some("limits denied: limit `emails` (5 calls per 1 h)")
         );
         let ran = json!({"event": "call-outcome", "stages": [], "outcome": {"status": "completed", "tool_error": false}});
-        assert_eq!(action(5, &ran).why, None);
+        assert_eq!(action(5, None, &ran).why, None);
     }
 }

@@ -235,6 +235,65 @@ fn export_into(target: &Target, dir: &Path) -> Result<(), String> {
     })
 }
 
+/// `query.principal`'s actions from every node's chain in the database
+/// (a user may have been served by any gateway), each naming its node:
+/// the newest `query.limit`, oldest first, ordered by the time each
+/// node's clock wrote, then by node and sequence number. Nodes' clocks may
+/// disagree; each chain's own order is its sequence numbers.
+pub fn activity(
+    target: &Target,
+    query: &crate::activity::Query,
+) -> Result<Vec<crate::activity::Action>, String> {
+    let config = parse_url(&target.url)?;
+    let place = place(&config);
+    let [principal, event] = query.needles();
+    let rows = block_on(async {
+        let client = connect(&config, &place).await?;
+        client
+            .query(
+                "SELECT node, seq, line FROM palisade_audit_entries
+                 WHERE strpos(line, $1) > 0 AND strpos(line, $2) > 0",
+                &[&principal, &event],
+            )
+            .await
+            .map_err(|e| format!("cannot read the entries from {place}: {}", describe(&e)))
+    })?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (Ok(node), Ok(seq), Ok(line)) = (
+            row.try_get::<_, String>(0),
+            row.try_get::<_, i64>(1),
+            row.try_get::<_, String>(2),
+        ) else {
+            continue;
+        };
+        let Ok(framed) = crate::entry::parse(line.as_bytes()) else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<serde_json::Value>(framed.record) else {
+            continue;
+        };
+        if !query.wants(&record) || !crate::activity::at_or_after(&record, query.since) {
+            continue;
+        }
+        let seq = u64::try_from(seq).unwrap_or_default();
+        let at = crate::activity::time_of(&record);
+        found.push((
+            at,
+            node.clone(),
+            seq,
+            crate::activity::action(seq, Some(node), &record),
+        ));
+    }
+    found.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    let skip = found.len().saturating_sub(query.limit);
+    Ok(found
+        .into_iter()
+        .skip(skip)
+        .map(|(.., action)| action)
+        .collect())
+}
+
 /// A node's rows read in order, from a given sequence number on: what a
 /// SIEM sink follows when the log is on PostgreSQL. Connects on first use
 /// and again after a failure.

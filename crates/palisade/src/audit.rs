@@ -315,15 +315,28 @@ pub fn activity(
             .map(|d| std::time::SystemTime::now() - std::time::Duration::from(d)),
         limit: args.limit,
     };
-    let source = Source::open(config, None)?;
-    let actions = palisade_audit::activity::read(&source.paths.entries, &query)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", source.label))?;
+    // On PostgreSQL, every node's chain: a user may be served by any gateway.
+    let (actions, label) = match config.audit.postgres_target() {
+        Some(target) => (
+            palisade_audit::postgres::activity(&target, &query).map_err(|e| anyhow::anyhow!(e))?,
+            format!(
+                "the audit log in {}",
+                palisade_server::config::mask_password(&target.url)
+            ),
+        ),
+        None => {
+            let source = Source::open(config, None)?;
+            let actions = palisade_audit::activity::read(&source.paths.entries, &query)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", source.label))?;
+            (actions, source.label)
+        }
+    };
     if args.format == "json" {
         writeln!(out, "{}", serde_json::to_string_pretty(&actions)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if actions.is_empty() {
-        writeln!(out, "no calls by `{}` in {}", args.user, source.label)?;
+        writeln!(out, "no calls by `{}` in {label}", args.user)?;
         return Ok(ExitCode::SUCCESS);
     }
     for a in &actions {
@@ -339,7 +352,10 @@ pub fn activity(
         if let Some(why) = &a.why {
             write!(out, "  ({why})")?;
         }
-        writeln!(out, "  #{}", a.seq)?;
+        match &a.node {
+            Some(node) => writeln!(out, "  #{} on node `{node}`", a.seq)?,
+            None => writeln!(out, "  #{}", a.seq)?,
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

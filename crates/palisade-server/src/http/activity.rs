@@ -75,18 +75,11 @@ pub(super) async fn list(
         limit,
     };
     let config = &server.gateway.config;
-    let (path, target, keys) = (
-        config.audit_path(),
-        config.audit.postgres_target(),
-        config.audit_paths().keys,
-    );
+    let (path, target) = (config.audit_path(), config.audit.postgres_target());
     // The log is read from disk (or the database): off the async workers.
     let read = tokio::task::spawn_blocking(move || match target {
         None => palisade_audit::activity::read(&path, &q).map_err(|e| e.to_string()),
-        Some(target) => {
-            let export = palisade_audit::postgres::Export::new(&target, keys)?;
-            palisade_audit::activity::read(&export.paths.entries, &q).map_err(|e| e.to_string())
-        }
+        Some(target) => palisade_audit::postgres::activity(&target, &q),
     })
     .await;
     match read {
