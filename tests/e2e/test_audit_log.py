@@ -213,6 +213,18 @@ def test_each_user_sees_their_own_calls_with_the_verdict_and_why(launcher, tmp_p
     assert activity("pk_live_forged")[0] == 401
     assert activity(alice, "?since=yesterday")[0] == 400
 
+    # Two tenants' principals may share an id: each sees only their tenant's calls.
+    carol_acme, carol_globex = create_key(config, "carol", tenant="acme"), create_key(config, "carol", tenant="globex")
+    # (The `once` limit counts by principal id, so the second carol is refused: a call all the same.)
+    assert run(calls, carol_acme, ["/acme/1"]) == 0
+    assert run(calls, carol_globex, ["/globex/1"]) == 1
+    for token, mine in [(carol_acme, "/acme/1"), (carol_globex, "/globex/1")]:
+        status, body = activity(token)
+        assert status == 200 and [a["arguments"]["path"] for a in body["actions"]] == [mine], body
+    acme = json.loads(ok(cli(config, "activity", "--user", "carol", "--tenant", "acme", "--format", "json")))
+    assert [a["arguments"]["path"] for a in acme] == ["/acme/1"], acme
+    assert "no calls by `carol`" in ok(cli(config, "activity", "--user", "carol")), "a tenant's calls shown without --tenant"
+
     # Each action names its entry, which `audit prove` shows alone once signed.
     gateway.proc.stop()
     proof = json.loads(ok(cli(config, "audit", "prove", str(actions[0]["seq"]))))

@@ -21,6 +21,10 @@ use crate::entry;
 pub struct Query {
     /// The principal's id, as records name it.
     pub principal: String,
+    /// Its tenant: only the calls recorded under this tenant (none: only
+    /// those recorded without one), so two tenants' principals that share
+    /// an id never see each other's calls.
+    pub tenant: Option<String>,
     /// Only actions at or after this time.
     pub since: Option<SystemTime>,
     /// At most this many (the newest).
@@ -201,6 +205,7 @@ impl Query {
     pub(crate) fn wants(&self, record: &Value) -> bool {
         event(record) == Some("call-outcome")
             && record.get("principal").and_then(Value::as_str) == Some(self.principal.as_str())
+            && record.get("tenant").and_then(Value::as_str) == self.tenant.as_deref()
     }
 }
 

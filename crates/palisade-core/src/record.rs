@@ -136,6 +136,10 @@ pub struct CallRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<CallId>,
     pub principal: Principal,
+    /// The principal's tenant, where its credential names one: the
+    /// activity log shows a user only their own tenant's calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Bounded>,
     pub session: SessionId,
     pub kind: CallKind,
     pub server: Bounded,
@@ -170,6 +174,7 @@ impl CallRecord {
             call: head.id,
             parent: head.parent,
             principal: head.principal.clone(),
+            tenant: head.principal.tenant().map(Bounded::new),
             session: head.session.clone(),
             kind: head.kind,
             server: Bounded::new(Arc::clone(&head.target.server)),

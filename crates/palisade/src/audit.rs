@@ -289,6 +289,10 @@ pub struct ActivityArgs {
     /// key's principal, a token's subject).
     #[arg(long)]
     pub user: String,
+    /// The tenant the user belongs to, if their credentials name one:
+    /// only that tenant's calls by that id are shown.
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Only actions this recent (`2h`, `30m`, `7d`).
     #[arg(long)]
     pub since: Option<humantime::Duration>,
@@ -310,6 +314,7 @@ pub fn activity(
     }
     let query = palisade_audit::activity::Query {
         principal: args.user.clone(),
+        tenant: args.tenant.clone(),
         since: args
             .since
             .map(|d| std::time::SystemTime::now() - std::time::Duration::from(d)),

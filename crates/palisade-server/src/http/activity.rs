@@ -71,6 +71,7 @@ pub(super) async fn list(
     }
     let q = palisade_audit::activity::Query {
         principal: principal.as_str().to_owned(),
+        tenant: principal.tenant().map(str::to_owned),
         since,
         limit,
     };
