@@ -145,12 +145,17 @@ fn severity(name: &str) -> u8 {
     }
 }
 
-/// `actor` (the principal, its session) and `api` (the tool called).
+/// `actor` (the principal, its tenant as the user's organization, its
+/// session) and `api` (the tool called).
 fn api_activity(record: &Map<String, Value>, out: &mut Map<String, Value>) {
     let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default();
+    let user = match record.get("tenant").and_then(Value::as_str) {
+        Some(tenant) => json!({"uid": text("principal"), "org": {"uid": tenant}}),
+        None => json!({"uid": text("principal")}),
+    };
     out.insert(
         "actor".into(),
-        json!({"user": {"uid": text("principal")}, "session": {"uid": text("session")}}),
+        json!({"user": user, "session": {"uid": text("session")}}),
     );
     out.insert(
         "api".into(),
@@ -188,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_completed_call_is_successful_api_activity_and_keeps_its_record() {
-        let record = json!({"event": "call-outcome", "principal": "alice", "session": "s1", "call": 7,
+        let record = json!({"event": "call-outcome", "principal": "alice", "tenant": "acme", "session": "s1", "call": 7,
             "server": "files", "name": "read_file", "effect": "read", "latency_micros": 2500,
             "outcome": {"status": "completed"}});
         let e = shaped(record.clone(), 12);
@@ -199,6 +204,7 @@ mod tests {
         assert_eq!(e["status_id"], 1);
         assert_eq!(e["api"]["operation"], "files/read_file");
         assert_eq!(e["actor"]["user"]["uid"], "alice");
+        assert_eq!(e["actor"]["user"]["org"]["uid"], "acme");
         assert_eq!(e["duration"], 2);
         assert_eq!(e["metadata"]["sequence"], 12);
         assert_eq!(e["metadata"]["version"], VERSION);
