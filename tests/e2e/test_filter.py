@@ -241,6 +241,7 @@ def test_sampling_requests_pass_the_inbound_filter(launcher, tmp_path: Path) -> 
     anyio.run(body)
     assert len(sampled) == 1, sampled
     assert "summarize the notes" in sampled[0] and "\u200b" not in sampled[0], sampled
-    events = gateway.events("server-request-filtered", 2)
-    assert [e["refused"] for e in events] == [False, True], events
+    events = gateway.events("server-request", 2)
+    assert [e["relayed"] for e in events] == [True, False], events
+    assert all(e["findings"] and e["prompt"]["messages"] == 1 for e in events), events
     assert any(f["code"].startswith("injection.") for f in events[1]["findings"]), events

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import time
+import uuid
 from typing import Any
 
 import anyio
@@ -104,6 +106,51 @@ def test_through_mcp_wrap(tmp_path) -> None:
         "trigger-sampling-request",
         "trigger-elicitation-request",
     ], records
+
+
+def canonical(value: Any) -> str:
+    """RFC 8785 canonical JSON, for values whose strings are plain ASCII and that hold no numbers."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_sampling_and_elicitation_are_recorded_with_a_digest_of_the_prompt(launcher) -> None:
+    """Each sampling and elicitation request an upstream sends is recorded before it reaches the
+    client; a sampling record holds the SHA-256 of the prompt the upstream sent, never its text."""
+    gateway = launcher.gateway({"everything": everything_stdio()})
+    prompt = f"palisade-e2e-prompt-{uuid.uuid4().hex}"
+    # What server-everything's trigger-sampling-request sends for `prompt`
+    # (node_modules/@modelcontextprotocol/server-everything/dist/tools/trigger-sampling-request.js).
+    text = f"Resource trigger-sampling-request context: {prompt}"
+    system_prompt = "You are a helpful test server."
+    messages = [{"role": "user", "content": {"type": "text", "text": text}}]
+    seen = Recorder()
+
+    async def body() -> None:
+        with anyio.fail_after(CLIENT_SECONDS):
+            async with streamable_http_client(gateway.url) as (read, write):
+                async with ClientSession(
+                    read, write, sampling_callback=seen.sampling, elicitation_callback=seen.elicitation
+                ) as session:
+                    await session.initialize()
+                    await session.call_tool("everything__trigger-sampling-request", {"prompt": prompt, "maxTokens": 5})
+                    await session.call_tool("everything__trigger-elicitation-request", {})
+
+    anyio.run(body)
+    assert seen.sampled == [text] and len(seen.elicited) == 1, (seen.sampled, seen.elicited)
+    sampling, elicitation = gateway.events("server-request", 2)
+    expected = canonical({"messages": messages, "systemPrompt": system_prompt})
+    assert sampling["method"] == "sampling/createMessage" and sampling["relayed"] is True, sampling
+    assert sampling["upstream"] == "everything" and sampling["session"] and sampling["principal"], sampling
+    assert sampling["prompt"] == {
+        "sha256": hashlib.sha256(expected.encode()).hexdigest(),
+        "messages": 1,
+        "bytes": len(expected.encode()),
+    }, sampling
+    assert elicitation["method"] == "elicitation/create" and elicitation["relayed"] is True, elicitation
+    assert "prompt" not in elicitation, elicitation
+    # The agent's own argument is in its call's record; what the upstream made of it is not anywhere.
+    log = gateway.audit_path.read_text()
+    assert text not in log and system_prompt not in log
 
 
 ROOT_URI = "file:///srv/palisade-e2e-root"

@@ -20,8 +20,8 @@ pub use call::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{CallContext, Obligation, Reservation, SessionFacts, Settled, Taint, Usage};
 pub use record::{
-    AuditEvent, Bounded, CallRecord, ListingFinding, MethodRefusal, Outcome, SessionEnd,
-    StageRecord, StageVerdict,
+    AuditEvent, Bounded, CallRecord, ListingFinding, MethodRefusal, Outcome, PromptDigest,
+    SessionEnd, StageRecord, StageVerdict,
 };
 pub use redact::{AuditLine, Redactable, Redacted, RedactionSeam, Redactor};
 pub use stage::{Durability, InboundDecision, LimitDecision, Stage, StageError, StageFuture};

@@ -1,4 +1,5 @@
-//! Audit records: a call's intent and outcome, sessions opening and closing, refused methods.
+//! Audit records: a call's intent and outcome, sessions opening and closing,
+//! refused methods, requests upstreams send the client.
 //!
 //! Records carry no arguments or results (only the arguments' digest) until
 //! the redaction layer exists to clean them. Every string that came from
@@ -255,6 +256,53 @@ impl ListingFinding {
     }
 }
 
+/// What a record keeps of the prompt of a `sampling/createMessage`: the
+/// SHA-256 of `{"messages", "systemPrompt"}` in RFC 8785 canonical form, as
+/// the upstream sent them, and its size; never the text. The same prompt
+/// has the same digest whatever the key order or spacing it came in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptDigest {
+    pub sha256: String,
+    /// How many messages the prompt has.
+    pub messages: usize,
+    /// The length of the canonical text that was hashed.
+    pub bytes: usize,
+}
+
+impl PromptDigest {
+    /// The digest of the prompt in the `params` of a sampling request. A key
+    /// the request lacks is left out of what is hashed (a request without
+    /// `messages` is hashed as `{}`, with no messages).
+    pub fn of_sampling(params: Option<&Value>) -> Self {
+        #[derive(Serialize)]
+        struct Prompt<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            messages: Option<&'a Value>,
+            #[serde(rename = "systemPrompt", skip_serializing_if = "Option::is_none")]
+            system_prompt: Option<&'a Value>,
+        }
+        let field = |key: &str| params.and_then(|p| p.get(key));
+        let prompt = Prompt {
+            messages: field("messages"),
+            system_prompt: field("systemPrompt"),
+        };
+        let canonical = match serde_json_canonicalizer::to_vec(&prompt) {
+            Ok(canonical) => canonical,
+            // Only a non-finite number fails to canonicalize, and JSON text
+            // cannot hold one; hash the plain form rather than fail.
+            Err(_) => serde_json::to_vec(&prompt).unwrap_or_default(),
+        };
+        Self {
+            sha256: crate::call::hex(&Sha256::digest(&canonical)),
+            messages: prompt
+                .messages
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            bytes: canonical.len(),
+        }
+    }
+}
+
 /// Every kind of audit record. Each line of the log is one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -328,16 +376,22 @@ pub enum AuditEvent<'a> {
         #[serde(flatten)]
         connection: serde_json::Value,
     },
-    /// A request an upstream sent toward the client's model (sampling) in
-    /// which the inbound filter found something; `refused` when it was not
-    /// passed on.
-    ServerRequestFiltered {
+    /// A request an upstream sent the client (`sampling/createMessage`,
+    /// `elicitation/create`), written before it is relayed (one that cannot
+    /// be recorded is refused, unrecorded); `relayed` is false when palisade
+    /// refused it. A client then found without an open stream is told to the
+    /// upstream, not recorded again. For sampling, the prompt's digest,
+    /// never its text; the inbound filter's findings when it had any.
+    ServerRequest {
         time: String,
         session: SessionId,
         principal: Principal,
         upstream: Bounded,
         method: Bounded,
-        refused: bool,
+        relayed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        prompt: Option<PromptDigest>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         findings: Vec<Finding>,
     },
     /// Layer 5 raised an alert: a counter near its limit, a limit or the
@@ -384,6 +438,66 @@ mod tests {
         assert!(kept.len() <= KEPT_PREFIX && long.starts_with(kept));
         assert_eq!(value["sha256"].as_str().unwrap().len(), 64);
         assert!(serde_json::to_string(&value).unwrap().len() < 512);
+    }
+
+    /// The digest of `params`, against the canonical text written by hand and its SHA-256 (from `sha256sum`).
+    fn check_prompt(params: &str, canonical: &str, sha256: &str, messages: usize) {
+        let params: Value = serde_json::from_str(params).unwrap();
+        let digest = PromptDigest::of_sampling(Some(&params));
+        assert_eq!(
+            crate::call::hex(&Sha256::digest(canonical.as_bytes())),
+            sha256
+        );
+        let expected = PromptDigest {
+            sha256: sha256.into(),
+            messages,
+            bytes: canonical.len(),
+        };
+        assert_eq!(digest, expected, "{params}");
+    }
+
+    #[test]
+    fn a_prompt_digest_hashes_its_canonical_form() {
+        let canonical = r#"{"messages":[{"content":{"text":"Sum up: é","type":"text"},"role":"user"}],"systemPrompt":"Be brief."}"#;
+        let sha256 = "548e9dc1c926374bb04a329395e01b23b14c19e263b1171ec82a92c9325766cd";
+        // Key order, spacing and the other parameters do not change it.
+        for params in [
+            r#"{"messages":[{"role":"user","content":{"type":"text","text":"Sum up: é"}}],"systemPrompt":"Be brief."}"#,
+            r#"{ "temperature": 0.7, "systemPrompt": "Be brief.", "maxTokens": 5,
+                 "messages": [ { "content": { "text": "Sum up: \u00e9", "type": "text" }, "role": "user" } ] }"#,
+        ] {
+            check_prompt(params, canonical, sha256, 1);
+        }
+        // Without a system prompt, its key is left out.
+        check_prompt(
+            r#"{"maxTokens":5,"messages":[{"role":"user","content":{"type":"text","text":"hi"}},
+                {"role":"assistant","content":{"type":"text","text":"hello"}}]}"#,
+            r#"{"messages":[{"content":{"text":"hi","type":"text"},"role":"user"},{"content":{"text":"hello","type":"text"},"role":"assistant"}]}"#,
+            "74a2f8996d91fc2cd306ac68fe2edd375a2a166f64860dc79d66bf0791f171f2",
+            2,
+        );
+        let empty = PromptDigest::of_sampling(None);
+        assert_eq!((empty.messages, empty.bytes), (0, 2));
+    }
+
+    #[test]
+    fn a_server_request_record_holds_the_digest_not_the_prompt() {
+        let params = json!({"messages": [{"role": "user", "content": {"type": "text", "text": "the secret plan"}}]});
+        let event = AuditEvent::ServerRequest {
+            time: "t".into(),
+            session: SessionId::new("s"),
+            principal: Principal::anonymous(),
+            upstream: Bounded::new("everything"),
+            method: Bounded::new("sampling/createMessage"),
+            relayed: true,
+            prompt: Some(PromptDigest::of_sampling(Some(&params))),
+            findings: Vec::new(),
+        };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["event"], "server-request");
+        assert_eq!(value["prompt"]["messages"], 1);
+        assert!(value.get("findings").is_none(), "{value}");
+        assert!(!value.to_string().contains("secret plan"), "{value}");
     }
 
     #[test]

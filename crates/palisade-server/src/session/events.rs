@@ -4,9 +4,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use palisade_core::{AuditEvent, Bounded, Finding, PromptDigest};
 use palisade_mcp::jsonrpc::{ErrorObject, INTERNAL_ERROR};
 use palisade_mcp::protocol::method;
-use palisade_mcp::{Message, Notification, Request, RequestId};
+use palisade_mcp::{Message, Notification, Request, RequestId, ServerRequest};
 use serde_json::{Value, json};
 
 use super::Session;
@@ -69,7 +70,7 @@ impl EventSink for SessionSink {
 impl Session {
     // ----------------------------------------------------------- from upstream
 
-    pub(super) fn on_upstream_message(&self, event: Event) {
+    pub(super) fn on_upstream_message(self: &Arc<Self>, event: Event) {
         let Event {
             upstream,
             message,
@@ -87,11 +88,20 @@ impl Session {
     /// Passes a request from an upstream (sampling, elicitation, roots) to the
     /// client under an id of palisade's, or refuses it at once when the client
     /// cannot take it: an upstream must never wait on a request nobody carries.
-    fn relay_server_request(&self, upstream: usize, mut request: Request, related: Option<u64>) {
-        if request.method == method::SAMPLING_CREATE_MESSAGE
-            && let Some(why) = self.filter_sampling(upstream, &mut request)
-        {
-            return self.refuse_server_request(upstream, request.id, &why);
+    /// Sampling and elicitation are recorded first, relayed or refused; one
+    /// whose record cannot be written does not reach the client.
+    fn relay_server_request(
+        self: &Arc<Self>,
+        upstream: usize,
+        mut request: Request,
+        related: Option<u64>,
+    ) {
+        let (record, refused) = match self.screen(upstream, &mut request) {
+            Some((record, refused)) => (Some(record), refused),
+            None => (None, None),
+        };
+        if let Some(why) = refused {
+            return self.refuse_server_request(upstream, request.id, &why, record);
         }
         let ours = self.next_server_request.fetch_add(1, Ordering::Relaxed);
         // Past its upstream's timeout, a request is given up on.
@@ -115,66 +125,157 @@ impl Session {
                 upstream,
                 request.id,
                 "too many requests are waiting for the client",
+                record,
             );
         };
-        let theirs = request.id.clone();
-        let forwarded = Request {
+        let forwarded = Forwarded {
+            upstream,
+            ours,
+            theirs: request.id.clone(),
+            related: client_request,
+        };
+        let request = Request {
             id: RequestId::from(ours),
             ..request
         };
-        if !self.send_to_client(Message::Request(forwarded), client_request.as_ref()) {
-            lock(&self.routing).server_requests.take(ours);
+        let Some(record) = record else {
+            return self.deliver(forwarded, request);
+        };
+        // Intent before the act: the record is written before the request
+        // goes, and a request that cannot be recorded does not go. Its
+        // routing entry is already in place, so that the upstream's
+        // cancellation of it, arriving meanwhile, finds it.
+        let event = record.event(self, true);
+        let session = Arc::clone(self);
+        self.gateway.spawn(async move {
+            if let Err(failure) = session.gateway.pipeline.record(&event).await {
+                tracing::error!(session = %session.id, "{failure}");
+                if lock(&session.routing)
+                    .server_requests
+                    .take(forwarded.ours)
+                    .is_some()
+                {
+                    let why = format!("palisade could not record this request: {failure}");
+                    session.refuse_server_request(forwarded.upstream, forwarded.theirs, &why, None);
+                }
+                return;
+            }
+            // The upstream withdrew it (or gave up on it) while it was recorded.
+            if !lock(&session.routing)
+                .server_requests
+                .contains(forwarded.ours)
+            {
+                return;
+            }
+            session.deliver(forwarded, request);
+        });
+    }
+
+    /// What a request of an upstream's needs before it may reach the
+    /// client: for sampling and elicitation, their record (without its
+    /// verdict), and the reason to refuse it when there is one. A sampling
+    /// request's prompt is digested as the upstream sent it, then passes
+    /// the inbound filter. Other requests are plumbing: nothing.
+    fn screen(
+        &self,
+        upstream: usize,
+        request: &mut Request,
+    ) -> Option<(ServerRequestRecord, Option<String>)> {
+        let prompt = match ServerRequest::parse(&request.method) {
+            Some(ServerRequest::SamplingCreateMessage) => {
+                Some(PromptDigest::of_sampling(request.params.as_ref()))
+            }
+            Some(ServerRequest::ElicitationCreate) => None,
+            Some(
+                ServerRequest::Ping
+                | ServerRequest::RootsList
+                | ServerRequest::TasksGet
+                | ServerRequest::TasksResult
+                | ServerRequest::TasksList
+                | ServerRequest::TasksCancel,
+            )
+            | None => return None,
+        };
+        let (findings, refused) = match prompt {
+            Some(_) => self.filter_sampling(upstream, request),
+            None => (Vec::new(), None),
+        };
+        let name = self.upstreams.get(upstream).map(|u| u.spec.name.as_str());
+        let record = ServerRequestRecord {
+            upstream: Bounded::new(name.unwrap_or_default()),
+            method: Bounded::new(request.method.as_str()),
+            prompt,
+            findings,
+        };
+        Some((record, refused))
+    }
+
+    /// Sends a request forwarded under palisade's id to the client; when the
+    /// client cannot take it, its upstream is told at once.
+    fn deliver(&self, forwarded: Forwarded, request: Request) {
+        if !self.send_to_client(Message::Request(request), forwarded.related.as_ref()) {
+            lock(&self.routing).server_requests.take(forwarded.ours);
             self.refuse_server_request(
-                upstream,
-                theirs,
+                forwarded.upstream,
+                forwarded.theirs,
                 "the client has no open stream to receive it",
+                None,
             );
         }
     }
 
     /// Layer 4 on a prompt an upstream wants the client's model to answer:
-    /// its text cleaned in place, the session tainted where the policy says,
-    /// findings recorded; the reason to refuse it, when there is one.
-    fn filter_sampling(&self, upstream: usize, request: &mut Request) -> Option<String> {
-        let inbound = self.gateway.inbound.as_ref()?;
-        let name = self.upstreams.get(upstream)?.spec.name.clone();
-        let source = palisade_core::Target::new(name.as_str(), request.method.as_str());
-        let params = request.params.as_mut()?;
+    /// its text cleaned in place, the session tainted where the policy says;
+    /// the findings, and the reason to refuse it when there is one.
+    fn filter_sampling(
+        &self,
+        upstream: usize,
+        request: &mut Request,
+    ) -> (Vec<Finding>, Option<String>) {
+        let (Some(inbound), Some(upstream)) =
+            (self.gateway.inbound.as_ref(), self.upstreams.get(upstream))
+        else {
+            return (Vec::new(), None);
+        };
+        let source =
+            palisade_core::Target::new(upstream.spec.name.as_str(), request.method.as_str());
+        let Some(params) = request.params.as_mut() else {
+            return (Vec::new(), None);
+        };
         let checked = inbound.check_server_request(&source, &self.id, params);
         if let Some(taint) = checked.taint {
             self.facts.taint(taint);
         }
-        if checked.findings.is_empty() {
-            return None;
-        }
-        let event = palisade_core::AuditEvent::ServerRequestFiltered {
-            time: self.gateway.pipeline.now(),
-            session: self.id.clone(),
-            principal: self.principal.clone(),
-            upstream: palisade_core::Bounded::new(name.as_str()),
-            method: palisade_core::Bounded::new(request.method.as_str()),
-            refused: checked.refused.is_some(),
-            findings: checked.findings,
-        };
-        let gateway = Arc::clone(&self.gateway);
-        let session = self.id.clone();
-        self.gateway.spawn(async move {
-            if let Err(failure) = gateway.pipeline.record(&event).await {
-                tracing::error!(session = %session, "{failure}");
-            }
-        });
-        checked
+        let refused = checked
             .refused
-            .map(|why| format!("palisade refused this request: {why}"))
+            .map(|why| format!("palisade refused this request: {why}"));
+        (checked.findings, refused)
     }
 
-    fn refuse_server_request(&self, upstream: usize, id: RequestId, why: &str) {
+    /// Answers an upstream's request with an error, after writing its
+    /// record (`relayed: false`) when it has one.
+    fn refuse_server_request(
+        &self,
+        upstream: usize,
+        id: RequestId,
+        why: &str,
+        record: Option<ServerRequestRecord>,
+    ) {
         let Some(upstream) = self.upstreams.get(upstream).cloned() else {
             return;
         };
         let error = ErrorObject::new(INTERNAL_ERROR, why);
-        self.gateway
-            .spawn(async move { upstream.respond(id, Err(error)).await });
+        let event = record.map(|record| record.event(self, false));
+        let gateway = Arc::clone(&self.gateway);
+        let session = self.id.clone();
+        self.gateway.spawn(async move {
+            if let Some(event) = event
+                && let Err(failure) = gateway.pipeline.record(&event).await
+            {
+                tracing::error!(session = %session, "{failure}");
+            }
+            upstream.respond(id, Err(error)).await;
+        });
     }
 
     /// Passes an upstream's notification to the client, on the stream of the
@@ -237,5 +338,39 @@ impl Session {
         };
         // A notification the client cannot take now is lost; the outbox logs it.
         self.send_to_client(Message::Notification(notification), client_request.as_ref());
+    }
+}
+
+/// A request an upstream sent, as palisade forwards it to the client.
+struct Forwarded {
+    upstream: usize,
+    /// palisade's id for it (the routing entry's key).
+    ours: u64,
+    /// The upstream's.
+    theirs: RequestId,
+    /// The client request it belongs to, whose stream carries it.
+    related: Option<RequestId>,
+}
+
+/// The record of a sampling or elicitation request, but for whether it is relayed.
+struct ServerRequestRecord {
+    upstream: Bounded,
+    method: Bounded,
+    prompt: Option<PromptDigest>,
+    findings: Vec<Finding>,
+}
+
+impl ServerRequestRecord {
+    fn event(self, session: &Session, relayed: bool) -> AuditEvent<'static> {
+        AuditEvent::ServerRequest {
+            time: session.gateway.pipeline.now(),
+            session: session.id.clone(),
+            principal: session.principal.clone(),
+            upstream: self.upstream,
+            method: self.method,
+            relayed,
+            prompt: self.prompt,
+            findings: self.findings,
+        }
     }
 }

@@ -223,6 +223,11 @@ impl ServerRequests {
             .map(|waiting| (waiting.upstream, waiting.theirs))
     }
 
+    /// Whether the request palisade forwards as `ours` is still waiting.
+    pub(super) fn contains(&self, ours: u64) -> bool {
+        self.by_ours.contains_key(&ours)
+    }
+
     /// palisade's id for the request `upstream` sent as `theirs` (as the
     /// upstream wrote it, in a `notifications/cancelled`, say).
     pub(super) fn find(&self, upstream: usize, theirs: &Value) -> Option<u64> {
