@@ -7,8 +7,11 @@ here is the log, not the layers writing into it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import signal
 import threading
 import time
@@ -20,7 +23,7 @@ import anyio
 
 from layer1 import cli, client, create_key, ok, run
 from mcp.shared.exceptions import MCPError
-from support import PASS_THROUGH, Gateway, audit_entries, audit_lines, http_request, python_stdio, write_config
+from support import PASS_THROUGH, Gateway, audit_entries, audit_lines, http_request, palisade_bin, python_stdio, write_config
 
 
 def audit_gateway(launcher: Any, tmp_path: Path, extra: str = "", pass_through: list[str] = PASS_THROUGH) -> tuple[Gateway, Path]:
@@ -37,6 +40,19 @@ def reads(gateway: Gateway, paths: list[str]) -> None:
                 await c.call_tool("files__read_file", {"path": path})
 
     run(agent)
+
+
+def refused_unaudited(gateway: Gateway, path: str, executed: Path, *, ran: str) -> None:
+    """A call of `path` is refused because the log cannot hold it, and did not run (`ran` did, before)."""
+    try:
+        reads(gateway, [path])
+    except Exception as e:  # the SDK's error, inside the task group's
+        said = "".join(traceback.format_exception(e))
+        assert "palisade cannot write its audit log" in said, said
+    else:
+        raise AssertionError(f"a session opened and {path} ran with no audit log to hold it")
+    text = executed.read_text()
+    assert ran in text and path not in text, "a call ran that the log could not hold"
 
 
 def checkpoints(gateway: Gateway) -> list[dict[str, Any]]:
@@ -233,12 +249,6 @@ def test_each_user_sees_their_own_calls_with_the_verdict_and_why(launcher, tmp_p
 
 def test_a_full_disk_refuses_what_it_cannot_record_and_the_chain_goes_on_once_there_is_room(launcher, tmp_path):
     """The data directory on a 1 MiB tmpfs of the gateway's own mount namespace, filled up under it."""
-    import errno
-    import re
-    import shutil
-
-    from support import palisade_bin
-
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     # Unsandboxed: a sandbox cannot be built inside the test's user namespace.
@@ -265,15 +275,7 @@ def test_a_full_disk_refuses_what_it_cannot_record_and_the_chain_goes_on_once_th
     finally:
         os.close(fd)
 
-    try:
-        reads(gateway, ["/full"])
-    except Exception as e:  # the SDK's error, inside the task group's
-        said = "".join(traceback.format_exception(e))
-        assert "palisade cannot write its audit log" in said, said
-    else:
-        raise AssertionError("a session opened and a call ran on a full disk")
-    executed = (tmp_path / "executed.jsonl").read_text()
-    assert "/before" in executed and "/full" not in executed, "a call ran that the log could not hold"
+    refused_unaudited(gateway, "/full", tmp_path / "executed.jsonl", ran="/before")
     assert re.search(r"No space left on device", proc.output()), proc.output()[-3000:]
 
     filler.unlink()
