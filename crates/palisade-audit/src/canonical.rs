@@ -277,17 +277,31 @@ impl<'a> Reader<'a> {
         }
         loop {
             self.value(out, depth)?;
-            self.space();
-            match self.peek() {
-                Some(b',') => out.push(b','),
-                Some(b']') => break,
-                _ => return Err(self.invalid("expected `,` or `]`")),
+            if self.comma_or(b']', out)? {
+                break;
             }
-            self.at += 1;
         }
-        self.at += 1;
         out.push(b']');
         Ok(())
+    }
+
+    /// After an element or member: takes a `,` (written: `false`) or the
+    /// container's `close` (`true`).
+    fn comma_or(&mut self, close: u8, out: &mut Vec<u8>) -> Result<bool, Invalid> {
+        self.space();
+        let closed = match self.peek() {
+            Some(b',') => {
+                out.push(b',');
+                false
+            }
+            Some(b) if b == close => true,
+            _ => {
+                let close = char::from(close);
+                return Err(self.invalid(format!("expected `,` or `{close}`")));
+            }
+        };
+        self.at += 1;
+        Ok(closed)
     }
 
     fn object(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), Invalid> {
@@ -330,15 +344,10 @@ impl<'a> Reader<'a> {
                 sorted &= last.cmp(&member).is_lt();
             }
             self.members.push(member);
-            self.space();
-            match self.peek() {
-                Some(b',') => out.push(b','),
-                Some(b'}') => break,
-                _ => return Err(self.invalid("expected `,` or `}`")),
+            if self.comma_or(b'}', out)? {
+                break;
             }
-            self.at += 1;
         }
-        self.at += 1;
         let members = self.members.get_mut(first..).unwrap_or_default();
         if !sorted {
             members.sort_by(Member::cmp);
